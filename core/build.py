@@ -1,0 +1,237 @@
+"""Phase 2 of validation and the one builder that reads a spec.
+
+:func:`resolve` checks every component's parameters against its registered model and the
+spec's cross-references (losses ↔ heads, dense heads ↔ decoder); :func:`build_model` and
+:func:`build_loss` construct the modules. Components themselves never see the spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ValidationError
+
+from dsmnet.core.criterion import MultiTaskLoss, Task
+from dsmnet.core.errors import SpecError
+from dsmnet.core.model import MultiTaskNet
+from dsmnet.core.shapes import ShapeSpec, format_size
+from dsmnet.core.spec import Envelope, Spec, read_spec, spec_error
+from dsmnet.registry import Component, Registries, UnknownComponentError, default_registries
+
+MAX_PARAMETERS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class Part:
+    """A component chosen by a spec, with its validated parameters and its place in the YAML."""
+
+    component: Component
+    params: BaseModel
+    loc: tuple[str, ...]
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def construct(self, *args: Any) -> Any:
+        """Instantiate; a component's own ValueError/TypeError becomes a SpecError at its place."""
+        try:
+            return self.component.cls(*args, **self.kwargs())
+        except (ValueError, TypeError) as exc:
+            raise SpecError.at(self.loc, f"{self.component.kind} {self.component.name!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A fully validated spec: every part resolved, every head's source decided."""
+
+    spec: Spec
+    backbone: Part
+    decoder: Part | None
+    heads: dict[str, Part]
+    sources: dict[str, str]
+    losses: dict[str, Part]
+    weighting: Part
+
+
+def _part(registries: Registries, kind: str, envelope: Envelope, loc: tuple[str, ...]) -> Part:
+    try:
+        component = getattr(registries, kind).get(envelope.type)
+    except UnknownComponentError as exc:
+        raise SpecError.at((*loc, "type"), exc.message) from None
+    try:
+        params = component.params.model_validate(envelope.params)
+    except ValidationError as exc:
+        raise spec_error(exc, component.params, prefix=loc) from None
+    return Part(component, params, loc)
+
+
+def _collect(parts: list[tuple[str, Envelope, tuple[str, ...]]], registries: Registries) -> list[Part]:
+    """Resolve several parts, reporting every problem at once."""
+    out, problems = [], []
+    for kind, envelope, loc in parts:
+        try:
+            out.append(_part(registries, kind, envelope, loc))
+        except SpecError as exc:
+            problems += exc.problems
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+def resolve(spec: Spec, registries: Registries | None = None) -> Plan:
+    """Phase 2: component parameters and cross-checks. Raises :class:`SpecError`."""
+    registries = registries or default_registries()
+    wanted = [("backbone", spec.backbone, ("backbone",))]
+    if spec.decoder is not None:
+        wanted.append(("decoder", spec.decoder, ("decoder",)))
+    wanted += [("head", h, ("heads", n)) for n, h in spec.heads.items()]
+    wanted += [("loss", loss, ("losses", n)) for n, loss in spec.losses.items() if n in spec.heads]
+    wanted.append(("weighting", spec.weighting, ("weighting",)))
+    problems = []
+    for name in spec.losses:
+        if name not in spec.heads:
+            problems.append((("losses", name), f"no head named {name!r} (heads: {', '.join(spec.heads)})"))
+    for name in spec.heads:
+        if name not in spec.losses:
+            problems.append((("heads", name), f"head has no loss: add losses.{name}"))
+    try:
+        parts = _collect(wanted, registries)
+    except SpecError as exc:
+        problems += exc.problems
+        parts = []
+    if problems:
+        raise SpecError(problems)
+    it = iter(parts)
+    backbone = next(it)
+    decoder = next(it) if spec.decoder is not None else None
+    heads = {n: next(it) for n in spec.heads}
+    losses = {n: next(it) for n in spec.heads}
+    weighting = next(it)
+
+    sources = {}
+    for name, head in heads.items():
+        cls = head.component.cls
+        target = getattr(cls, "target", None)
+        loss_cls = losses[name].component.cls
+        accepted = getattr(loss_cls, "targets", frozenset())
+        if target not in accepted:
+            fits = [c.name for c in registries.loss if target in getattr(c.cls, "targets", ())]
+            problems.append(
+                (
+                    ("losses", name, "type"),
+                    f"loss {losses[name].component.name!r} cannot train head {name!r}, whose target is "
+                    f"{target!r} (allowed: {', '.join(fits) or 'none registered'})",
+                )
+            )
+        source = spec.heads[name].from_ or getattr(cls, "source", "backbone")
+        if source == "decoder" and decoder is None:
+            problems.append(
+                (
+                    ("heads", name, "from"),
+                    f"head {name!r} ({head.component.name}) reads the decoder, but the spec has none: "
+                    "add one, e.g. 'decoder: {type: deconv3d}'",
+                )
+            )
+        sources[name] = source
+    if decoder is not None and "decoder" not in sources.values():
+        problems.append((("decoder",), "no head reads the decoder: remove it, or give a head 'from: decoder'"))
+    if problems:
+        raise SpecError(problems)
+    return Plan(spec, backbone, decoder, heads, sources, losses, weighting)
+
+
+def _construct(plan: Plan) -> MultiTaskNet:
+    spec = plan.spec
+    in_shape = ShapeSpec(spec.input.channels, 1, spec.input.shape)
+    backbone = plan.backbone.construct(in_shape)
+    feats: dict[str, ShapeSpec] = backbone.output_shape()
+    deepest = next(reversed(feats))
+    smallest = min(min(s.size) for s in feats.values())
+    if smallest < 1 or min(spec.input.shape) < max(s.stride for s in feats.values()):
+        raise SpecError.at(
+            ("input", "shape"),
+            f"{format_size(spec.input.shape)} is too small for backbone {plan.backbone.component.name!r}, "
+            f"which downsamples {max(s.stride for s in feats.values())}× (each side must be at least that)",
+        )
+    decoder = out = None
+    if plan.decoder is not None:
+        decoder = plan.decoder.construct(feats)
+        out = decoder.output_shape()
+    allowed = ["backbone", *(f"backbone.{n}" for n in feats), *(["decoder"] if decoder is not None else [])]
+    heads, sources = {}, {}
+    for name, part in plan.heads.items():
+        source = plan.sources[name]
+        loc = ("heads", name, "from")
+        if source == "decoder" and out is not None:
+            shape, sources[name] = out, "decoder"
+        elif source == "backbone":
+            shape, sources[name] = feats[deepest], deepest
+        elif source.startswith("backbone.") and source.removeprefix("backbone.") in feats:
+            feat = source.removeprefix("backbone.")
+            shape, sources[name] = feats[feat], feat
+        else:
+            raise SpecError.at(loc, f"unknown source {source!r} (allowed: {', '.join(allowed)})")
+        if getattr(part.component.cls, "dense", False) and shape.stride != 1:
+            raise SpecError.at(
+                loc,
+                f"head {name!r} ({part.component.name}) predicts per voxel and needs a full-resolution "
+                f"input, but {source!r} is at stride {shape.stride}: read a decoder instead",
+            )
+        heads[name] = part.construct(shape)
+    return MultiTaskNet(backbone, decoder, heads, sources)
+
+
+def build_model(
+    spec: Spec | str | Path | Mapping[str, Any],
+    registries: Registries | None = None,
+    device: torch.device | str | None = None,
+) -> MultiTaskNet:
+    """Build the network a spec describes (on ``device``, e.g. ``"meta"`` for a dry run)."""
+    spec = spec if isinstance(spec, Spec) else read_spec(spec)
+    plan = resolve(spec, registries)
+    with torch.device(device or "cpu"):
+        model = _construct(plan)
+    model.spec = spec
+    model.targets = {n: p.component.cls.target for n, p in plan.heads.items()}
+    return model
+
+
+def build_loss(spec: Spec | str | Path | Mapping[str, Any], registries: Registries | None = None) -> MultiTaskLoss:
+    """Build the multi-task loss of a spec: each head's loss and the weighting."""
+    spec = spec if isinstance(spec, Spec) else read_spec(spec)
+    plan = resolve(spec, registries)
+    losses = {n: p.construct() for n, p in plan.losses.items()}
+    tasks = {
+        n: Task(spec.losses[n].weight, getattr(p.component.cls, "kind", "classification"))
+        for n, p in plan.losses.items()
+    }
+    targets = {n: p.component.cls.target for n, p in plan.heads.items()}
+    return MultiTaskLoss(losses, targets, plan.weighting.construct(tasks))
+
+
+def load_spec(source: str | Path | Mapping[str, Any], registries: Registries | None = None) -> Spec:
+    """Read and fully validate a spec: envelope, component parameters, cross-checks and shapes.
+
+    The model is dry-run built on the ``meta`` device, so nothing is allocated.
+
+    Args:
+        source: a YAML file, a built-in spec's name (e.g. ``"dsmnet"``) or a mapping.
+
+    Raises:
+        SpecError: naming the file, the YAML path, the bad value and the allowed ones.
+    """
+    spec = read_spec(source)
+    where = None if isinstance(source, Mapping) else str(source)
+    try:
+        model = build_model(spec, registries, device="meta")
+        build_loss(spec, registries)
+    except SpecError as exc:
+        raise (exc.with_source(where) if where and not exc.source else exc) from None
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_PARAMETERS:
+        raise SpecError.at((), f"the model would have {n:,} parameters (limit {MAX_PARAMETERS:,})", where)
+    return spec

@@ -1,0 +1,1 @@
+"""Built-in decoders: upsampling paths from encoder features to a full-resolution map that dense heads share."""

@@ -1,0 +1,67 @@
+"""Classification head: which complex is in the subtomogram."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from dsmnet.core.blocks import Act, act_layer
+from dsmnet.core.shapes import ShapeSpec
+from dsmnet.core.types import PositiveInt, Probability
+
+
+class Classifier(nn.Module):
+    """Pool the encoder's deepest map, then fully connected layers with dropout, then class logits.
+
+    DSM-Net (§2.2): global average pooling, FC 1024, dropout 0.7, softmax over 22 classes.
+    DSRF3D-v2: flatten, FC 1024 and FC 1024 with dropout.
+
+    Args:
+        in_shape: what the head reads; inferred by the builder.
+        classes: number of classes.
+        hidden: widths of the hidden fully connected layers (their last output is the feature
+            vector used for unseen-structure discovery).
+        dropout: dropout after each hidden layer.
+        pool: ``avg`` or ``max`` (global) pooling, or ``flatten`` the whole map.
+        act: activation after each hidden layer.
+    """
+
+    target: ClassVar[str] = "class"
+    source: ClassVar[str] = "backbone"
+    dense: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        in_shape: ShapeSpec,
+        *,
+        classes: Annotated[int, Field(ge=2)] = 22,
+        hidden: tuple[PositiveInt, ...] = (1024,),
+        dropout: Probability = 0.7,
+        pool: Literal["avg", "max", "flatten"] = "avg",
+        act: Act = "relu",
+    ):
+        super().__init__()
+        if pool == "avg":
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten())
+        elif pool == "max":
+            self.pool = nn.Sequential(nn.AdaptiveMaxPool3d(1), nn.Flatten())
+        else:
+            self.pool = nn.Flatten()
+        width = in_shape.numel if pool == "flatten" else in_shape.channels
+        layers: list[nn.Module] = []
+        for h in hidden:
+            layers += [nn.Linear(width, h), act_layer(act), nn.Dropout(dropout)]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(width, classes)
+        self.feature_dim = width
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The vector the logits are computed from (the paper's 1024-d feature)."""
+        return self.body(self.pool(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))

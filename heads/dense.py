@@ -1,0 +1,53 @@
+"""Per-voxel heads on the shared decoder: segmentation and coarse structure recovery."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from dsmnet.core.shapes import ShapeSpec
+
+
+class Segmenter(nn.Module):
+    """A 1×1×1 convolution to per-voxel class logits (DSM-Net: 2 classes, target vs. not).
+
+    Args:
+        in_shape: what the head reads; inferred by the builder.
+        classes: number of voxel classes.
+    """
+
+    target: ClassVar[str] = "mask"
+    source: ClassVar[str] = "decoder"
+    dense: ClassVar[bool] = True
+
+    def __init__(self, in_shape: ShapeSpec, *, classes: Annotated[int, Field(ge=2)] = 2):
+        super().__init__()
+        self.conv = nn.Conv3d(in_shape.channels, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Reconstructor(nn.Module):
+    """A 1×1×1 convolution to a one-channel density, trained against the clean target density.
+
+    Args:
+        in_shape: what the head reads; inferred by the builder.
+        activation: ``none`` for densities of either sign (the paper), ``softplus`` or
+            ``sigmoid`` for non-negative or normalised ones.
+    """
+
+    target: ClassVar[str] = "density"
+    source: ClassVar[str] = "decoder"
+    dense: ClassVar[bool] = True
+
+    def __init__(self, in_shape: ShapeSpec, *, activation: Literal["none", "softplus", "sigmoid"] = "none"):
+        super().__init__()
+        self.conv = nn.Conv3d(in_shape.channels, 1, 1)
+        self.activation = {"none": nn.Identity, "softplus": nn.Softplus, "sigmoid": nn.Sigmoid}[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.conv(x))

@@ -1,0 +1,15 @@
+"""The built-in heads plugin (listed in plugins.toml)."""
+
+from __future__ import annotations
+
+from dsmnet.registry.hookspecs import hookimpl
+
+
+@hookimpl
+def register_heads(register):
+    from dsmnet.heads.classifier import Classifier
+    from dsmnet.heads.dense import Reconstructor, Segmenter
+
+    register("classifier", Classifier)
+    register("segmenter", Segmenter)
+    register("reconstructor", Reconstructor)

@@ -1,0 +1,111 @@
+"""Named component registries (after timm's and detectron2's: register, get, list)."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from dsmnet.core.errors import PluginError
+from dsmnet.registry.params import params_model
+
+KINDS = ("backbone", "decoder", "head", "loss", "weighting")
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component: its class, its parameter model and where it came from."""
+
+    kind: str
+    name: str
+    cls: type
+    params: type[BaseModel]
+    plugin: str
+    version: str
+
+    @classmethod
+    def create(cls, kind: str, name: str, component: type, plugin: str, version: str) -> Component:
+        """Describe ``component``, deriving its parameter model from its constructor."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"invalid {kind} name {name!r}: use letters, digits and underscores")
+        return cls(kind, name, component, params_model(name, component), plugin, version)
+
+    @property
+    def doc(self) -> str:
+        """First line of the class docstring."""
+        return (self.cls.__doc__ or "").strip().split("\n")[0]
+
+
+class UnknownComponentError(KeyError):
+    """No component of that name; the message lists close matches and all names."""
+
+    def __init__(self, kind: str, name: str, known: list[str]):
+        self.kind, self.name, self.known = kind, name, known
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        self.message = f"unknown {kind} {name!r}{hint} (allowed: {', '.join(known) or 'none registered'})"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Registry:
+    """The components of one kind."""
+
+    kind: str
+    _items: dict[str, Component] = field(default_factory=dict)
+
+    def add(self, component: Component) -> None:
+        """Register a component; a name taken by another plugin is an error naming both."""
+        name = component.name
+        if name in self._items:
+            other = self._items[name].plugin
+            raise PluginError(
+                f"duplicate {self.kind} {name!r}: registered by plugin {other!r} and by plugin {component.plugin!r}"
+            )
+        self._items[name] = component
+
+    def get(self, name: str) -> Component:
+        """The component called ``name``, or :class:`UnknownComponentError`."""
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UnknownComponentError(self.kind, name, self.names()) from None
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names matching a shell-style wildcard."""
+        return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[Component]:
+        return iter(self._items[n] for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class Registries:
+    """One registry per component kind, filled by :func:`dsmnet.registry.load_plugins`."""
+
+    backbone: Registry = field(default_factory=lambda: Registry("backbone"))
+    decoder: Registry = field(default_factory=lambda: Registry("decoder"))
+    head: Registry = field(default_factory=lambda: Registry("head"))
+    loss: Registry = field(default_factory=lambda: Registry("loss"))
+    weighting: Registry = field(default_factory=lambda: Registry("weighting"))
+    plugins: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Registry]:
+        return iter(getattr(self, kind) for kind in KINDS)
+
+    def components(self) -> list[Component]:
+        """Every registered component, by kind then name."""
+        return [c for registry in self for c in registry]
