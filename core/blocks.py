@@ -6,6 +6,7 @@ normalisation follows them (a bias before BatchNorm is redundant).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -22,8 +23,8 @@ def norm_layer(norm: Norm, channels: int) -> nn.Module:
         return nn.BatchNorm3d(channels)
     if norm == "instance":
         return nn.InstanceNorm3d(channels, affine=True)
-    if norm == "group":
-        return nn.GroupNorm(min(8, channels), channels)
+    if norm == "group":  # up to 8 groups, as many as divide the channels
+        return nn.GroupNorm(math.gcd(8, channels), channels)
     if norm == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {norm!r}; allowed: batch, instance, group, none")

@@ -62,8 +62,12 @@ class MultiTaskLoss(nn.Module):
             if kind not in targets:
                 tasks[head] = pred.sum() * 0.0
                 continue
-            per_sample = loss(pred, targets[kind])
-            if present is not None and kind in present:
-                per_sample = torch.where(present[kind].to(per_sample.device), per_sample, 0.0)
-            tasks[head] = per_sample.sum() / pred.shape[0]
+            target = targets[kind]
+            if present is not None and kind in present and not bool(present[kind].all()):
+                keep = present[kind].to(pred.device)
+                if not bool(keep.any()):
+                    tasks[head] = pred.sum() * 0.0
+                    continue
+                pred, target = pred[keep], target.to(pred.device)[keep]
+            tasks[head] = loss(pred, target).sum() / outputs[head].shape[0]
         return LossResult(self.weighting(tasks), tasks)

@@ -50,7 +50,7 @@ class SpecError(ValueError):
 
     def _render(self) -> str:
         head = f"{self.source}: " if self.source else ""
-        lines = [f"{format_loc(loc)}: {msg}" for loc, msg in self.problems]
+        lines = [f"{format_loc(loc)}: {msg}" if loc else msg for loc, msg in self.problems]
         if len(lines) == 1:
             return head + lines[0]
         return head + f"{len(lines)} problems\n" + "\n".join(f"  {line}" for line in lines)

@@ -28,7 +28,7 @@ Dim = Annotated[int, Field(ge=1, le=1024)]
 class Envelope(BaseModel):
     """A component: its registered ``type`` and, as extra keys, its parameters."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     type: Name
 
     @property
@@ -41,7 +41,7 @@ class HeadEnvelope(Envelope):
     """A head; ``from`` names what it reads (``backbone``, ``backbone.<feature>`` or ``decoder``)."""
 
     from_: str | None = Field(default=None, alias="from")
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
 
 class LossEnvelope(Envelope):
@@ -53,7 +53,7 @@ class LossEnvelope(Envelope):
 class InputSpec(BaseModel):
     """The subtomograms the network takes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     shape: tuple[Dim, Dim, Dim] = (40, 40, 40)
     channels: Annotated[int, Field(ge=1, le=64)] = 1
     voxel_size: Annotated[float, Field(gt=0.0)] | None = Field(default=None, description="Å per voxel")
@@ -62,7 +62,7 @@ class InputSpec(BaseModel):
 class TrainingSpec(BaseModel):
     """The training protocol; defaults are the paper's (§3.2)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: Annotated[float, Field(gt=0.0)] = 1e-3
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.99)
@@ -75,7 +75,7 @@ class TrainingSpec(BaseModel):
 class Spec(BaseModel):
     """A network: backbone, optional decoder, heads, their losses and how losses are weighted."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: Annotated[str, Field(min_length=1, max_length=200)]
     description: str = ""
     paper: str | None = Field(default=None, description="the paper's table row this spec reproduces")
@@ -92,8 +92,8 @@ class Spec(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def to_yaml(self) -> str:
-        """The spec as YAML."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The spec as YAML (short lists of numbers inline, as a person writes them)."""
+        return yaml.dump(self.to_dict(), Dumper=_SpecDumper, sort_keys=False, allow_unicode=True)
 
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> Spec:
@@ -155,6 +155,18 @@ def spec_error(
     return SpecError(problems, source)
 
 
+class _SpecDumper(yaml.SafeDumper):
+    """Writes lists of scalars in flow style: ``widths: [32, 64, 128]``."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(isinstance(v, (int, float, str, bool)) or v is None for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_SpecDumper.add_representer(list, _represent_list)
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe loader that rejects duplicate mapping keys instead of keeping the last one."""
 
@@ -199,6 +211,8 @@ def read_spec(source: str | Path | Mapping[str, Any]) -> Spec:
     """Phase 1 only: a file path, a built-in spec's name, or a mapping → :class:`Spec`."""
     if isinstance(source, Mapping):
         return Spec.from_dict(source)
+    if not isinstance(source, (str, Path)):
+        return Spec.from_dict(source)  # not a mapping: a clear SpecError
     path = Path(source)
     if path.is_file():
         try:

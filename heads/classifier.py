@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from dsmnet.core.blocks import Act, act_layer
 from dsmnet.core.shapes import ShapeSpec
-from dsmnet.core.types import PositiveInt, Probability
+from dsmnet.core.types import Classes, Probability, Width
 
 
 class Classifier(nn.Module):
@@ -37,8 +36,8 @@ class Classifier(nn.Module):
         self,
         in_shape: ShapeSpec,
         *,
-        classes: Annotated[int, Field(ge=2)] = 22,
-        hidden: tuple[PositiveInt, ...] = (1024,),
+        classes: Classes = 22,
+        hidden: tuple[Width, ...] = (1024,),
         dropout: Probability = 0.7,
         pool: Literal["avg", "max", "flatten"] = "avg",
         act: Act = "relu",

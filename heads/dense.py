@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from dsmnet.core.shapes import ShapeSpec
+from dsmnet.core.types import Classes
 
 
 class Segmenter(nn.Module):
@@ -23,7 +23,7 @@ class Segmenter(nn.Module):
     source: ClassVar[str] = "decoder"
     dense: ClassVar[bool] = True
 
-    def __init__(self, in_shape: ShapeSpec, *, classes: Annotated[int, Field(ge=2)] = 2):
+    def __init__(self, in_shape: ShapeSpec, *, classes: Classes = 2):
         super().__init__()
         self.conv = nn.Conv3d(in_shape.channels, classes, 1)
 

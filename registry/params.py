@@ -29,7 +29,7 @@ def params_model(name: str, component: type) -> type[BaseModel]:
         fields[param.name] = (hints[param.name], default)
     model = create_model(
         f"{component.__name__}Params",
-        __config__=ConfigDict(extra="forbid", frozen=True),
+        __config__=ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False),
         **fields,
     )
     model.__doc__ = f"Parameters of the {name!r} component."

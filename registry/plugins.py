@@ -136,11 +136,12 @@ def load_plugins(*, only: Iterable[str] | None = None, strict: bool | None = Non
         except Exception as exc:  # a broken plugin must not take the others down
             if pm.has_plugin(source.name):
                 pm.unregister(name=source.name)
-            message = f"plugin {source.name!r} failed to load: {type(exc).__name__}: {exc}"
+            why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            message = f"plugin {source.name!r} failed to load: {why}"
             if strict or source.builtin:
                 raise PluginError(message) from exc
             warnings.warn(f"{message}; skipped (set {ENV_STRICT}=1 to make this an error)", PluginWarning, stacklevel=2)
-            registries.failures[source.name] = f"{type(exc).__name__}: {exc}"
+            registries.failures[source.name] = why
             continue
         for c in components:
             getattr(registries, c.kind).add(c)

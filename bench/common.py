@@ -1,0 +1,40 @@
+"""Timing helpers shared by the benchmarks: interleaved repetitions, medians, one machine line."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def machine() -> str:
+    """What the figures were measured on."""
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function, the calls interleaved so drift hits all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 matrix-multiply throughput of this machine (GFLOP/s), the peak to set others against."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = interleaved({"mm": lambda: a @ b}, repeats)["mm"]
+    return 2 * n**3 / t / 1e9

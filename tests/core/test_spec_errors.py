@@ -1,0 +1,170 @@
+"""A wrong spec names the YAML path, the bad value and the allowed ones."""
+
+from __future__ import annotations
+
+import pytest
+
+import dsmnet
+from dsmnet.core.errors import SpecError
+
+
+def base() -> dict:
+    return dsmnet.load_spec("dsmnet").to_dict()
+
+
+def error_of(spec, registries) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        dsmnet.load_spec(spec, registries)
+    return info.value
+
+
+def test_unknown_component_suggests_close_match(registries):
+    spec = base()
+    spec["backbone"]["type"] = "resnet"
+    err = error_of(spec, registries)
+    assert str(err) == ("backbone.type: unknown backbone 'resnet'; did you mean 'resnet3d'? (allowed: resnet3d, vgg3d)")
+
+
+def test_bad_parameter_value_names_path_value_and_rule(registries):
+    spec = base()
+    spec["heads"]["cls"]["dropout"] = 1.5
+    err = error_of(spec, registries)
+    assert err.problems[0][0] == ("heads", "cls", "dropout")
+    assert "less than 1" in str(err) and "1.5" in str(err)
+
+
+def test_bad_literal_lists_allowed_values(registries):
+    spec = base()
+    spec["heads"]["cls"]["pool"] = "mean"
+    msg = str(error_of(spec, registries))
+    assert msg.startswith("heads.cls.pool:") and "'avg', 'max' or 'flatten'" in msg
+
+
+def test_unknown_parameter_lists_allowed_parameters(registries):
+    spec = base()
+    spec["heads"]["cls"]["hiden"] = [512]
+    msg = str(error_of(spec, registries))
+    assert msg.startswith("heads.cls.hiden: unknown key; did you mean 'hidden'?")
+    assert "allowed: act, classes, dropout, hidden, pool" in msg
+
+
+def test_unknown_top_level_key(registries):
+    spec = base()
+    spec["head"] = {}
+    msg = str(error_of(spec, registries))
+    assert msg.startswith("head: unknown key; did you mean 'heads'?") and "backbone" in msg
+
+
+def test_unknown_training_key(registries):
+    spec = base()
+    spec["training"]["learning_rate"] = 0.1
+    assert "training.learning_rate: unknown key" in str(error_of(spec, registries))
+
+
+def test_several_problems_reported_at_once(registries):
+    spec = base()
+    spec["heads"]["seg"]["classes"] = 1
+    spec["backbone"]["widths"] = []
+    err = error_of(spec, registries)
+    locs = {p[0] for p in err.problems}
+    assert ("heads", "seg", "classes") in locs and ("backbone", "widths") in locs
+
+
+def test_loss_must_name_a_head(registries):
+    spec = base()
+    spec["losses"]["den"] = {"type": "mse"}
+    assert "losses.den: no head named 'den' (heads: cls, seg, rec)" in str(error_of(spec, registries))
+
+
+def test_every_head_needs_a_loss(registries):
+    spec = base()
+    del spec["losses"]["rec"]
+    assert "heads.rec: head has no loss: add losses.rec" in str(error_of(spec, registries))
+
+
+def test_loss_must_fit_the_head_target(registries):
+    spec = base()
+    spec["losses"]["rec"]["type"] = "cross_entropy"
+    msg = str(error_of(spec, registries))
+    assert msg.startswith("losses.rec.type: loss 'cross_entropy' cannot train head 'rec'") and "allowed: mse" in msg
+
+
+def test_dense_head_needs_a_decoder(registries):
+    spec = base()
+    del spec["decoder"]
+    msg = str(error_of(spec, registries))
+    assert "heads.seg.from: head 'seg' (segmenter) reads the decoder, but the spec has none" in msg
+
+
+def test_dense_head_cannot_read_a_coarse_feature(registries):
+    spec = base()
+    spec["heads"]["seg"]["from"] = "backbone.s8"
+    spec["heads"]["rec"]["from"] = "backbone"
+    del spec["decoder"]
+    msg = str(error_of(spec, registries))
+    assert "heads.seg.from" in msg and "stride 8" in msg
+
+
+def test_unknown_source_lists_allowed(registries):
+    spec = base()
+    spec["heads"]["cls"]["from"] = "backbone.s16"
+    msg = str(error_of(spec, registries))
+    assert "heads.cls.from: unknown source 'backbone.s16'" in msg
+    assert "allowed: backbone, backbone.s1, backbone.s2, backbone.s4, backbone.s8, decoder" in msg
+
+
+def test_decoder_without_a_reader(registries):
+    spec = base()
+    for head in ("seg", "rec"):
+        del spec["heads"][head], spec["losses"][head]
+    assert "decoder: no head reads the decoder" in str(error_of(spec, registries))
+
+
+def test_input_too_small_for_the_backbone(registries):
+    spec = base()
+    spec["input"]["shape"] = [40, 40, 4]
+    msg = str(error_of(spec, registries))
+    assert msg.startswith("input.shape: 40×40×4 is too small") and "downsamples 8×" in msg
+
+
+def test_decoder_blocks_length_checked_by_the_component(registries):
+    spec = base()
+    spec["decoder"]["blocks"] = [1]
+    msg = str(error_of(spec, registries))
+    assert msg.startswith("decoder: decoder 'deconv3d': blocks: needs 3 entries")
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path, registries):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nbackbone: {type: resnet3d\nheads: {}\n")
+    err = error_of(path, registries)
+    assert str(err).startswith(f"{path}: line 3, column 6: invalid YAML")
+
+
+def test_yaml_duplicate_key_is_an_error(tmp_path, registries):
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: x\nname: y\n")
+    assert "duplicate key 'name'" in str(error_of(path, registries))
+
+
+def test_errors_from_a_file_name_the_file(tmp_path, registries):
+    spec = base()
+    spec["heads"]["seg"]["classes"] = 1
+    path = tmp_path / "s.yaml"
+    path.write_text(dsmnet.Spec.from_dict(spec).to_yaml())
+    assert str(error_of(path, registries)).startswith(f"{path}: heads.seg.classes:")
+
+
+def test_not_a_mapping(registries):
+    assert "a spec must be a mapping, got list" in str(error_of([1, 2], registries))
+
+
+def test_missing_file_and_not_builtin(registries):
+    msg = str(error_of("nope.yaml", registries))
+    assert msg.startswith("nope.yaml: no such file") and "dsmnet" in msg
+
+
+def test_missing_required_sections(registries):
+    err = error_of({"name": "x"}, registries)
+    assert {p[0] for p in err.problems} == {("backbone",), ("heads",), ("losses",)}
+    assert "required, but missing" in str(err)
