@@ -1,0 +1,1 @@
+"""Reading and writing datasets: MRC volumes and RELION-style STAR particle tables."""

