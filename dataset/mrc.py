@@ -54,6 +54,9 @@ def write_mrc(path: str | Path, data: np.ndarray, voxel_size: float) -> None:
             mrc.set_data(np.ascontiguousarray(data))
             mrc.voxel_size = voxel_size
             mrc.update_header_stats()
+            mrc.header.label[:] = b""  # mrcfile's default label holds a timestamp: same data, same bytes
+            mrc.header.label[0] = b"dsmnet"
+            mrc.header.nlabl = 1
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

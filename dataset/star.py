@@ -1,0 +1,56 @@
+"""RELION-style STAR particle tables through ``starfile``, written atomically and reproducibly."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import starfile
+
+from dsmnet.dataset.mrc import DataError
+
+
+def write_star(path: str | Path, blocks: dict[str, pd.DataFrame]) -> None:
+    """Write STAR data blocks atomically, without starfile's timestamp line (same data, same bytes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".star", dir=path.parent)
+    os.close(fd)
+    try:
+        starfile.write(blocks, tmp, float_format="%.6f")
+        text = Path(tmp).read_text()
+        lines = [line for line in text.splitlines(keepends=True) if not line.startswith("# Created by the starfile")]
+        Path(tmp).write_text("".join(lines).lstrip("\n"))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_star(path: str | Path, block: str | None = None) -> pd.DataFrame:
+    """Read one data block of a STAR file (the named one, ``particles``, or the only one).
+
+    Raises:
+        DataError: missing or unreadable file, or no such block.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such STAR file")
+    try:
+        data = starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises a variety of parser errors
+        raise DataError(f"{path}: not a readable STAR file ({type(exc).__name__}: {exc})") from None
+    if not data:
+        raise DataError(f"{path}: no data blocks")
+    if block is None:
+        block = "particles" if "particles" in data else next(iter(data))
+    if block not in data:
+        raise DataError(f"{path}: no data block {block!r} (blocks: {', '.join(data)})")
+    table = data[block]
+    if not isinstance(table, pd.DataFrame):
+        table = pd.DataFrame([table])
+    return table

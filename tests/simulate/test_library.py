@@ -1,0 +1,75 @@
+"""The structure library: the 22 shipped classes, and users' own structures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dsmnet.dataset.mrc import DataError
+from dsmnet.simulate.library import LIBRARY_DIR, add_structure, load_library, read_library
+
+
+def test_shipped_library_has_22_honestly_named_classes_that_fit_a_40_box():
+    library = read_library(LIBRARY_DIR)
+    assert len(library) == 22
+    for s in library:
+        assert s.voxel_size == 10.0
+        assert 2 * s.radius / s.voxel_size <= 40
+        assert s.name.startswith("pseudo_") == (s.kind == "pseudo")
+        assert s.sources and all(src["sha256"] for src in s.sources)
+        inside = s.density >= s.contour
+        assert np.isclose(s.density[inside].mean(), 1.0, atol=1e-3)
+    assert sum(s.kind == "pdb" for s in library) == 14
+
+
+def test_manifest_checksums_are_verified(tmp_path):
+    import shutil
+
+    copy = tmp_path / "lib"
+    shutil.copytree(LIBRARY_DIR, copy)
+    manifest = json.loads((copy / "library.json").read_text())
+    manifest["structures"][0]["map_sha256"] = "0" * 64
+    (copy / "library.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="checksum differs"):
+        read_library(copy)
+
+
+def write_helix_pdb(path, n_atoms: int, rise: float = 1.5) -> None:
+    """A synthetic α-helix-like CA trace (the library must not depend on downloads)."""
+    lines = []
+    for i in range(n_atoms):
+        t = np.deg2rad(100 * i)
+        x, y, z = 2.3 * np.cos(t), 2.3 * np.sin(t), rise * i
+        lines.append(
+            f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00           C"
+        )
+    path.write_text("\n".join(lines) + "\nEND\n")
+
+
+def test_add_a_users_structure_and_use_it(tmp_path):
+    pdb = tmp_path / "helix.pdb"
+    write_helix_pdb(pdb, 120)
+    library = tmp_path / "userlib"
+    s = add_structure(pdb, "my_helix", library=library)
+    assert s.kind == "user" and s.box <= 40
+    loaded = load_library(library)
+    assert "my_helix" in loaded and "ribosome_6zu5" in loaded
+    assert loaded["my_helix"].density.shape == (s.box,) * 3
+
+
+def test_add_rejects_unreadable_too_large_and_bad_names(tmp_path):
+    bad = tmp_path / "bad.cif"
+    bad.write_text("this is not a structure\n")
+    with pytest.raises(DataError, match="bad.cif"):
+        add_structure(bad, "bad", library=tmp_path / "lib")
+    long = tmp_path / "long.pdb"
+    write_helix_pdb(long, 400, rise=1.5)  # 600 Å long
+    with pytest.raises(DataError, match="larger than the 40³ subtomogram box"):
+        add_structure(long, "long", library=tmp_path / "lib")
+    with pytest.raises(DataError, match="invalid structure name"):
+        add_structure(long, "no spaces", library=tmp_path / "lib")
+    with pytest.raises(DataError, match="is a built-in structure"):
+        add_structure(long, "ribosome_6zu5", library=tmp_path / "lib")
+    assert not (tmp_path / "lib").exists()

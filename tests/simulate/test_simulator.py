@@ -1,0 +1,183 @@
+"""The simulator: ground truth, imaging physics, format and determinism, on a small dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import starfile
+import torch
+
+from dsmnet.dataset import layout
+from dsmnet.dataset.mrc import read_mrc
+from dsmnet.simulate.crowding import SimulationError
+from dsmnet.simulate.generate import SimulationConfig, simulate
+from dsmnet.simulate.imaging import Microscope, image, wedge_mask
+from dsmnet.simulate.library import load_library
+
+SMALL = ["ruvb_7pbl", "enolase_3enl", "pseudo_haemoglobin", "cftr_6msm", "mtor_4jsv"]
+
+
+def small_config(**kw) -> SimulationConfig:
+    values = dict(n=40, classes=SMALL, snr=0.1, seed=3, box=32, tomogram=(64, 128, 128), crowding=0.05)
+    values.update(kw)
+    return SimulationConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "small"
+    simulate(small_config(), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def particles(dataset) -> starfile.pd.DataFrame:
+    return starfile.read(dataset / layout.PARTICLES)
+
+
+def test_star_reads_back_with_relion_columns_and_balanced_classes(dataset, particles):
+    for column in (layout.TOMO, *layout.COORDS, *layout.ANGLES, layout.CLASS_NUMBER, layout.CLASS_NAME,
+                   layout.IMAGE, layout.MASK, layout.DENSITY):
+        assert column in particles.columns
+    assert len(particles) == 40
+    assert sorted(particles[layout.CLASS_NAME].value_counts().tolist()) == [8] * 5
+    classes = json.loads((dataset / layout.CLASSES).read_text())
+    assert [c["name"] for c in classes] == SMALL
+    for _, row in particles.iterrows():
+        assert classes[row[layout.CLASS_NUMBER] - 1]["name"] == row[layout.CLASS_NAME]
+        for col in (layout.IMAGE, layout.MASK, layout.DENSITY):
+            assert (dataset / row[col]).is_file()
+
+
+def test_mrc_headers_carry_the_voxel_size(dataset, particles):
+    row = particles.iloc[0]
+    for col in (layout.IMAGE, layout.MASK, layout.DENSITY):
+        with mrcfile.open(dataset / row[col]) as mrc:
+            assert mrc.voxel_size.x == mrc.voxel_size.y == mrc.voxel_size.z == pytest.approx(10.0)
+            assert mrc.data.shape == (32, 32, 32)
+    with mrcfile.open(dataset / "tomograms" / "tomo_001.mrc") as mrc:
+        assert mrc.voxel_size.x == pytest.approx(10.0) and mrc.data.shape == (64, 128, 128)
+
+
+def test_coordinates_and_angles_locate_the_target(dataset, particles):
+    """The mask cut from the label tomogram at the STAR coordinates is the target's class."""
+    labels, _ = read_mrc(dataset / "tomograms" / "tomo_001_labels.mrc")
+    for _, row in particles[particles[layout.TOMO] == "tomo_001"].iterrows():
+        x, y, z = (int(row[c]) for c in layout.COORDS)
+        box = labels[z - 16 : z + 16, y - 16 : y + 16, x - 16 : x + 16]
+        mask, _ = read_mrc(dataset / row[layout.MASK])
+        on = box[mask > 0]
+        assert on.size > 0 and (on == row[layout.CLASS_NUMBER]).all()
+
+
+def test_masks_lie_on_the_target_density_and_exclude_neighbours(dataset, particles):
+    clean, _ = read_mrc(dataset / "tomograms" / "tomo_001_clean.mrc")
+    with_neighbours = 0
+    rows = particles[particles[layout.TOMO] == "tomo_001"]
+    for _, row in rows.iterrows():
+        x, y, z = (int(row[c]) for c in layout.COORDS)
+        mask, _ = read_mrc(dataset / row[layout.MASK])
+        density, _ = read_mrc(dataset / row[layout.DENSITY])
+        assert mask.any()
+        # the mask is the target's density above its contour: high target density, nothing else
+        assert density[mask > 0].min() > 0.5 * density.max() * 0 + 1e-3
+        assert density[mask > 0].mean() > 3 * density[mask == 0].mean()
+        neighbours = clean[z - 16 : z + 16, y - 16 : y + 16, x - 16 : x + 16] - density
+        assert neighbours[mask > 0].max() < 0.35 * density[mask > 0].mean()  # neighbours never under the mask
+        if neighbours.sum() > 0.05 * density.sum():
+            with_neighbours += 1
+    assert with_neighbours >= 0.5 * len(rows), "most boxes hold fragments of crowding neighbours"
+
+
+def test_missing_wedge_is_empty(dataset, particles):
+    tomo, _ = read_mrc(dataset / "tomograms" / "tomo_001.mrc")
+    scope = Microscope()
+    wedge = wedge_mask(tomo.shape, scope)
+    power = torch.fft.rfftn(torch.from_numpy(tomo)).abs() ** 2
+    assert power[~wedge].mean() < 1e-8 * power[wedge].mean()
+    # subtomograms: windowed to limit the leakage of cutting a box; compare the wedge's depth
+    # (beyond 70°) with the well-measured directions (within 50°), away from the origin
+    window = torch.from_numpy(np.hanning(32)).float()
+    window = window[:, None, None] * window[None, :, None] * window[None, None, :]
+    kz = torch.fft.fftfreq(32)[:, None, None] * 32
+    kx = torch.fft.rfftfreq(32)[None, None, :] * 32
+    angle = torch.rad2deg(torch.atan2(kz.abs(), kx)).expand(32, 32, 17)
+    radius = torch.sqrt(kz**2 + kx**2).expand(32, 32, 17)
+    ring = (radius >= 3) & (radius <= 12)
+    deep, measured = ring & (angle > 70), ring & (angle < 50)
+    total = torch.zeros(32, 32, 17)
+    for _, row in particles.iterrows():
+        sub, _ = read_mrc(dataset / row[layout.IMAGE])
+        total += torch.fft.rfftn((torch.from_numpy(sub) - float(sub.mean())) * window).abs() ** 2
+    assert total[deep].mean() < 0.05 * total[measured].mean()
+
+
+def test_measured_snr_within_15_percent(dataset):
+    summary = json.loads((dataset / layout.SIMULATION).read_text())
+    noisy, _ = read_mrc(dataset / "tomograms" / "tomo_001.mrc")
+    clean, _ = read_mrc(dataset / "tomograms" / "tomo_001_clean.mrc")
+    signal = image(clean, 10.0, float("inf"), Microscope(), np.random.default_rng(0), "fourier").signal
+    snr = signal.var() / (noisy - signal).var()
+    assert snr == pytest.approx(0.1, rel=0.15)
+    assert summary["measured_snr"] == pytest.approx(0.1, rel=0.15)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, dataset):
+    def digests(folder: Path) -> dict[str, str]:
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    again = tmp_path / "again"
+    simulate(small_config(), again)
+    assert digests(again) == digests(dataset)
+    other = tmp_path / "other"
+    simulate(small_config(seed=4, write_tomograms=False), other)
+    assert digests(other)["subtomograms/000001.mrc"] != digests(dataset)["subtomograms/000001.mrc"]
+
+
+def test_projection_mode_agrees_with_fourier_mode_on_noise_free_data():
+    from torch_fourier_shell_correlation import fsc
+
+    library = load_library()
+    vol = np.zeros((48, 48, 48), np.float32)
+    d = library["pseudo_groel"].density
+    o = (48 - d.shape[0]) // 2
+    vol[o : o + d.shape[0], o : o + d.shape[0], o : o + d.shape[0]] = d
+    rng = np.random.default_rng(0)
+    a = image(vol, 10.0, float("inf"), Microscope(), rng, "fourier").signal
+    b = image(vol, 10.0, float("inf"), Microscope(), rng, "projection").signal
+    curve = fsc(torch.from_numpy(a), torch.from_numpy(b))
+    assert curve.min() > 0.95, curve
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(classes=["nope"]), "unknown class 'nope'"),
+        (dict(box=16), "box 16 is smaller than structure"),
+        (dict(crowding=0.5), "crowding must be in"),
+        (dict(crowding=0.2), "cannot reach crowding 0.20"),
+        (dict(snr=0), "--snr must be > 0"),
+        (dict(tomogram=(30, 128, 128)), "too small for 32³ boxes"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_nothing_is_written(tmp_path, kw, message):
+    with pytest.raises(SimulationError, match=message):
+        simulate(small_config(**kw), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_preset():
+    with pytest.raises(SimulationError, match="unknown preset 'C' \\(allowed: A, B\\)"):
+        SimulationConfig.preset("C")
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(FileExistsError, match="already exists"):
+        simulate(small_config(), tmp_path / "out")
