@@ -48,7 +48,7 @@ class VGG3d(nn.Module):
         size = in_shape.size
         shapes = {}
         for i, w in enumerate(widths):
-            shapes[f"s{2 ** i}"] = ShapeSpec(w, 2**i, size)
+            shapes[f"s{2**i}"] = ShapeSpec(w, 2**i, size)
             size = halve(size)
         shapes[f"s{2 ** len(widths)}"] = ShapeSpec(widths[-1], 2 ** len(widths), size)
         self._shapes = shapes

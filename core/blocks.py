@@ -88,9 +88,7 @@ class DeconvNormAct3d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, *, norm: Norm = "batch", act: Act = "relu"):
         super().__init__()
-        self.deconv = nn.ConvTranspose3d(
-            in_channels, out_channels, 3, stride=2, padding=1, bias=norm == "none"
-        )
+        self.deconv = nn.ConvTranspose3d(in_channels, out_channels, 3, stride=2, padding=1, bias=norm == "none")
         self.norm = norm_layer(norm, out_channels)
         self.act = act_layer(act)
 

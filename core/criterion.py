@@ -51,9 +51,9 @@ class MultiTaskLoss(nn.Module):
         present: Mapping[str, torch.Tensor] | None = None,
     ) -> LossResult:
         """Args:
-            outputs: the model's outputs, per head.
-            targets: ground truths keyed by kind (``class``, ``mask``, ``density``).
-            present: optional per kind a boolean ``[B]`` tensor, False where a sample has no target.
+        outputs: the model's outputs, per head.
+        targets: ground truths keyed by kind (``class``, ``mask``, ``density``).
+        present: optional per kind a boolean ``[B]`` tensor, False where a sample has no target.
         """
         tasks = {}
         for head, loss in self.losses.items():

@@ -149,13 +149,27 @@ def cmd_structures(args: argparse.Namespace) -> int:
     if args.action == "add":
         if not args.file or not args.name:
             raise UsageError("usage: dsmnet structures add FILE --name NAME")
-        s = add_structure(Path(args.file), args.name, library=library, voxel_size=args.voxel_size,
-                          max_box=args.box, assembly=args.assembly)
-        print(f"added {s.name}: {s.mass_kda} kDa, {s.box}³ voxels at {s.voxel_size} Å → {library or user_library_dir()}")
+        s = add_structure(
+            Path(args.file),
+            args.name,
+            library=library,
+            voxel_size=args.voxel_size,
+            max_box=args.box,
+            assembly=args.assembly,
+        )
+        print(
+            f"added {s.name}: {s.mass_kda} kDa, {s.box}³ voxels at {s.voxel_size} Å → {library or user_library_dir()}"
+        )
         return 0
     rows = [
-        {"name": s.name, "kind": s.kind, "mass_kda": s.mass_kda, "box": s.box, "voxel_size": s.voxel_size,
-         "description": s.description}
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "mass_kda": s.mass_kda,
+            "box": s.box,
+            "voxel_size": s.voxel_size,
+            "description": s.description,
+        }
         for s in load_library(library).values()
     ]
     if args.json:
@@ -201,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", type=int, help="subtomogram side in voxels (default 40)")
     p.add_argument("--tomogram", type=_shape, help="tomogram shape Z,Y,X in voxels (default 200,400,400)")
     p.add_argument("--crowding", type=float, help="volume fraction inside molecules (default 0.05)")
-    p.add_argument("--mode", choices=["fourier", "projection"], help="imaging: fourier (fast) or projection (tilt series)")
+    p.add_argument(
+        "--mode", choices=["fourier", "projection"], help="imaging: fourier (fast) or projection (tilt series)"
+    )
     p.add_argument("--no-tomograms", action="store_true", help="do not write the whole tomograms")
     p.add_argument("--preview", help="write a PNG of what was made (alone: of the dataset the PNG lies in)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
@@ -214,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assembly", help="with add: a biological assembly id from the file")
     p.add_argument("--voxel-size", type=float, default=10.0, help="Å per voxel (default 10)")
     p.add_argument("--box", type=int, default=40, help="the largest structure accepted, in voxels (default 40)")
-    p.add_argument("--library", help="user library folder (default $DSMNET_LIBRARY or ~/.local/share/dsmnet/structures)")
+    p.add_argument(
+        "--library", help="user library folder (default $DSMNET_LIBRARY or ~/.local/share/dsmnet/structures)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_structures)
     return parser

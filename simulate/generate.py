@@ -84,7 +84,9 @@ def choose_structures(config: SimulationConfig, library: dict[str, Structure]) -
     names = list(library)
     if isinstance(config.classes, int):
         if not 1 <= config.classes <= len(names):
-            raise SimulationError(f"--classes must be between 1 and {len(names)} (the library's size), got {config.classes}")
+            raise SimulationError(
+                f"--classes must be between 1 and {len(names)} (the library's size), got {config.classes}"
+            )
         chosen = names[: config.classes]
     else:
         unknown = [c for c in config.classes if c not in library]
@@ -206,11 +208,18 @@ def simulate(
                 write_mrc(tmp / "tomograms" / f"{name}_clean.mrc", tomo.clean, config.voxel_size)
                 write_mrc(tmp / "tomograms" / f"{name}_labels.mrc", tomo.labels, config.voxel_size)
             tomograms.append(
-                {"name": name, "molecules": len(tomo.molecules), "subtomograms": made,
-                 "crowding": round(tomo.occupancy, 4), "measured_snr": imaged.snr}
+                {
+                    "name": name,
+                    "molecules": len(tomo.molecules),
+                    "subtomograms": made,
+                    "crowding": round(tomo.occupancy, 4),
+                    "measured_snr": imaged.snr,
+                }
             )
-            say(f"{name}: {len(tomo.molecules)} molecules, {made} subtomograms, SNR {imaged.snr:.4f} "
-                f"({len(rows)}/{config.n})")
+            say(
+                f"{name}: {len(tomo.molecules)} molecules, {made} subtomograms, SNR {imaged.snr:.4f} "
+                f"({len(rows)}/{config.n})"
+            )
         else:
             raise SimulationError(
                 f"only {len(rows)} of {config.n} subtomograms after {config.max_tomograms} tomograms; "

@@ -116,7 +116,9 @@ def _scale_noise(signal: torch.Tensor, noise: torch.Tensor, snr: float) -> torch
     return noise * torch.sqrt(signal.var() / (snr * noise.var()))
 
 
-def image_fourier(clean: np.ndarray, voxel_size: float, snr: float, scope: Microscope, rng: np.random.Generator) -> Imaged:
+def image_fourier(
+    clean: np.ndarray, voxel_size: float, snr: float, scope: Microscope, rng: np.random.Generator
+) -> Imaged:
     """``fourier`` mode. ``snr = inf`` gives the noise-free filtered tomogram."""
     shape = clean.shape
     kz, ky, kx = _rfft_grid(shape)
@@ -180,7 +182,9 @@ def image_projection(
     return Imaged((signal + noise).numpy(), signal.numpy(), float(signal.var() / noise.var()))
 
 
-def image(clean: np.ndarray, voxel_size: float, snr: float, scope: Microscope, rng: np.random.Generator, mode: Mode) -> Imaged:
+def image(
+    clean: np.ndarray, voxel_size: float, snr: float, scope: Microscope, rng: np.random.Generator, mode: Mode
+) -> Imaged:
     """Image a clean tomogram in the given mode."""
     fn = image_fourier if mode == "fourier" else image_projection
     return fn(np.ascontiguousarray(clean, dtype=np.float32), voxel_size, snr, scope, rng)

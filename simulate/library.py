@@ -119,7 +119,12 @@ def load_library(user_dir: Path | None = None) -> dict[str, Structure]:
 
 
 def add_structure(
-    path: Path, name: str, *, library: Path | None = None, voxel_size: float = 10.0, max_box: int = 40,
+    path: Path,
+    name: str,
+    *,
+    library: Path | None = None,
+    voxel_size: float = 10.0,
+    max_box: int = 40,
     assembly: str | None = None,
 ) -> Structure:
     """Compute a user's PDB/mmCIF into a density map and add it to the user library.

@@ -42,9 +42,7 @@ def write_helix_pdb(path, n_atoms: int, rise: float = 1.5) -> None:
     for i in range(n_atoms):
         t = np.deg2rad(100 * i)
         x, y, z = 2.3 * np.cos(t), 2.3 * np.sin(t), rise * i
-        lines.append(
-            f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00           C"
-        )
+        lines.append(f"ATOM  {i + 1:5d}  CA  ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00           C")
     path.write_text("\n".join(lines) + "\nEND\n")
 
 

@@ -41,8 +41,16 @@ def particles(dataset) -> starfile.pd.DataFrame:
 
 
 def test_star_reads_back_with_relion_columns_and_balanced_classes(dataset, particles):
-    for column in (layout.TOMO, *layout.COORDS, *layout.ANGLES, layout.CLASS_NUMBER, layout.CLASS_NAME,
-                   layout.IMAGE, layout.MASK, layout.DENSITY):
+    for column in (
+        layout.TOMO,
+        *layout.COORDS,
+        *layout.ANGLES,
+        layout.CLASS_NUMBER,
+        layout.CLASS_NAME,
+        layout.IMAGE,
+        layout.MASK,
+        layout.DENSITY,
+    ):
         assert column in particles.columns
     assert len(particles) == 40
     assert sorted(particles[layout.CLASS_NAME].value_counts().tolist()) == [8] * 5
@@ -129,8 +137,11 @@ def test_measured_snr_within_15_percent(dataset):
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, dataset):
     def digests(folder: Path) -> dict[str, str]:
-        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(folder.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
 
     again = tmp_path / "again"
     simulate(small_config(), again)
