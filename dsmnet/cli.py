@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -180,6 +181,68 @@ def cmd_structures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from dsmnet.training.loop import TrainConfig, train
+
+    config = TrainConfig(
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        augment=args.augment,
+        progress=not args.no_progress,
+    )
+    summary = train(args.spec, args.data, args.out, config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"done: {summary['epochs']} epochs, best validation loss {summary['best_val_loss']:.4f} at epoch "
+            f"{summary['best_epoch']}{' (early stop)' if summary['stopped_early'] else ''} → {args.out}"
+        )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dsmnet.training.evaluate import evaluate, table
+
+    results = evaluate(args.run, args.data, args.split, args.out, args.device)
+    print(
+        json.dumps({k: v for k, v in results.items() if not k.startswith(("confusion", "fsc"))}, indent=1)
+        if args.json
+        else table(results)
+    )
+    print(f"wrote {results['out']}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from dsmnet.training.inference import extract
+
+    r = extract(
+        args.tomogram, args.picks, args.out, args.box, args.voxel_size, args.rescale, args.border, args.overwrite
+    )
+    print(
+        f"extracted {r['extracted']} subtomograms ({r['skipped']} skipped at the border) at {r['voxel_size']:g} Å → {r['out']}"
+    )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from dsmnet.training.inference import predict
+
+    r = predict(args.run, args.data, args.out, args.device, args.batch_size, args.overwrite)
+    print(f"predicted {r['particles']} particles on {r['device']} → {r['out']}/predictions.star")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dsmnet.training.demo import run_demo
+
+    return run_demo(Path(args.out), fresh=args.fresh)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dsmnet",
@@ -235,6 +298,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_structures)
+
+    p = sub.add_parser("train", help="train a spec on a dataset (the paper's protocol by default)")
+    p.add_argument("spec", help="a spec file or built-in name")
+    p.add_argument("--data", required=True, help="dataset folder (particles.star + MRC files)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, metrics, figures")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--lr", type=float, help="learning rate (spec default: 1e-3)")
+    p.add_argument("--batch-size", type=int, help="global batch size (spec default: 64)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (spec default: 100)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (spec default: 15)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="autocast dtype")
+    p.add_argument("--augment", action="store_true", help="random flips along z, y, x (they keep the wedge)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics, confusion matrix, FSC and figures of a trained run")
+    p.add_argument("run", help="run folder (or checkpoint file)")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="test", help="train, val, test (of the run's split) or all")
+    p.add_argument("--out", help="output folder (default RUN/evaluate-SPLIT)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("extract", help="cut subtomograms from a tomogram at a STAR file's coordinates")
+    p.add_argument("tomogram", help="tomogram MRC")
+    p.add_argument("picks", help="STAR file with rlnCoordinateX/Y/Z (0-based voxels)")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--box", type=int, default=40, help="box side in voxels (default 40)")
+    p.add_argument("--voxel-size", type=float, help="the model's voxel size in Å (checked against the tomogram's)")
+    p.add_argument("--rescale", action="store_true", help="resample the tomogram to --voxel-size")
+    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="boxes crossing the border")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("predict", help="classes, masks and densities for a dataset folder of subtomograms")
+    p.add_argument("run", help="run folder (or checkpoint file)")
+    p.add_argument("data", help="dataset folder (e.g. from dsmnet extract)")
+    p.add_argument("--out", required=True, help="folder for predictions.star and the MRC outputs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="simulate, train DSM-Net, evaluate: the main job end to end (make demo)")
+    p.add_argument("--out", default="demo", help="demo folder (default demo/)")
+    p.add_argument("--fresh", action="store_true", help="start over instead of reusing demo/ parts")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -247,6 +360,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         errors.append(sys.modules["dsmnet.dataset.mrc"].DataError)
     if "dsmnet.simulate.crowding" in sys.modules:
         errors.append(sys.modules["dsmnet.simulate.crowding"].SimulationError)
+    if "dsmnet.training.loop" in sys.modules:
+        errors.append(sys.modules["dsmnet.training.loop"].TrainingError)
     return tuple(errors)
 
 

@@ -1,0 +1,136 @@
+"""Evaluation metrics and figures; extraction from a tomogram and prediction on users' data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from dsmnet.dataset.mrc import DataError, write_mrc
+from dsmnet.dataset.star import write_star
+from dsmnet.training.evaluate import evaluate
+from dsmnet.training.inference import extract, predict
+from dsmnet.training.loop import TrainConfig, train
+from dsmnet.training.metrics import Confusion, resolution
+
+
+@pytest.fixture(scope="module")
+def run(small_data, tiny_spec, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_spec, small_data, out, TrainConfig(progress=False, epochs=2), log=lambda _: None)
+    return out
+
+
+def test_confusion_metrics():
+    c = Confusion(2)
+    import torch
+
+    c.update(torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 1, 1, 1, 0]))
+    assert c.accuracy == pytest.approx(3 / 5)
+    assert c.iou() == pytest.approx([1 / 3, 2 / 4])
+    assert c.miou == pytest.approx((1 / 3 + 1 / 2) / 2)
+    assert c.per_class_accuracy() == pytest.approx([1 / 2, 2 / 3])
+
+
+def test_resolution_interpolates_the_cutoff():
+    curve = np.array([1.0, 0.9, 0.7, 0.3, 0.1])  # box 8: shell i at i/8 cycles/voxel
+    assert resolution(curve, 10.0, 0.5) == pytest.approx(10.0 / (2.5 / 8))
+    assert resolution(np.ones(5), 10.0, 0.5) == 20.0
+
+
+def test_evaluate_writes_metrics_and_figures(run, small_data):
+    results = evaluate(run, small_data, "test")
+    out = Path(results["out"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    m = metrics["metrics"]
+    assert 0 <= m["acc_cls"] <= 1 and 0 <= m["miou_seg"] <= 1 and 0 <= m["pixel_acc_seg"] <= 1
+    assert metrics["particles"] == 6
+    assert set(metrics["per_class_accuracy_cls"]) == {"ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv"}
+    assert np.array(metrics["confusion_cls"]).sum() == 6
+    fsc = metrics["fsc_rec"]
+    assert len(fsc["curve"]) == 13 and fsc["resolution_0.5"] >= 20.0
+    for png in ("fig3.png", "confusion_cls.png", "fsc_rec.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_evaluate_refuses_a_split_of_another_dataset(run, small_data, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(small_data, other)
+    table = starfile.read(other / "particles.star").iloc[::-1]
+    starfile.write(table, other / "particles.star", overwrite=True)
+    with pytest.raises(DataError, match="not the dataset .* was trained on.*--split all"):
+        evaluate(run, other, "test")
+    assert evaluate(run, other, "all", tmp_path / "ev")["particles"] == 60
+
+
+def test_class_names_must_match_the_checkpoint(run, small_data, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(small_data, other)
+    classes = json.loads((other / "classes.json").read_text())
+    classes[0]["name"] = "something_else"
+    (other / "classes.json").write_text(json.dumps(classes))
+    with pytest.raises(DataError, match="classes.json: the class names .* do not match the model's"):
+        evaluate(run, other, "all")
+
+
+def make_tomogram(tmp_path: Path, small_data: Path, voxel: float = 10.0) -> tuple[Path, Path]:
+    """A tomogram made of the dataset's clean tomogram, with picks at its particles' centres."""
+    tomo = tmp_path / "tomo.mrc"
+    shutil.copy(small_data / "tomograms" / "tomo_001.mrc", tomo)
+    with mrcfile.open(tomo, mode="r+") as mrc:
+        mrc.voxel_size = voxel
+    table = starfile.read(small_data / "particles.star")
+    picks = table[table["rlnTomoName"] == "tomo_001"][["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]]
+    picks = pd.concat(
+        [picks, pd.DataFrame({"rlnCoordinateX": [2.0], "rlnCoordinateY": [50.0], "rlnCoordinateZ": [20.0]})]
+    )
+    star = tmp_path / "picks.star"
+    write_star(star, {"particles": picks})
+    return tomo, star
+
+
+def test_extract_then_predict(run, small_data, tmp_path):
+    tomo, star = make_tomogram(tmp_path, small_data)
+    r = extract(tomo, star, tmp_path / "subtomos", box=24, voxel_size=10.0)
+    assert r["skipped"] == 1 and r["extracted"] >= 1
+    p = extract(tomo, star, tmp_path / "padded", box=24, border="pad")
+    assert p["skipped"] == 0 and p["extracted"] == r["extracted"] + 1
+    result = predict(run, tmp_path / "subtomos", tmp_path / "pred")
+    table = starfile.read(tmp_path / "pred" / "predictions.star")
+    assert len(table) == r["extracted"]
+    probs = table[[f"dsmProb_{c}" for c in ("ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv")]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert set(table["dsmClassName"]) <= {"ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv"}
+    with mrcfile.open(tmp_path / "pred" / table["dsmMaskName"].iloc[0]) as mrc:
+        assert mrc.voxel_size.x == pytest.approx(10.0) and mrc.data.shape == (24, 24, 24)
+        assert set(np.unique(mrc.data)) <= {0, 1}
+    with mrcfile.open(tmp_path / "pred" / table["dsmDensityName"].iloc[0]) as mrc:
+        assert mrc.data.dtype == np.float32
+    assert (tmp_path / "pred" / table["rlnImageName"].iloc[0]).is_file()
+    assert result["particles"] == len(table)
+
+
+def test_extract_voxel_size_mismatch_and_rescale(small_data, tmp_path):
+    tomo, star = make_tomogram(tmp_path, small_data, voxel=5.0)
+    with pytest.raises(DataError, match="5 Å/voxel, but the model takes 10 Å/voxel; pass --rescale"):
+        extract(tomo, star, tmp_path / "a", box=24, voxel_size=10.0)
+    r = extract(tomo, star, tmp_path / "b", box=24, voxel_size=10.0, rescale=True)
+    assert r["rescaled"] and r["voxel_size"] == 10.0
+    with mrcfile.open(tmp_path / "b" / "subtomograms" / "000001.mrc") as mrc:
+        assert mrc.voxel_size.x == pytest.approx(10.0)
+
+
+def test_extract_needs_coordinates(small_data, tmp_path):
+    star = tmp_path / "nocoords.star"
+    write_star(star, {"particles": pd.DataFrame({"rlnAngleRot": [0.0]})})
+    tomo = tmp_path / "t.mrc"
+    write_mrc(tomo, np.zeros((32, 32, 32), np.float32), 10.0)
+    with pytest.raises(DataError, match="nocoords.star: no rlnCoordinateX, rlnCoordinateY, rlnCoordinateZ column"):
+        extract(tomo, star, tmp_path / "x", box=16)
+    assert not (tmp_path / "x").exists()

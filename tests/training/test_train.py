@@ -1,0 +1,134 @@
+"""Training: run folder, checkpoints, resume after a kill, NaN, missing targets, bad data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import starfile
+import torch
+
+from dsmnet.dataset.mrc import DataError
+from dsmnet.training import loop
+from dsmnet.training.loop import TrainConfig, TrainingError, train
+
+QUIET = TrainConfig(progress=False, precise_bn=32)
+
+
+def state_of(run: Path) -> dict:
+    return torch.load(run / "last.pt", weights_only=True)
+
+
+def test_run_folder_and_safe_checkpoints(small_data, tiny_spec, tmp_path):
+    run = tmp_path / "run"
+    summary = train(tiny_spec, small_data, run, QUIET, log=lambda _: None)
+    assert summary["epochs"] == 2
+    for name in ("spec.yaml", "split.json", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "summary.json"):
+        assert (run / name).is_file(), name
+    state = state_of(run)  # weights_only=True: plain data only
+    assert state["classes"] == ["ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv"]
+    assert state["spec"]["name"] == "tiny" and state["epoch"] == 2
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"val_acc_cls", "val_miou_seg", "val_pixel_acc_seg", "val_mse_rec"} <= set(history[-1])
+    split = json.loads((run / "split.json").read_text())
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (48, 6, 6)
+
+
+def test_an_existing_run_is_not_overwritten(small_data, tiny_spec, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_spec, small_data, run, TrainConfig(progress=False, epochs=1), log=lambda _: None)
+    with pytest.raises(TrainingError, match="already holds a run: add --resume"):
+        train(tiny_spec, small_data, run, QUIET, log=lambda _: None)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(tiny_spec, small_data, tmp_path / "other", QUIET, resume=True, log=lambda _: None)
+
+
+def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    train(tiny_spec, small_data, straight, QUIET, log=lambda _: None)
+
+    killed = tmp_path / "killed"
+    calls = {"n": 0}
+    original = loop.TrainStep.forward
+
+    def dies_in_epoch_two(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 6 + 3:  # 6 batches per epoch: die in the middle of epoch 2
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(loop.TrainStep, "forward", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_spec, small_data, killed, QUIET, log=lambda _: None)
+    monkeypatch.setattr(loop.TrainStep, "forward", original)
+    assert state_of(killed)["epoch"] == 1  # lost only the epoch in progress
+    assert not list(killed.glob(".*.tmp"))
+    train(tiny_spec, small_data, killed, QUIET, resume=True, log=lambda _: None)
+    a, b = state_of(straight), state_of(killed)
+    assert b["epoch"] == 2
+    for key, value in a["step"].items():
+        torch.testing.assert_close(b["step"][key], value, msg=key)
+
+
+def test_nan_loss_stops_with_a_clear_message(small_data, tiny_spec, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    table = starfile.read(data / "particles.star")
+    for name in table["rlnImageName"]:
+        with mrcfile.open(data / name, mode="r+") as mrc:
+            mrc.data[0, 0, 0] = np.nan
+    with pytest.raises(TrainingError, match=r"the loss became nan at epoch 1, batch 1 .*lower the learning rate"):
+        train(tiny_spec, data, tmp_path / "run", QUIET, log=lambda _: None)
+
+
+def test_missing_masks_and_densities_are_left_out(small_data, tiny_spec, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    table = starfile.read(data / "particles.star")
+    table.loc[::2, "dsmMaskName"] = ""
+    table = table.drop(columns=["dsmDensityName"])
+    starfile.write(table, data / "particles.star", overwrite=True)
+    notes = []
+    summary = train(tiny_spec, data, tmp_path / "run", QUIET, log=notes.append)
+    assert summary["epochs"] == 2
+    assert any("no density targets" in n for n in notes)
+    history = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert history["train_loss_rec"] == 0.0 and history["train_loss_seg"] > 0
+
+
+def test_box_that_does_not_fit_the_spec(small_data, tmp_path):
+    with pytest.raises(
+        DataError, match=r"subtomograms/000001.mrc: subtomogram is 24×24×24, but the model takes 40×40×40"
+    ):
+        train("dsmnet", small_data, tmp_path / "run", QUIET, log=lambda _: None)
+
+
+def test_corrupt_and_missing_mrc_name_the_file(small_data, tiny_spec, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    (data / "subtomograms" / "000003.mrc").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"000003.mrc: not a readable MRC file"):
+        train(tiny_spec, data, tmp_path / "run", QUIET, log=lambda _: None)
+    (data / "subtomograms" / "000003.mrc").unlink()
+    with pytest.raises(DataError, match=r"000003.mrc: no such MRC file"):
+        train(tiny_spec, data, tmp_path / "run2", QUIET, log=lambda _: None)
+
+
+def test_classifier_adapts_to_the_datasets_classes(small_data, tmp_path):
+    import yaml
+
+    from tests.training.conftest import TINY
+
+    spec = json.loads(json.dumps(TINY))
+    spec["heads"]["cls"]["classes"] = 22
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    notes = []
+    train(path, small_data, tmp_path / "run", TrainConfig(progress=False, epochs=1), log=notes.append)
+    assert "note: heads.cls.classes set to 3, the dataset's number of classes" in notes
+    assert state_of(tmp_path / "run")["spec"]["heads"]["cls"]["classes"] == 3

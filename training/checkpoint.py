@@ -1,0 +1,56 @@
+"""Checkpoints: plain data only (they load with ``torch.load(weights_only=True)``), written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dsmnet.dataset.mrc import DataError
+
+FORMAT = 1
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` through a temporary file and a rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save({"format": FORMAT, **state}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``). Raises DataError naming the file."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors alike
+        raise DataError(f"{path}: not a readable dsmnet checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise DataError(
+            f"{path}: not a dsmnet checkpoint (format {state.get('format') if isinstance(state, dict) else '?'})"
+        )
+    return state
+
+
+def find_checkpoint(run: Path, which: str = "best") -> Path:
+    """A run folder's ``best.pt``/``last.pt``, or a checkpoint file given directly."""
+    if run.is_file():
+        return run
+    path = run / f"{which}.pt"
+    if not path.is_file():
+        raise DataError(
+            f"{run}: no {which}.pt in this run folder (train first: dsmnet train SPEC --data DIR --out {run})"
+        )
+    return path

@@ -1,0 +1,148 @@
+"""``dsmnet evaluate``: the paper's metrics on a split, per-class accuracy, the confusion matrix,
+FSC of the recovered densities, and the paper's Fig. 3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dsmnet.core.fsutil import atomic_write_text
+from dsmnet.dataset.mrc import DataError
+from dsmnet.training.data import load_dataset
+from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
+from dsmnet.training.loop import evaluate_split, load_trained
+from dsmnet.training.metrics import fsc_curve, resolution
+from dsmnet.training.runtime import make_runtime
+
+SPLIT_CHOICES = ("train", "val", "test", "all")
+
+
+def evaluate(
+    run: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    out: str | Path | None = None,
+    device: str = "auto",
+    figure_rows: int = 6,
+) -> dict[str, Any]:
+    """Evaluate a run's best checkpoint on a dataset split; writes ``metrics.json`` and figures.
+
+    ``split`` names a split of the run (the dataset must be the one it was trained on) or ``all``.
+    """
+    run = Path(run)
+    rt = make_runtime(device)
+    model, criterion, state = load_trained(run, "best", str(rt.device))
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    spec_box = tuple(state["spec"]["input"]["shape"])
+    data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
+    if split == "all":
+        indices = list(range(len(data)))
+    elif split not in SPLIT_CHOICES:
+        raise DataError(f"unknown split {split!r} (allowed: {', '.join(SPLIT_CHOICES)})")
+    elif data.fingerprint != state.get("data_fingerprint"):
+        raise DataError(
+            f"{data_dir}: not the dataset {run} was trained on, so its {split} split is unknown; use --split all"
+        )
+    else:
+        indices = state["split"][split]
+    if not indices:
+        raise DataError(f"{data_dir}: the {split} split is empty")
+    out = Path(out) if out else (run if run.is_dir() else run.parent) / f"evaluate-{split}"
+    m = evaluate_split(model, criterion, data, indices, rt, batch_size=32, keep=True)
+    preds: dict[str, torch.Tensor] = m.pop("_predictions")
+    confusion = m.pop("_confusion")
+    results: dict[str, Any] = {
+        "run": str(run),
+        "data": str(data_dir),
+        "split": split,
+        "particles": len(indices),
+        "epoch": state["best_epoch"],
+        "metrics": m,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for head, conf in confusion.items():
+        kind = model.targets[head]
+        if kind == "class":
+            results[f"per_class_accuracy_{head}"] = dict(zip(data.classes, conf.per_class_accuracy()))
+            results[f"confusion_{head}"] = conf.matrix.tolist()
+            confusion_figure(conf.matrix.numpy(), data.classes, out / f"confusion_{head}.png")
+        else:
+            results[f"iou_{head}"] = conf.iou()
+    idx = torch.tensor(indices)
+    for head, pred in preds.items():
+        if model.targets[head] != "density" or "density" not in data.targets:
+            continue
+        has = data.present["density"][idx]
+        if not has.any():
+            continue
+        curves = fsc_curve(pred[has][:, 0], data.targets["density"][idx][has][:, 0]).numpy()
+        mean = curves.mean(0)
+        results[f"fsc_{head}"] = {
+            "curve": mean.tolist(),
+            "resolution_0.5": resolution(mean, data.voxel_size, 0.5),
+            "resolution_0.143": resolution(mean, data.voxel_size, 0.143),
+            "voxel_size": data.voxel_size,
+        }
+        fsc_figure(mean, data.voxel_size, out / f"fsc_{head}.png")
+    _figure(model.targets, preds, data, indices, figure_rows, out / "fig3.png")
+    atomic_write_text(out / "metrics.json", json.dumps(results, indent=1) + "\n")
+    results["out"] = str(out)
+    return results
+
+
+def _figure(targets_of, preds, data, indices, rows, path) -> None:
+    # one particle per class first, so the figure shows different complexes
+    labels = data.labels[indices]
+    first: dict[int, int] = {}
+    for j, label in enumerate(labels):
+        first.setdefault(int(label), j)
+    order = [first[k] for k in sorted(first)]
+    picks = (order + [j for j in range(len(indices)) if j not in order])[:rows]
+    seg = next((h for h, k in targets_of.items() if k == "mask"), None)
+    rec = next((h for h, k in targets_of.items() if k == "density"), None)
+    cls = next((h for h, k in targets_of.items() if k == "class"), None)
+
+    def truth(kind, j):
+        i = indices[j]
+        if kind not in data.targets or not data.present[kind][i]:
+            return None
+        v = data.targets[kind][i]
+        return (v[0] if v.dim() == 4 else v).numpy()
+
+    titles = []
+    for j in picks:
+        true = data.classes[labels[j]] if labels[j] >= 0 and data.classes else "?"
+        guess = data.classes[int(preds[cls][j].argmax())] if cls else None
+        titles.append(f"{true} → {guess}" if guess else true)
+    slices_figure(
+        np.stack([data.x[indices[j], 0].numpy() for j in picks]),
+        [truth("density", j) for j in picks],
+        [truth("mask", j) for j in picks],
+        [preds[seg][j].argmax(0).numpy() if seg else None for j in picks],
+        [preds[rec][j, 0].numpy() if rec else None for j in picks],
+        titles,
+        path,
+    )
+
+
+def table(results: dict[str, Any]) -> str:
+    """A results table for the terminal."""
+    m = results["metrics"]
+    lines = [
+        f"{results['split']} split of {results['data']}: {results['particles']} particles (best epoch {results['epoch']})"
+    ]
+    for key, value in m.items():
+        if key.startswith(("acc_", "pixel_acc_", "miou_", "mse_")):
+            lines.append(f"  {key:<20}{value:.4f}")
+    for key, value in results.items():
+        if key.startswith("fsc_"):
+            lines.append(
+                f"  {key:<20}resolution {value['resolution_0.5']:.1f} Å at FSC 0.5, "
+                f"{value['resolution_0.143']:.1f} Å at 0.143"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""Where and how tensors run: device, mixed precision, memory layout, DistributedDataParallel."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Device, autocast dtype (None = fp32), memory layout and the distributed rank/world."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+    channels_last: bool
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else x
+
+    def module(self, m: torch.nn.Module) -> torch.nn.Module:
+        m = m.to(self.device)
+        return m.to(memory_format=torch.channels_last_3d) if self.channels_last else m
+
+    def describe(self) -> str:
+        dtype = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        layout = "channels-last" if self.channels_last else "NCDHW"
+        dist_ = f", rank {self.rank}/{self.world}" if self.world > 1 else ""
+        return f"{self.device.type} {dtype} {layout}{dist_}"
+
+
+def cpu_bf16_supported() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def make_runtime(device: str = "auto", precision: Precision = "auto") -> Runtime:
+    """Pick the device (CUDA when available) and precision (bf16/fp16 autocast where the hardware
+    runs it natively, else fp32); join the process group when launched by ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if precision == "auto":
+        if dev.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if cpu_bf16_supported() else "fp32"
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return Runtime(dev, dtype, channels_last=True, rank=rank, world=world)
