@@ -224,7 +224,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         args.tomogram, args.picks, args.out, args.box, args.voxel_size, args.rescale, args.border, args.overwrite
     )
     print(
-        f"extracted {r['extracted']} subtomograms ({r['skipped']} skipped at the border) at {r['voxel_size']:g} Å → {r['out']}"
+        f"extracted {r['extracted']} subtomograms ({r['skipped']} skipped at the border) "
+        f"at {r['voxel_size']:g} Å → {r['out']}"
     )
     return 0
 

@@ -134,7 +134,8 @@ def table(results: dict[str, Any]) -> str:
     """A results table for the terminal."""
     m = results["metrics"]
     lines = [
-        f"{results['split']} split of {results['data']}: {results['particles']} particles (best epoch {results['epoch']})"
+        f"{results['split']} split of {results['data']}: {results['particles']} particles "
+        f"(best epoch {results['epoch']})"
     ]
     for key, value in m.items():
         if key.startswith(("acc_", "pixel_acc_", "miou_", "mse_")):

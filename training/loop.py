@@ -298,7 +298,7 @@ def train(
         bar = tqdm(
             range(0, len(shard), per_rank),
             desc=f"epoch {epoch}",
-            disable=not (config.progress and rt.is_main),
+            disable=None if (config.progress and rt.is_main) else True,  # None: only on a terminal
             leave=False,
         )
         t0 = time.perf_counter()

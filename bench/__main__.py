@@ -1,0 +1,49 @@
+"""``python -m bench``: every benchmark in one go; the report goes to ``results/bench.md``."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+from pathlib import Path
+
+from bench import cascade, engine_overhead, simulator, training
+from bench.common import machine
+
+SUITE = {
+    "Engine overhead (spec-built vs hand-written DSM-Net forward)": engine_overhead,
+    "DSM-Net vs the DSRF3D-v2 + SSN3D-ED cascade": cascade,
+    "Training throughput vs the matmul peak": training,
+    "Simulator": simulator,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("results/bench.md"))
+    args = parser.parse_args()
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = ["# dsmnet benchmarks", "", f"`python -m bench` at {rev or 'unknown revision'}; {machine()}.", ""]
+    for title, module in SUITE.items():
+        start = time.perf_counter()
+        text = module.report(module.run())
+        print(f"## {title}\n{text}\n", flush=True)
+        lines += [
+            f"## {title}",
+            "",
+            f"`python -m bench.{module.__name__.split('.')[-1]}` ({time.perf_counter() - start:.0f} s)",
+            "",
+            "```",
+            text,
+            "```",
+            "",
+        ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
