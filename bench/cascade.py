@@ -8,7 +8,6 @@ Run: ``python -m bench.cascade [--batch 16] [--repeats 5]``
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 
@@ -18,13 +17,20 @@ import dsmnet
 from bench.common import interleaved, machine
 
 CHILD = """
-import resource, sys, torch, dsmnet
+import sys, torch, dsmnet
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
 model = dsmnet.build_model(dsmnet.load_spec(sys.argv[1])).eval()
 x = torch.randn(int(sys.argv[2]), 1, 40, 40, 40)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with torch.inference_mode():
+    model(x)  # warm-up: allocator pools, oneDNN primitives
+base = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
 with torch.inference_mode():
     model(x)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1e3)
+print(status("VmHWM") - base)
 """
 
 
@@ -64,8 +70,8 @@ def report(r: dict) -> str:
             f"forward at 40³, batch {r['batch']}: DSM-Net (3 tasks) {r['dsmnet_per_s']:.1f} samples/s, "
             f"DSRF3D-v2 + SSN3D-ED cascade (2 tasks) {r['cascade_per_s']:.1f} samples/s, "
             f"DSM-Net {r['speedup']:.2f}× the cascade's throughput",
-            f"peak memory of a forward pass: DSM-Net {p['dsmnet']:.0f} MB, DSRF3D-v2 {p['dsrf3d_v2']:.0f} MB, "
-            f"SSN3D-ED {p['ssn3d_ed']:.0f} MB",
+            f"peak memory added by a forward pass (Linux VmHWM): DSM-Net {p['dsmnet']:.0f} MB, "
+            f"DSRF3D-v2 {p['dsrf3d_v2']:.0f} MB, SSN3D-ED {p['ssn3d_ed']:.0f} MB",
             "parameters: " + ", ".join(f"{n} {v:,}" for n, v in r["parameters"].items()),
         ]
     )
