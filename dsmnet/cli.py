@@ -244,6 +244,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), fresh=args.fresh)
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from dsmnet.reproduce.study import SCALES, TABLES, reproduce
+
+    if args.scale not in SCALES:
+        raise UsageError(f"unknown scale {args.scale!r} (allowed: {', '.join(SCALES)})")
+    tables = tuple(t.strip() for t in args.tables.split(",")) if args.tables else tuple(TABLES)
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown:
+        raise UsageError(f"unknown table {unknown[0]!r} (allowed: {', '.join(TABLES)})")
+    r = reproduce(args.scale, Path(args.out), tables=tables, with_discovery=not args.no_discover)
+    print(f"done in {r['seconds'] / 60:.1f} min → {r['out']}/summary.md")
+    return 0
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from dsmnet.reproduce.discover import discover
+
+    r = discover(args.run, args.data, args.holdout, args.out, args.device)
+    print(
+        f"{r['holdout']}: {r['holdout_share_in_dominant_cluster']:.2f} of its {r['holdout_particles']} particles in "
+        f"cluster {r['dominant_cluster']} (purity {r['dominant_cluster_purity']:.2f})"
+        + (f"; recovered density FSC 0.5 at {r['fsc']['resolution_0.5']:.1f} Å" if "fsc" in r else "")
+        + f" → {r['out']}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dsmnet",
@@ -349,6 +376,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo", help="demo folder (default demo/)")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing demo/ parts")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("reproduce", help="the paper's Tables 1-3 and unseen-structure discovery")
+    p.add_argument("--scale", default="mini", help="mini (CPU, ≤ 90 min) or paper (the paper's settings, for a GPU)")
+    p.add_argument("--out", required=True, help="results folder (runs inside it are reused and resumed)")
+    p.add_argument("--tables", help="comma-separated subset of table1,table2,table3")
+    p.add_argument("--no-discover", action="store_true", help="skip the unseen-structure experiment")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("discover", help="cluster features and recover a class the run never saw")
+    p.add_argument("run", help="a run trained without the held-out class")
+    p.add_argument("--data", required=True, help="dataset folder including the held-out class")
+    p.add_argument("--holdout", required=True, help="the held-out class name")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_discover)
     return parser
 
 

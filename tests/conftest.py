@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from dsmnet.registry import Registries, load_plugins
+from dsmnet.simulate.generate import SimulationConfig, simulate
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +20,41 @@ def registries() -> Registries:
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+CLASSES = ["ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv"]
+
+TINY = {
+    "name": "tiny",
+    "input": {"shape": [24, 24, 24]},
+    "backbone": {"type": "resnet3d", "widths": [4, 8, 16]},
+    "decoder": {"type": "deconv3d"},
+    "heads": {
+        "cls": {"type": "classifier", "hidden": [16], "classes": 3},
+        "seg": {"type": "segmenter"},
+        "rec": {"type": "reconstructor"},
+    },
+    "losses": {
+        "cls": {"type": "cross_entropy", "weight": 1},
+        "seg": {"type": "cross_entropy", "weight": 10},
+        "rec": {"type": "mse", "weight": 1},
+    },
+    "training": {"batch_size": 8, "epochs": 2, "patience": 5},
+}
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "small"
+    config = SimulationConfig(n=60, classes=CLASSES, snr=0.5, seed=5, box=24, tomogram=(48, 96, 96), crowding=0.05)
+    simulate(config, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tmp_path_factory) -> Path:
+    import yaml
+
+    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path

@@ -122,7 +122,7 @@ def test_corrupt_and_missing_mrc_name_the_file(small_data, tiny_spec, tmp_path):
 def test_classifier_adapts_to_the_datasets_classes(small_data, tmp_path):
     import yaml
 
-    from tests.training.conftest import TINY
+    from tests.conftest import TINY
 
     spec = json.loads(json.dumps(TINY))
     spec["heads"]["cls"]["classes"] = 22

@@ -1,0 +1,287 @@
+"""``dsmnet reproduce``: the paper's Tables 1–3 as configurations of one engine.
+
+Every row is a variant generated from the base specs by :mod:`dsmnet.core.ablation` (head
+subsets of DSM-Net, loss-weight grids), rescaled to the chosen scale, trained under the same
+budget and seeds on the same simulated datasets, and evaluated on the same held-out test split.
+
+A model **did not converge** (the paper's "fails to converge") when, on the test split, its
+classifier is below twice chance accuracy (2/C) or its segmenter's target-class IoU is below 0.1
+(it predicts background everywhere).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsmnet.core.ablation import generate
+from dsmnet.core.build import load_spec
+from dsmnet.core.fsutil import atomic_write_text
+from dsmnet.core.spec import Spec
+from dsmnet.simulate.generate import SimulationConfig, simulate
+from dsmnet.simulate.preview import is_dataset
+from dsmnet.training.evaluate import evaluate
+from dsmnet.training.loop import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Everything that differs between the paper's settings and a CPU-sized run; the same for every row."""
+
+    name: str
+    n: int
+    box: int
+    tomogram: tuple[int, int, int]
+    widths: tuple[int, ...]
+    hidden: int
+    batch: int
+    epochs: int
+    patience: int
+    seeds: tuple[int, ...]
+    classes: int = 22
+    snr: dict[str, float] = field(default_factory=lambda: {"A": 0.06, "B": 0.01})
+
+
+SCALES = {
+    "paper": Scale("paper", 3205, 40, (200, 400, 400), (32, 64, 128), 1024, 64, 100, 15, (0,)),
+    "mini": Scale("mini", 1320, 32, (160, 320, 320), (16, 32, 64), 256, 32, 8, 4, (0, 1)),
+}
+
+# (row, base spec, heads kept or None for the whole base, loss-weight grid)
+TABLE1 = [
+    ("DSRF3D-v2", "dsrf3d_v2", None, {}),
+    ("Cls subnet", "dsmnet", ("cls",), {}),
+    ("SSN3D-ED", "ssn3d_ed", None, {}),
+    ("Seg subnet", "dsmnet", ("seg",), {}),
+    ("Cls+Rec", "dsmnet", ("cls", "rec"), {}),
+    ("Cls+Seg", "dsmnet", ("cls", "seg"), {}),
+    ("DSM-Net", "dsmnet", ("cls", "seg", "rec"), {}),
+]
+TABLE2 = [r for r in TABLE1 if r[0] in ("DSRF3D-v2", "SSN3D-ED", "Cls subnet", "Seg subnet", "DSM-Net")]
+# the 1:1 and 1:10 rows are DSM-Net's own weights, i.e. Table 1's Cls+Rec and Cls+Seg runs (reused)
+TABLE3 = [
+    ("Cls+Rec 1:1", "dsmnet", ("cls", "rec"), {}),
+    ("Cls+Rec 1:10", "dsmnet", ("cls", "rec"), {"rec": [10.0]}),
+    ("Cls+Seg 1:10", "dsmnet", ("cls", "seg"), {}),
+    ("Cls+Seg 1:100", "dsmnet", ("cls", "seg"), {"seg": [100.0]}),
+]
+TABLES = {"table1": ("A", TABLE1), "table2": ("B", TABLE2), "table3": ("A", TABLE3)}
+# the orderings the paper reports, as (better row, worse row, metric)
+ORDERINGS = [
+    ("table1", "DSM-Net", "Cls subnet", "acc"),
+    ("table1", "DSM-Net", "DSRF3D-v2", "acc"),
+    ("table1", "Cls subnet", "DSRF3D-v2", "acc"),
+    ("table1", "DSM-Net", "Seg subnet", "miou"),
+    ("table1", "DSM-Net", "SSN3D-ED", "miou"),
+    ("table1", "Seg subnet", "SSN3D-ED", "miou"),
+    ("table1", "Cls+Seg", "Cls subnet", "acc"),
+    ("table1", "Cls+Rec", "Cls subnet", "acc"),
+    ("table2", "DSM-Net", "Cls subnet", "acc"),
+    ("table2", "DSM-Net", "Seg subnet", "miou"),
+]
+
+
+def scaled(spec: Spec, scale: Scale) -> Spec:
+    """The spec at ``scale``: box, backbone widths, classifier width, batch, epochs, patience."""
+    data = spec.to_dict()
+    data["input"]["shape"] = [scale.box] * 3
+    data["backbone"]["widths"] = list(scale.widths)
+    for head in data["heads"].values():
+        if head["type"] == "classifier":
+            head["hidden"] = [scale.hidden] * len(head.get("hidden", [1024]))
+            head["classes"] = scale.classes
+    data.setdefault("training", {}).update(batch_size=scale.batch, epochs=scale.epochs, patience=scale.patience)
+    return load_spec(data)
+
+
+def variant(base: str, heads: tuple[str, ...] | None, grid: dict, scale: Scale) -> Spec:
+    """One row's spec, generated from its base spec by the ablation generator."""
+    spec = load_spec(base)
+    if heads is None and not grid:
+        return scaled(spec, scale)
+    variants = generate(spec, subsets=heads is not None, grid=grid)
+    name = spec.name + (f"[{'+'.join(heads)}]" if heads is not None else "")
+    if grid:
+        name += "[" + ",".join(f"{k}={v[0]:g}" for k, v in grid.items()) + "]"
+    return scaled(next(v for v in variants if v.name == name), scale)
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def datasets(scale: Scale, out: Path, log=print) -> dict[str, Path]:
+    paths = {}
+    for name, snr in scale.snr.items():
+        path = out / "data" / name
+        if not is_dataset(path):
+            log(f"simulating dataset {name} (SNR {snr}) → {path}")
+            config = SimulationConfig(
+                n=scale.n,
+                classes=scale.classes,
+                snr=snr,
+                seed=11,
+                box=scale.box,
+                tomogram=scale.tomogram,
+                write_tomograms=False,
+            )
+            simulate(config, path, overwrite=True)
+        paths[name] = path
+    return paths
+
+
+def failed(metrics: dict[str, Any], classes: int) -> bool:
+    """The stated non-convergence criterion."""
+    m = metrics["metrics"]
+    if "acc_cls" in m and m["acc_cls"] < 2.0 / classes:
+        return True
+    iou = metrics.get("iou_seg")
+    return bool(iou and iou[1] < 0.1)
+
+
+def run_row(spec: Spec, data: Path, run: Path, seed: int, log=print) -> dict[str, Any]:
+    """Train (or resume, or reuse) and evaluate one row for one seed."""
+    if not (run / "summary.json").is_file():
+        resume = (run / "last.pt").is_file()
+        train(spec, data, run, TrainConfig(seed=seed, progress=False), resume=resume, log=lambda m: log("   ", m))
+    result = evaluate(run, data, "test")
+    return json.loads((Path(result["out"]) / "metrics.json").read_text())
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+HOLDOUT = "pseudo_groel"
+
+
+def discovery(scale: Scale, data: Path, out: Path, log=print) -> dict[str, Any]:
+    """Train DSM-Net on dataset A without the GroEL-like class, then cluster and recover it."""
+    from dsmnet.reproduce.discover import discover, without_class
+
+    reduced = without_class(data, out / "data" / f"A_without_{HOLDOUT}", HOLDOUT)
+    spec = variant("dsmnet", None, {}, scale)
+    run = out / "runs" / f"A_without_{HOLDOUT}" / "dsmnet" / f"seed{scale.seeds[0]}"
+    log(f"discovery · DSM-Net without {HOLDOUT}")
+    if not (run / "summary.json").is_file():
+        train(
+            spec,
+            reduced,
+            run,
+            TrainConfig(seed=scale.seeds[0], progress=False),
+            resume=(run / "last.pt").is_file(),
+            log=lambda m: log("   ", m),
+        )
+    return discover(run, data, HOLDOUT, out / "discover")
+
+
+def reproduce(
+    scale_name: str, out: Path, log=print, tables: tuple[str, ...] = tuple(TABLES), with_discovery: bool = True
+) -> dict[str, Any]:
+    """Run the study at a scale; writes ``table{1,2,3}.md/.csv`` and ``summary.md`` into ``out``."""
+    scale = SCALES[scale_name]
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = datasets(scale, out, log)
+    results: dict[str, dict[str, list[dict]]] = {}
+    command = f"dsmnet reproduce --scale {scale_name} --out {out}"
+    revision = _git_revision()
+    summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), ""]
+    for table in tables:
+        dataset, rows = TABLES[table]
+        results[table] = {}
+        for row, base, heads, grid in rows:
+            spec = variant(base, heads, grid, scale)
+            for seed in scale.seeds:
+                run = out / "runs" / dataset / spec.name.replace("[", "-").replace("]", "") / f"seed{seed}"
+                log(f"{table} · {row} ({spec.name}) · seed {seed}")
+                metrics = run_row(spec, paths[dataset], run, seed, log)
+                results[table].setdefault(row, []).append(metrics)
+        md, csv_text = _table(table, results[table], scale)
+        atomic_write_text(out / f"{table}.md", md)
+        atomic_write_text(out / f"{table}.csv", csv_text)
+        summary += [md, ""]
+    summary += ["## The paper's orderings", ""] + _orderings(results) + [""]
+    found = None
+    if with_discovery:
+        found = discovery(scale, paths["A"], out, log)
+        fsc = found.get("fsc", {})
+        summary += [
+            f"## Unseen-structure discovery ({HOLDOUT} held out)",
+            "",
+            f"k-means (k = {found['k']}) on {found['feature_dim']}-d classifier features of all {found['particles']} "
+            f"particles: {found['holdout_share_in_dominant_cluster']:.2f} of the {found['holdout_particles']} held-out "
+            f"particles fall in one cluster, whose purity is {found['dominant_cluster_purity']:.2f}. Recovered "
+            f"densities of the held-out particles: FSC 0.5 at {fsc.get('resolution_0.5', float('nan')):.1f} Å, "
+            f"0.143 at {fsc.get('resolution_0.143', float('nan')):.1f} Å. Figures: `discover/tsne.png`, "
+            "`discover/recovery.png`, `discover/fsc_holdout.png`.",
+            "",
+        ]
+    seconds = time.perf_counter() - start
+    summary[2] = (
+        f"Command: `{command}`; git revision {revision}; wall time {seconds / 60:.1f} min (runs already "
+        "complete are reused, so a resumed study counts only its own time)."
+    )
+    atomic_write_text(out / "summary.md", "\n".join(summary))
+    return {"out": str(out), "seconds": seconds, "results": results, "discovery": found}
+
+
+def _describe(s: Scale) -> str:
+    return (
+        f"Scale: {s.n} subtomograms per dataset, {s.classes} classes, {s.box}³ boxes at 10 Å/voxel, tomograms "
+        f"{'×'.join(map(str, s.tomogram))}, SNR A {s.snr['A']} / B {s.snr['B']}; backbone widths "
+        f"{', '.join(map(str, s.widths))}, classifier width {s.hidden}; batch {s.batch}, ≤ {s.epochs} epochs, "
+        f"patience {s.patience}; seeds {', '.join(map(str, s.seeds))} (mean ± standard deviation). Split 8:1:1; "
+        "metrics on the test split. A row marked *did not converge* has test accuracy below 2/C or "
+        "target IoU below 0.1. The paper's own figures are not transcribed here (column left empty): "
+        "compare with Tables 1–3 of Liu et al., BMVC 2018."
+    )
+
+
+def _values(runs: list[dict], key: str) -> list[float]:
+    return [r["metrics"][key] for r in runs if key in r["metrics"]]
+
+
+def _table(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, str]:
+    header = ["model", "pixel accuracy", "mIoU", "object accuracy", "paper (pixel acc / mIoU / acc)", "note"]
+    lines = [f"## {table.replace('table', 'Table ')}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["model", "seeds", "pixel_acc_mean", "miou_mean", "acc_mean", "pixel_acc", "miou", "acc", "failed"])
+    for row, runs in rows.items():
+        pa, miou, acc = _values(runs, "pixel_acc_seg"), _values(runs, "miou_seg"), _values(runs, "acc_cls")
+        bad = sum(failed(r, scale.classes) for r in runs)
+        note = f"did not converge ({bad}/{len(runs)} seeds)" if bad else ""
+        lines.append(f"| {row} | {_fmt(pa)} | {_fmt(miou)} | {_fmt(acc)} | | {note} |")
+        mean = lambda v: f"{statistics.mean(v):.4f}" if v else ""  # noqa: E731
+        writer.writerow([row, len(runs), mean(pa), mean(miou), mean(acc), pa, miou, acc, bad])
+    return "\n".join(lines) + "\n", buf.getvalue()
+
+
+def _orderings(results: dict) -> list[str]:
+    out = []
+    key = {"acc": "acc_cls", "miou": "miou_seg"}
+    for table, better, worse, metric in ORDERINGS:
+        rows = results.get(table, {})
+        if better not in rows or worse not in rows:
+            continue
+        a = statistics.mean(_values(rows[better], key[metric]) or [float("nan")])
+        b = statistics.mean(_values(rows[worse], key[metric]) or [float("nan")])
+        verdict = "held" if a > b else "did not hold"
+        out.append(f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f} — **{verdict}**")
+    return out

@@ -1,0 +1,64 @@
+"""The reproduction study's rows come from the ablation generator; discovery on a small run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsmnet.dataset.mrc import DataError
+from dsmnet.reproduce.discover import discover, without_class
+from dsmnet.reproduce.study import SCALES, TABLE1, TABLE3, _orderings, _table, failed, variant
+from dsmnet.training.loop import TrainConfig, train
+
+
+@pytest.mark.parametrize("row,base,heads,grid", TABLE1 + TABLE3)
+def test_rows_are_generated_variants_at_one_scale(row, base, heads, grid):
+    scale = SCALES["mini"]
+    spec = variant(base, heads, grid, scale)
+    assert spec.input.shape == (32, 32, 32)
+    assert spec.backbone.params["widths"] == [16, 32, 64]
+    assert spec.training.epochs == 8 and spec.training.batch_size == 32
+    if heads is not None:
+        assert tuple(spec.heads) == heads
+    for key, weights in grid.items():
+        assert spec.losses[key].weight == weights[0]
+    if "cls" in spec.heads:
+        assert spec.heads["cls"].params["classes"] == 22
+
+
+def test_paper_scale_is_the_papers_network():
+    spec = variant("dsmnet", ("cls", "seg", "rec"), {}, SCALES["paper"])
+    from dsmnet.core.build import load_spec
+
+    base = load_spec("dsmnet")
+    assert spec.to_dict()["heads"] == base.to_dict()["heads"]
+    assert spec.backbone == base.backbone and spec.training == base.training
+
+
+def test_tables_and_orderings_are_stated_from_measurements():
+    good = {"metrics": {"acc_cls": 0.8, "miou_seg": 0.7, "pixel_acc_seg": 0.95}, "iou_seg": [0.9, 0.5]}
+    bad = {"metrics": {"acc_cls": 0.05, "pixel_acc_seg": 0.9, "miou_seg": 0.45}, "iou_seg": [0.9, 0.0]}
+    assert not failed(good, 22) and failed(bad, 22)
+    md, csv_text = _table("table1", {"DSM-Net": [good, good], "Cls subnet": [bad]}, SCALES["mini"])
+    assert "| DSM-Net | 0.950 ± 0.000 | 0.700 ± 0.000 | 0.800 ± 0.000 |" in md
+    assert "did not converge (1/1 seeds)" in md and csv_text.startswith("model,seeds")
+    lines = _orderings({"table1": {"DSM-Net": [good], "Cls subnet": [bad]}})
+    assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.050 — **held**"]
+
+
+def test_discovery_on_a_run_without_one_class(small_data, tiny_spec, tmp_path):
+    reduced = without_class(small_data, tmp_path / "reduced", "mtor_4jsv")
+    classes = json.loads((reduced / "classes.json").read_text())
+    assert [c["name"] for c in classes] == ["ruvb_7pbl", "pseudo_haemoglobin"]
+    run = tmp_path / "run"
+    train(tiny_spec, reduced, run, TrainConfig(progress=False, epochs=1), log=lambda _: None)
+    result = discover(run, small_data, "mtor_4jsv", tmp_path / "found")
+    assert result["k"] == 3 and result["holdout_particles"] == 20 and result["feature_dim"] == 16
+    assert 0 < result["holdout_share_in_dominant_cluster"] <= 1 and 0 < result["dominant_cluster_purity"] <= 1
+    assert result["fsc"]["resolution_0.5"] >= 20.0
+    for name in ("tsne.png", "recovery.png", "fsc_holdout.png", "discover.json", "clusters.csv"):
+        assert (Path(result["out"]) / name).is_file()
+    with pytest.raises(DataError, match="was trained with 'ruvb_7pbl'"):
+        discover(run, small_data, "ruvb_7pbl", tmp_path / "x")
