@@ -253,7 +253,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
         raise UsageError(f"unknown table {unknown[0]!r} (allowed: {', '.join(TABLES)})")
-    r = reproduce(args.scale, Path(args.out), tables=tables, with_discovery=not args.no_discover)
+    seeds = tuple(int(v) for v in args.seeds.split(",")) if args.seeds else None
+    r = reproduce(args.scale, Path(args.out), tables=tables, with_discovery=not args.no_discover, seeds=seeds)
     print(f"done in {r['seconds'] / 60:.1f} min → {r['out']}/summary.md")
     return 0
 
@@ -382,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results folder (runs inside it are reused and resumed)")
     p.add_argument("--tables", help="comma-separated subset of table1,table2,table3")
     p.add_argument("--no-discover", action="store_true", help="skip the unseen-structure experiment")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the scale's; mean ± spread over several)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("discover", help="cluster features and recover a class the run never saw")

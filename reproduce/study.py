@@ -12,6 +12,7 @@ classifier is below twice chance accuracy (2/C) or its segmenter's target-class 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import statistics
@@ -51,7 +52,7 @@ class Scale:
 
 SCALES = {
     "paper": Scale("paper", 3205, 40, (200, 400, 400), (32, 64, 128), 1024, 64, 100, 15, (0,)),
-    "mini": Scale("mini", 1320, 32, (160, 320, 320), (16, 32, 64), 256, 32, 8, 4, (0, 1)),
+    "mini": Scale("mini", 1320, 36, (160, 320, 320), (16, 32, 64), 256, 32, 8, 4, (0,)),
 }
 
 # (row, base spec, heads kept or None for the whole base, loss-weight grid)
@@ -191,15 +192,24 @@ def discovery(scale: Scale, data: Path, out: Path, log=print) -> dict[str, Any]:
 
 
 def reproduce(
-    scale_name: str, out: Path, log=print, tables: tuple[str, ...] = tuple(TABLES), with_discovery: bool = True
+    scale_name: str,
+    out: Path,
+    log=print,
+    tables: tuple[str, ...] = tuple(TABLES),
+    with_discovery: bool = True,
+    seeds: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Run the study at a scale; writes ``table{1,2,3}.md/.csv`` and ``summary.md`` into ``out``."""
     scale = SCALES[scale_name]
+    if seeds:
+        scale = dataclasses.replace(scale, seeds=tuple(seeds))
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     paths = datasets(scale, out, log)
     results: dict[str, dict[str, list[dict]]] = {}
-    command = f"dsmnet reproduce --scale {scale_name} --out {out}"
+    command = f"dsmnet reproduce --scale {scale_name} --out {out}" + (
+        f" --seeds {','.join(map(str, seeds))}" if seeds else ""
+    )
     revision = _git_revision()
     summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), ""]
     for table in tables:

@@ -17,7 +17,7 @@ from dsmnet.training.loop import TrainConfig, train
 def test_rows_are_generated_variants_at_one_scale(row, base, heads, grid):
     scale = SCALES["mini"]
     spec = variant(base, heads, grid, scale)
-    assert spec.input.shape == (32, 32, 32)
+    assert spec.input.shape == (36, 36, 36)
     assert spec.backbone.params["widths"] == [16, 32, 64]
     assert spec.training.epochs == 8 and spec.training.batch_size == 32
     if heads is not None:
