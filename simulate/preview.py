@@ -3,13 +3,10 @@ subtomogram, the target mask and the target density."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-
 from dsmnet.dataset import layout
-from dsmnet.dataset.mrc import DataError, read_mrc
+from dsmnet.dataset.mrc import read_mrc
 from dsmnet.dataset.star import read_star
 
 
@@ -62,13 +59,3 @@ def write_preview(dataset: Path, png: Path, per_figure: int = 6) -> Path:
 
 def is_dataset(folder: Path) -> bool:
     return (folder / layout.PARTICLES).is_file() and (folder / layout.CLASSES).is_file()
-
-
-def class_names(dataset: Path) -> list[str]:
-    try:
-        return [c["name"] for c in json.loads((dataset / layout.CLASSES).read_text())]
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{dataset / layout.CLASSES}: cannot read the class list ({exc})") from None
-
-
-__all__ = ["write_preview", "is_dataset", "class_names", "np"]
