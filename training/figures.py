@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from dsmnet.core.fsutil import atomic_path
+
 
 def _plt():
     import matplotlib
@@ -19,11 +21,9 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     _plt().close(fig)
-    tmp.replace(path)
     return path
 
 
