@@ -63,7 +63,7 @@ def discover(
     from sklearn.manifold import TSNE
 
     rt = make_runtime(device)
-    model, _, state = load_trained(Path(run), "best", str(rt.device))
+    model, _, state = load_trained(Path(run), "best", rt)
     if holdout in state["classes"]:
         raise DataError(f"{run} was trained with {holdout!r}; train it on a dataset without that class")
     cls_head = next((h for h, k in model.targets.items() if k == "class"), None)

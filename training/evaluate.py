@@ -35,9 +35,7 @@ def evaluate(
     """
     run = Path(run)
     rt = make_runtime(device)
-    model, criterion, state = load_trained(run, "best", str(rt.device))
-    if rt.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+    model, criterion, state = load_trained(run, "best", rt)
     spec_box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
     if split == "all":

@@ -130,9 +130,7 @@ def predict(
 ) -> dict[str, Any]:
     """Predict classes (with probabilities), masks and densities for every subtomogram of a dataset folder."""
     rt = make_runtime(device)
-    model, _, state = load_trained(Path(run), "best", str(rt.device))
-    if rt.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+    model, _, state = load_trained(Path(run), "best", rt)
     box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, box=box, targets=False)
     want = state.get("voxel_size") or 0

@@ -121,8 +121,10 @@ def evaluate_split(
         x, targets, present = _batch(data, idx)
         with rt.autocast():
             out = model(rt.input(x))
-        out = {k: v.float().cpu() for k, v in out.items()}
-        result = criterion(out, targets, present)
+        out = {k: v.float() for k, v in out.items()}
+        on_device = ({k: v.to(rt.device) for k, v in d.items()} for d in (targets, present))
+        result = criterion(out, *on_device)  # the loss lives where the model does (CUDA included)
+        out = {k: v.cpu() for k, v in out.items()}
         b = len(idx)
         n += b
         sums["loss"] = sums.get("loss", 0.0) + float(result.total) * b
@@ -401,13 +403,18 @@ def train(
     return summary
 
 
-def load_trained(run: Path, which: str = "best", device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module, dict]:
-    """The model and loss of a run folder (or checkpoint file), on ``device``, in eval mode."""
+def load_trained(
+    run: Path, which: str = "best", rt: Runtime | None = None
+) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    """The model and loss of a run folder (or checkpoint file) in eval mode, placed for ``rt``
+    (its device and memory layout; the CPU by default)."""
     from dsmnet.training.checkpoint import find_checkpoint
 
     state = load_checkpoint(find_checkpoint(Path(run), which))
     spec = load_spec(state["spec"])
     step = TrainStep(build_model(spec), build_loss(spec))
     step.load_state_dict(state["step"])
-    step.to(device).eval()
-    return step.model, step.criterion, state
+    step.eval()
+    if rt is None:
+        return step.model, step.criterion, state
+    return rt.module(step.model), step.criterion.to(rt.device), state
