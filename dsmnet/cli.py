@@ -193,6 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         augment=args.augment,
+        prior_init=not args.no_prior_init,
         progress=not args.no_progress,
     )
     summary = train(args.spec, args.data, args.out, config, resume=args.resume)
@@ -254,7 +255,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown table {unknown[0]!r} (allowed: {', '.join(TABLES)})")
     seeds = tuple(int(v) for v in args.seeds.split(",")) if args.seeds else None
-    r = reproduce(args.scale, Path(args.out), tables=tables, with_discovery=not args.no_discover, seeds=seeds)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1 (got {args.workers})")
+    r = reproduce(
+        args.scale,
+        Path(args.out),
+        tables=tables,
+        with_discovery=not args.no_discover,
+        seeds=seeds,
+        workers=args.workers,
+    )
     print(f"done in {r['seconds'] / 60:.1f} min → {r['out']}/summary.md")
     return 0
 
@@ -341,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="autocast dtype")
     p.add_argument("--augment", action="store_true", help="random flips along z, y, x (they keep the wedge)")
+    p.add_argument(
+        "--no-prior-init",
+        action="store_true",
+        help="start heads from zero biases instead of the training split's class/voxel frequencies and mean density",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
@@ -384,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", help="comma-separated subset of table1,table2,table3")
     p.add_argument("--no-discover", action="store_true", help="skip the unseen-structure experiment")
     p.add_argument("--seeds", help="comma-separated seeds (default: the scale's; mean ± spread over several)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="trainings run side by side, sharing the CPU cores (default: 2 on a multi-core CPU, 1 on a GPU)",
+    )
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("discover", help="cluster features and recover a class the run never saw")

@@ -12,6 +12,16 @@ from dsmnet.core.shapes import ShapeSpec
 from dsmnet.core.types import Classes, Probability, Width
 
 
+def log_prior(frequencies: torch.Tensor, classes: int) -> torch.Tensor:
+    """Centred log frequencies: the softmax biases under which an untrained head predicts the prior."""
+    f = frequencies.double().flatten()
+    if f.numel() > classes:
+        raise ValueError(f"{f.numel()} class frequencies for {classes} classes")
+    f = torch.cat([f, f.new_ones(classes - f.numel())])  # classes never seen: a pseudo-count of one
+    log = (f / f.sum()).clamp_min(1e-6).log()
+    return (log - log.mean()).float()
+
+
 class Classifier(nn.Module):
     """Pool the encoder's deepest map, then fully connected layers with dropout, then class logits.
 
@@ -64,3 +74,8 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
+
+    @torch.no_grad()
+    def init_prior(self, prior: torch.Tensor) -> None:
+        """Start from the training set's class frequencies: logit biases = log frequency."""
+        self.fc.bias.copy_(log_prior(prior, self.fc.out_features))

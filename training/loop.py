@@ -49,6 +49,7 @@ class TrainConfig:
     precision: Precision = "auto"
     augment: bool = False
     precise_bn: int = 512
+    prior_init: bool = True
     progress: bool = True
 
     def resolved(self, spec: Spec) -> dict[str, Any]:
@@ -57,7 +58,13 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None:
                 t[key] = value
-        return {**t, "seed": self.seed, "augment": self.augment, "precise_bn": self.precise_bn}
+        return {
+            **t,
+            "seed": self.seed,
+            "augment": self.augment,
+            "precise_bn": self.precise_bn,
+            "prior_init": self.prior_init,
+        }
 
 
 class TrainStep(torch.nn.Module):
@@ -83,6 +90,36 @@ def fit_classes(spec: Spec, model_targets: dict[str, str], n_classes: int) -> tu
             data["heads"][head]["classes"] = n_classes
             notes.append(f"heads.{head}.classes set to {n_classes}, the dataset's number of classes")
     return (load_spec(data) if notes else spec), notes
+
+
+def target_priors(data: Subtomograms, indices: list[int], classes: int) -> dict[str, torch.Tensor]:
+    """What an untrained head should predict, from the training split: class frequencies,
+    voxel class frequencies of the masks, mean density (only over particles that have the target)."""
+    idx = torch.tensor(indices)
+    out: dict[str, torch.Tensor] = {}
+    for kind, values in data.targets.items():
+        has = data.present[kind][idx]
+        if not has.any():
+            continue
+        v = values[idx[has]]
+        if kind == "class":
+            out[kind] = torch.bincount(v, minlength=classes).double() + 1.0
+        elif kind == "mask":
+            out[kind] = torch.bincount(v.flatten().long(), minlength=2).double() + 1.0
+        else:
+            out[kind] = v.double().mean()
+    return out
+
+
+def init_priors(model: torch.nn.Module, priors: dict[str, torch.Tensor]) -> list[str]:
+    """Call ``init_prior`` on every head that has one (an optional part of the head protocol)."""
+    done = []
+    for head, kind in model.targets.items():
+        init = getattr(model.heads[head], "init_prior", None)
+        if init is not None and kind in priors:
+            init(priors[kind])
+            done.append(head)
+    return done
 
 
 def _flip(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -267,6 +304,10 @@ def train(
     else:
         split = stratified_split(data.labels, settings["seed"])
         run = RunState()
+        if settings.get("prior_init", False):
+            done = init_priors(model, target_priors(data, split["train"], len(classes)))
+            if done and rt.is_main:
+                log(f"heads started from the training split's priors: {', '.join(done)}")
         if rt.is_main:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "spec.yaml", spec.to_yaml())

@@ -62,3 +62,42 @@ def test_discovery_on_a_run_without_one_class(small_data, tiny_spec, tmp_path):
         assert (Path(result["out"]) / name).is_file()
     with pytest.raises(DataError, match="was trained with 'ruvb_7pbl'"):
         discover(run, small_data, "ruvb_7pbl", tmp_path / "x")
+
+
+def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
+    """End to end at a toy scale: datasets, jobs side by side in two processes, tables, orderings."""
+    import dataclasses
+
+    from dsmnet.reproduce import study
+
+    toy = dataclasses.replace(
+        SCALES["mini"],
+        name="toy",
+        n=36,
+        box=34,
+        tomogram=(96, 192, 192),
+        widths=(4, 8, 16),
+        hidden=16,
+        batch=8,
+        epochs=1,
+        patience=1,
+        classes=3,
+    )
+    monkeypatch.setitem(study.SCALES, "toy", toy)
+    lines = []
+    result = study.reproduce(
+        "toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False, workers=2
+    )
+    assert "4 training runs on 2 worker(s)" in lines
+    rows = result["results"]["table3"]
+    assert list(rows) == ["Cls+Rec 1:1", "Cls+Rec 1:10", "Cls+Seg 1:10", "Cls+Seg 1:100"]
+    assert all(len(runs) == 1 and "acc_cls" in runs[0]["metrics"] for runs in rows.values())
+    for name in ("table3.md", "table3.csv", "summary.md"):
+        assert (tmp_path / "toy" / name).is_file()
+    assert "on 2 worker(s)" in (tmp_path / "toy" / "summary.md").read_text()
+    assert "[A · Cls+Seg 1:100 · seed 0]" in capfd.readouterr().out  # the workers' logs, prefixed
+    # a second call reuses every finished run
+    again = study.reproduce(
+        "toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False, workers=1
+    )
+    assert again["results"]["table3"]["Cls+Seg 1:100"][0]["metrics"] == rows["Cls+Seg 1:100"][0]["metrics"]

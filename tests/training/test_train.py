@@ -132,3 +132,40 @@ def test_classifier_adapts_to_the_datasets_classes(small_data, tmp_path):
     train(path, small_data, tmp_path / "run", TrainConfig(progress=False, epochs=1), log=notes.append)
     assert "note: heads.cls.classes set to 3, the dataset's number of classes" in notes
     assert state_of(tmp_path / "run")["spec"]["heads"]["cls"]["classes"] == 3
+
+
+def test_heads_start_from_the_training_splits_priors(small_data, tiny_spec):
+    """Segmenter biases = log voxel frequencies, reconstructor bias = mean density, classifier =
+    log class frequencies; an untrained model then predicts the prior where features are zero."""
+    from dsmnet.core.build import build_model
+    from dsmnet.training.data import load_dataset, stratified_split
+
+    data = load_dataset(small_data)
+    train_idx = stratified_split(data.labels, 0)["train"]
+    priors = loop.target_priors(data, train_idx, len(data.classes))
+    masks = data.targets["mask"][torch.tensor(train_idx)]
+    fg = float(masks.float().mean())
+    assert 0.001 < fg < 0.5
+    assert float(priors["mask"][1] / priors["mask"].sum()) == pytest.approx(fg, rel=1e-3)
+    density = data.targets["density"][torch.tensor(train_idx)]
+    assert float(priors["density"]) == pytest.approx(float(density.double().mean()), rel=1e-6)
+
+    model = build_model(tiny_spec)
+    assert sorted(loop.init_priors(model, priors)) == ["cls", "rec", "seg"]
+    p = model.heads["seg"].conv.bias.detach().softmax(0)
+    assert float(p[1]) == pytest.approx(fg, rel=0.01)
+    assert float(model.heads["rec"].conv.bias) == pytest.approx(float(priors["density"]), rel=1e-5)
+    counts = torch.bincount(data.targets["class"][torch.tensor(train_idx)], minlength=3).double() + 1
+    assert torch.allclose(model.heads["cls"].fc.bias.detach().softmax(0).double(), counts / counts.sum(), atol=1e-5)
+
+
+def test_prior_initialisation_is_recorded_and_can_be_switched_off(small_data, tiny_spec, tmp_path):
+    lines = []
+    train(tiny_spec, small_data, tmp_path / "a", TrainConfig(progress=False, epochs=1), log=lines.append)
+    assert any("started from the training split's priors: cls, rec, seg" in m for m in lines)
+    lines.clear()
+    config = TrainConfig(progress=False, epochs=1, prior_init=False)
+    train(tiny_spec, small_data, tmp_path / "b", config, log=lines.append)
+    assert not any("priors" in m for m in lines)
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert state["settings"]["prior_init"] is False
