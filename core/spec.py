@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dsmnet.core.errors import SpecError
 
@@ -86,6 +86,16 @@ class Spec(BaseModel):
     losses: dict[Name, LossEnvelope]
     weighting: Envelope = Envelope(type="weighted_sum")
     training: TrainingSpec = TrainingSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _one_printable_line(cls, name: str) -> str:
+        # names become run folders and YAML scalars: no control characters or line breaks
+        # (YAML reads U+0085, U+2028 and U+2029 as line breaks too)
+        bad = [c for c in name if not c.isprintable() and c != " "]
+        if bad:
+            raise ValueError(f"a spec name must be one line of printable characters, found {bad[0]!r}")
+        return name
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, numbers, strings) that :meth:`from_dict` reads back."""

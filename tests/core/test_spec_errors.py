@@ -168,3 +168,13 @@ def test_missing_required_sections(registries):
     err = error_of({"name": "x"}, registries)
     assert {p[0] for p in err.problems} == {("backbone",), ("heads",), ("losses",)}
     assert "required, but missing" in str(err)
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "nel\x85", "tab\there", "ls\u2028"])
+def test_spec_name_must_be_one_printable_line(registries, name):
+    """Names become run folders and YAML scalars; YAML reads U+0085/U+2028 as line breaks."""
+    spec = base()
+    spec["name"] = name
+    err = error_of(spec, registries)
+    assert err.problems[0][0] == ("name",)
+    assert "one line of printable characters" in str(err)

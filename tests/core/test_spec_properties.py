@@ -44,7 +44,13 @@ def valid_specs(draw) -> dict:
         heads["rec"] = {"type": "reconstructor", "activation": draw(st.sampled_from(["none", "softplus", "sigmoid"]))}
         losses["rec"] = {"type": "mse", "weight": draw(weights)}
     spec = {
-        "name": draw(st.text(min_size=1, max_size=20)),
+        "name": draw(
+            st.text(
+                st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")),
+                min_size=1,
+                max_size=20,
+            )
+        ),
         "input": {"shape": shape, "channels": draw(st.integers(1, 3))},
         "backbone": {
             "type": backbone,

@@ -17,15 +17,17 @@ from dsmnet.training.loop import TrainConfig, train
 def test_rows_are_generated_variants_at_one_scale(row, base, heads, grid):
     scale = SCALES["mini"]
     spec = variant(base, heads, grid, scale)
-    assert spec.input.shape == (36, 36, 36)
-    assert spec.backbone.params["widths"] == [16, 32, 64]
-    assert spec.training.epochs == 8 and spec.training.batch_size == 32
+    assert spec.input.shape == (scale.box,) * 3
+    assert spec.backbone.params["widths"] == list(scale.widths)
+    assert spec.training.epochs == scale.epochs and spec.training.batch_size == scale.batch
+    assert spec.training.patience == scale.patience
     if heads is not None:
         assert tuple(spec.heads) == heads
     for key, weights in grid.items():
         assert spec.losses[key].weight == weights[0]
     if "cls" in spec.heads:
         assert spec.heads["cls"].params["classes"] == 22
+        assert set(spec.heads["cls"].params["hidden"]) == {scale.hidden}
 
 
 def test_paper_scale_is_the_papers_network():
@@ -101,3 +103,10 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
         "toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False, workers=1
     )
     assert again["results"]["table3"]["Cls+Seg 1:100"][0]["metrics"] == rows["Cls+Seg 1:100"][0]["metrics"]
+    # results of another scale in the same folder are refused, naming what differs
+    monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2))
+    with pytest.raises(study.StudyError, match="holds a run of another spec"):
+        study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
+    monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, n=40))
+    with pytest.raises(study.StudyError, match="simulated with other settings .n: 36.*wants n: 40"):
+        study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)

@@ -154,7 +154,7 @@ def test_heads_start_from_the_training_splits_priors(small_data, tiny_spec):
     assert sorted(loop.init_priors(model, priors)) == ["cls", "rec", "seg"]
     p = model.heads["seg"].conv.bias.detach().softmax(0)
     assert float(p[1]) == pytest.approx(fg, rel=0.01)
-    assert float(model.heads["rec"].conv.bias) == pytest.approx(float(priors["density"]), rel=1e-5)
+    assert float(model.heads["rec"].conv.bias.detach()) == pytest.approx(float(priors["density"]), rel=1e-5)
     counts = torch.bincount(data.targets["class"][torch.tensor(train_idx)], minlength=3).double() + 1
     assert torch.allclose(model.heads["cls"].fc.bias.detach().softmax(0).double(), counts / counts.sum(), atol=1e-5)
 
