@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench import cascade, engine_overhead, simulator, training
+from bench import cascade, engine_overhead, simulator, training, workers
 from bench.common import machine
 
 SUITE = {
@@ -15,6 +15,7 @@ SUITE = {
     "DSM-Net vs the DSRF3D-v2 + SSN3D-ED cascade": cascade,
     "Training throughput vs the matmul peak": training,
     "Simulator": simulator,
+    "Parallel single-threaded trainings vs one on all cores (reproduce's workers)": workers,
 }
 
 

@@ -369,6 +369,19 @@ def _describe(s: Scale) -> str:
     )
 
 
+def why_failed(metrics: dict[str, Any], classes: int) -> list[str]:
+    """What a non-converged run does instead: one class for every particle, no target voxels."""
+    why = []
+    confusion = metrics.get("confusion_cls")
+    if confusion and metrics["metrics"].get("acc_cls", 1.0) < 2.0 / classes:
+        predicted = sum(1 for column in zip(*confusion) if sum(column))
+        why.append("predicts one class for every particle" if predicted == 1 else f"predicts {predicted} classes")
+    iou = metrics.get("iou_seg")
+    if iou and iou[1] < 0.1:
+        why.append(f"target IoU {iou[1]:.2f}")
+    return why
+
+
 def _values(runs: list[dict], key: str) -> list[float]:
     return [r["metrics"][key] for r in runs if key in r["metrics"]]
 
@@ -381,11 +394,12 @@ def _table(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, 
     writer.writerow(["model", "seeds", "pixel_acc_mean", "miou_mean", "acc_mean", "pixel_acc", "miou", "acc", "failed"])
     for row, runs in rows.items():
         pa, miou, acc = _values(runs, "pixel_acc_seg"), _values(runs, "miou_seg"), _values(runs, "acc_cls")
-        bad = sum(failed(r, scale.classes) for r in runs)
-        note = f"did not converge ({bad}/{len(runs)} seeds)" if bad else ""
+        bad = [r for r in runs if failed(r, scale.classes)]
+        why = sorted({w for r in bad for w in why_failed(r, scale.classes)})
+        note = f"did not converge ({len(bad)}/{len(runs)} seeds: {'; '.join(why)})" if bad else ""
         lines.append(f"| {row} | {_fmt(pa)} | {_fmt(miou)} | {_fmt(acc)} | | {note} |")
         mean = lambda v: f"{statistics.mean(v):.4f}" if v else ""  # noqa: E731
-        writer.writerow([row, len(runs), mean(pa), mean(miou), mean(acc), pa, miou, acc, bad])
+        writer.writerow([row, len(runs), mean(pa), mean(miou), mean(acc), pa, miou, acc, len(bad)])
     return "\n".join(lines) + "\n", buf.getvalue()
 
 

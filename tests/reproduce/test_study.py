@@ -41,11 +41,17 @@ def test_paper_scale_is_the_papers_network():
 
 def test_tables_and_orderings_are_stated_from_measurements():
     good = {"metrics": {"acc_cls": 0.8, "miou_seg": 0.7, "pixel_acc_seg": 0.95}, "iou_seg": [0.9, 0.5]}
-    bad = {"metrics": {"acc_cls": 0.05, "pixel_acc_seg": 0.9, "miou_seg": 0.45}, "iou_seg": [0.9, 0.0]}
+    collapsed = [[0] * 21 + [5] for _ in range(22)]  # every particle called the last class
+    bad = {
+        "metrics": {"acc_cls": 0.05, "pixel_acc_seg": 0.9, "miou_seg": 0.45},
+        "iou_seg": [0.9, 0.0],
+        "confusion_cls": collapsed,
+    }
     assert not failed(good, 22) and failed(bad, 22)
     md, csv_text = _table("table1", {"DSM-Net": [good, good], "Cls subnet": [bad]}, SCALES["mini"])
     assert "| DSM-Net | 0.950 ± 0.000 | 0.700 ± 0.000 | 0.800 ± 0.000 |" in md
-    assert "did not converge (1/1 seeds)" in md and csv_text.startswith("model,seeds")
+    assert "did not converge (1/1 seeds: predicts one class for every particle; target IoU 0.00)" in md
+    assert csv_text.startswith("model,seeds")
     lines = _orderings({"table1": {"DSM-Net": [good], "Cls subnet": [bad]}})
     assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.050 — **held**"]
 

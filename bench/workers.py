@@ -1,0 +1,121 @@
+"""One training on every core vs one single-threaded training per core, side by side.
+
+``dsmnet reproduce`` runs its trainings on parallel workers that split the cores between them
+(``reproduce/study.py::run_jobs``). This benchmark measures why, at the mini scale's sizes
+(34³, widths 16/32/64, batch 16): the training step of three rows (Cls subnet, DSM-Net,
+SSN3D-ED) is timed
+
+- alone: one process using all cores (``torch.set_num_threads(cores)``);
+- side by side: ``cores`` processes, one thread each, started together on the same step;
+  their samples/s are summed.
+
+The ratio side-by-side / alone is the study's speed-up from running jobs in parallel.
+
+Run: ``python -m bench.workers [--steps 6]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+
+import torch
+
+from bench.common import machine
+
+ROWS = {"Cls subnet": ("cls",), "DSM-Net": ("cls", "seg", "rec"), "SSN3D-ED": None}
+
+
+def _spec(row: str):
+    from dsmnet.reproduce.study import SCALES, variant
+
+    heads = ROWS[row]
+    return variant("dsmnet" if heads else "ssn3d_ed", heads, {}, SCALES["mini"])
+
+
+def _throughput(row: str, threads: int, steps: int, barrier=None) -> float:
+    """Samples/s of the engine's training step for one row at the mini scale."""
+    from dsmnet.core.build import build_loss, build_model
+    from dsmnet.training.loop import TrainStep
+    from dsmnet.training.runtime import make_runtime
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    spec = _spec(row)
+    rt = make_runtime("cpu")
+    model = build_model(spec)
+    step = rt.module(TrainStep(model, build_loss(spec)))
+    opt = torch.optim.Adam(step.parameters(), 1e-3, betas=(0.9, 0.99))
+    batch, box = spec.training.batch_size, spec.input.shape
+    x = rt.input(torch.randn(batch, 1, *box))
+    every = {
+        "class": torch.randint(0, 22, (batch,)),
+        "mask": torch.randint(0, 2, (batch, *box)),
+        "density": torch.randn(batch, 1, *box),
+    }
+    targets = {k: every[k] for k in set(model.targets.values())}
+
+    def one() -> None:
+        with rt.autocast():
+            loss = step(x, targets, None)
+        opt.zero_grad(set_to_none=True)
+        loss.total.backward()
+        opt.step()
+
+    for _ in range(2):
+        one()
+    if barrier is not None:
+        barrier.wait()
+    start = time.perf_counter()
+    for _ in range(steps):
+        one()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def _side_by_side_worker(args) -> float:
+    row, steps, barrier = args
+    return _throughput(row, 1, steps, barrier)
+
+
+def side_by_side(row: str, workers: int, steps: int) -> float:
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(workers)
+        with context.Pool(workers) as pool:
+            return sum(pool.map(_side_by_side_worker, [(row, steps, barrier)] * workers))
+
+
+def run(steps: int = 6) -> dict:
+    cores = os.cpu_count() or 1
+    out = {"cores": cores, "rows": {}}
+    for row in ROWS:
+        alone = _throughput(row, cores, steps)
+        together = side_by_side(row, cores, steps) if cores > 1 else alone
+        out["rows"][row] = {"alone": alone, "side_by_side": together, "ratio": together / alone}
+    return out
+
+
+def report(r: dict) -> str:
+    lines = [
+        f"mini scale (34³, widths 16/32/64, batch 16), training step; {machine()}",
+        f"{'row':<11} {'1 process × ' + str(r['cores']) + ' threads':>24} "
+        f"{str(r['cores']) + ' processes × 1 thread':>24} {'ratio':>6}",
+    ]
+    for row, v in r["rows"].items():
+        lines.append(
+            f"{row:<11} {v['alone']:>18.1f} smp/s {v['side_by_side']:>18.1f} smp/s {v['ratio']:>6.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6)
+    args = parser.parse_args()
+    print(report(run(args.steps)))
+
+
+if __name__ == "__main__":
+    main()
