@@ -259,7 +259,12 @@ def run_jobs(jobs: list[Job], workers: int, log=print) -> dict[Path, dict[str, A
             futures[pool.submit(_run_job, job)] = job
         for future in as_completed(futures):
             job = futures[future]
-            results[job.run] = future.result()
+            try:
+                results[job.run] = future.result()
+            except Exception as err:
+                for other in futures:
+                    other.cancel()  # queued jobs are dropped; the one running elsewhere finishes its run
+                raise StudyError(f"{job.title} ({job.run}) failed: {err}") from err
             log(f"finished {job.title}")
     return results
 

@@ -116,3 +116,13 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, n=40))
     with pytest.raises(study.StudyError, match="simulated with other settings .n: 36.*wants n: 40"):
         study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
+
+
+def test_a_failing_job_names_itself_and_stops_the_queue(tmp_path, tiny_spec):
+    from dsmnet.core.build import load_spec
+    from dsmnet.reproduce import study
+
+    spec = load_spec(tiny_spec).to_dict()
+    jobs = [study.Job(tmp_path / f"run{i}", spec, tmp_path / "no-such-data", 0, f"row {i}", float(i)) for i in range(3)]
+    with pytest.raises(study.StudyError, match=r"row \d \(.*run\d\) failed: .*no-such-data"):
+        study.run_jobs(jobs, workers=2, log=lambda _: None)
