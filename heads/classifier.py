@@ -36,6 +36,10 @@ class Classifier(nn.Module):
         dropout: dropout after each hidden layer.
         pool: ``avg`` or ``max`` (global) pooling, or ``flatten`` the whole map.
         act: activation after each hidden layer.
+        norm: normalisation of each hidden layer before its activation: ``none`` (the papers'),
+            ``batch`` (BatchNorm1d) or ``layer`` (LayerNorm). Without it a wide flattened input
+            (DSRF3D-v2's) can kill every hidden ReLU early in training at low SNR: all logits then
+            equal the biases and the loss sits at the prior's entropy.
     """
 
     target: ClassVar[str] = "class"
@@ -51,6 +55,7 @@ class Classifier(nn.Module):
         dropout: Probability = 0.7,
         pool: Literal["avg", "max", "flatten"] = "avg",
         act: Act = "relu",
+        norm: Literal["none", "batch", "layer"] = "none",
     ):
         super().__init__()
         if pool == "avg":
@@ -62,7 +67,12 @@ class Classifier(nn.Module):
         width = in_shape.numel if pool == "flatten" else in_shape.channels
         layers: list[nn.Module] = []
         for h in hidden:
-            layers += [nn.Linear(width, h), act_layer(act), nn.Dropout(dropout)]
+            layers.append(nn.Linear(width, h, bias=norm != "batch"))  # BatchNorm's shift is the bias
+            if norm == "batch":
+                layers.append(nn.BatchNorm1d(h))
+            elif norm == "layer":
+                layers.append(nn.LayerNorm(h))
+            layers += [act_layer(act), nn.Dropout(dropout)]
             width = h
         self.body = nn.Sequential(*layers)
         self.fc = nn.Linear(width, classes)

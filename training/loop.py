@@ -199,6 +199,15 @@ def evaluate_split(
     return metrics
 
 
+def batch_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of consecutive batches of ``size`` over ``n`` items; a lone last item joins
+    the batch before it, since a batch of one cannot be batch-normalised in training mode."""
+    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 @torch.no_grad()
 def precise_bn(model: torch.nn.Module, data: Subtomograms, indices: torch.Tensor, rt: Runtime, batch_size: int) -> None:
     """Recompute BatchNorm statistics as exact averages over ``indices`` with the current weights
@@ -212,9 +221,9 @@ def precise_bn(model: torch.nn.Module, data: Subtomograms, indices: torch.Tensor
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     model.train()
-    for start in range(0, len(indices), batch_size):
+    for start, stop in batch_bounds(len(indices), batch_size):
         with rt.autocast():
-            model(rt.input(data.x[indices[start : start + batch_size]]))
+            model(rt.input(data.x[indices[start:stop]]))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
 
@@ -339,14 +348,14 @@ def train(
         sums: dict[str, float] = {}
         seen = 0
         bar = tqdm(
-            range(0, len(shard), per_rank),
+            batch_bounds(len(shard), per_rank),
             desc=f"epoch {epoch}",
             disable=None if (config.progress and rt.is_main) else True,  # None: only on a terminal
             leave=False,
         )
         t0 = time.perf_counter()
-        for start in bar:
-            idx = shard[start : start + per_rank]
+        for start, stop in bar:
+            idx = shard[start:stop]
             x, targets, present = _batch(data, idx)
             if settings["augment"]:
                 flipped = _flip({"x": x, **targets}, gen)

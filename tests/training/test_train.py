@@ -169,3 +169,52 @@ def test_prior_initialisation_is_recorded_and_can_be_switched_off(small_data, ti
     assert not any("priors" in m for m in lines)
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert state["settings"]["prior_init"] is False
+
+
+def test_batches_never_leave_a_lone_sample():
+    assert loop.batch_bounds(48, 16) == [(0, 16), (16, 32), (32, 48)]
+    assert loop.batch_bounds(49, 16) == [(0, 16), (16, 32), (32, 49)]
+    assert loop.batch_bounds(50, 16)[-1] == (48, 50)
+    assert loop.batch_bounds(1, 16) == [(0, 1)]
+    assert loop.batch_bounds(0, 16) == []
+
+
+def test_batch_normalised_classifier_trains_with_a_remainder_of_one(small_data, tmp_path):
+    """DSRF3D-v2's head: flattened map, BatchNorm1d in the hidden layers; 48 training particles in
+    batches of 47 would leave a batch of one, which BatchNorm1d refuses in training mode."""
+    import yaml
+
+    from tests.conftest import TINY
+
+    spec = json.loads(json.dumps(TINY))
+    spec["heads"] = {
+        "cls": {"type": "classifier", "hidden": [16, 16], "classes": 3, "pool": "flatten", "norm": "batch"}
+    }
+    spec["losses"] = {"cls": {"type": "cross_entropy", "weight": 1}}
+    spec.pop("decoder")
+    spec["training"]["batch_size"] = 47
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    summary = train(
+        path, small_data, tmp_path / "run", TrainConfig(progress=False, epochs=1, precise_bn=48), log=lambda _: None
+    )
+    assert summary["epochs"] == 1
+    body = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"]
+    assert any("body.1.running_var" in k for k in body)
+
+
+def test_classifier_norm_names_the_allowed_values(tmp_path):
+    from dsmnet.core.build import build_model, load_spec
+    from dsmnet.core.spec import SpecError
+    import yaml
+
+    from tests.conftest import TINY
+
+    spec = json.loads(json.dumps(TINY))
+    spec["heads"]["cls"]["norm"] = "group"
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(
+        SpecError, match=r"heads\.cls\.norm.*'none', 'batch', 'layer'|heads\.cls\.norm.*none.*batch.*layer"
+    ):
+        build_model(load_spec(path))
