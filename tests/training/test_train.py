@@ -204,10 +204,10 @@ def test_batch_normalised_classifier_trains_with_a_remainder_of_one(small_data, 
 
 
 def test_classifier_norm_names_the_allowed_values(tmp_path):
-    from dsmnet.core.build import build_model, load_spec
-    from dsmnet.core.spec import SpecError
     import yaml
 
+    from dsmnet.core.build import build_model, load_spec
+    from dsmnet.core.spec import SpecError
     from tests.conftest import TINY
 
     spec = json.loads(json.dumps(TINY))
