@@ -415,8 +415,12 @@ def _orderings(results: dict) -> list[str]:
         rows = results.get(table, {})
         if better not in rows or worse not in rows:
             continue
-        a = statistics.mean(_values(rows[better], key[metric]) or [float("nan")])
-        b = statistics.mean(_values(rows[worse], key[metric]) or [float("nan")])
+        va, vb = _values(rows[better], key[metric]), _values(rows[worse], key[metric])
+        a = statistics.mean(va or [float("nan")])
+        b = statistics.mean(vb or [float("nan")])
         verdict = "held" if a > b else "did not hold"
+        if len(va) > 1 and len(va) == len(vb):  # the same seeds, in the same order, for every row
+            wins = sum(x > y for x, y in zip(va, vb))
+            verdict += f" ({wins}/{len(va)} seeds)"
         out.append(f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f} — **{verdict}**")
     return out

@@ -54,6 +54,10 @@ def test_tables_and_orderings_are_stated_from_measurements():
     assert csv_text.startswith("model,seeds")
     lines = _orderings({"table1": {"DSM-Net": [good], "Cls subnet": [bad]}})
     assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.050 — **held**"]
+    # several seeds: the verdict is on the means, and says on how many seeds it held
+    close = {"metrics": {"acc_cls": 0.82}}
+    lines = _orderings({"table1": {"DSM-Net": [good, good], "Cls subnet": [bad, close]}})
+    assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.435 — **held (1/2 seeds)**"]
 
 
 def test_discovery_on_a_run_without_one_class(small_data, tiny_spec, tmp_path):
