@@ -45,7 +45,7 @@ def test_unknown_parameter_lists_allowed_parameters(registries):
     spec["heads"]["cls"]["hiden"] = [512]
     msg = str(error_of(spec, registries))
     assert msg.startswith("heads.cls.hiden: unknown key; did you mean 'hidden'?")
-    assert "allowed: act, classes, dropout, hidden, pool" in msg
+    assert "allowed: act, classes, dropout, hidden, norm, pool" in msg
 
 
 def test_unknown_top_level_key(registries):
