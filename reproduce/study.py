@@ -192,6 +192,11 @@ def run_row(
         train(spec, data, run, TrainConfig(seed=seed, progress=False), resume=resume, log=lambda m: log("   ", m))
     if not evaluate_test:
         return {}
+    done = run / "evaluate-test" / "metrics.json"
+    if done.is_file() and done.stat().st_mtime >= (run / "best.pt").stat().st_mtime:
+        metrics = json.loads(done.read_text())
+        if metrics.get("data") == str(data):  # evaluated on this dataset since the last best checkpoint
+            return metrics
     result = evaluate(run, data, "test")
     return json.loads((Path(result["out"]) / "metrics.json").read_text())
 
@@ -377,12 +382,27 @@ def reproduce(
             "",
         ]
     seconds = time.perf_counter() - start
+    total, invocations = _add_wall_time(out, seconds)
     summary[2] = (
-        f"Command: `{command}`; git revision {revision}; wall time {seconds / 60:.1f} min on {workers} worker(s) "
-        "(runs already complete are reused, so a resumed study counts only its own time)."
+        f"Command: `{command}`; git revision {revision}; wall time {total / 60:.1f} min on {workers} worker(s)"
+        + (
+            f", summed over the {invocations} invocations that built these results (this one: {seconds / 60:.1f} min)."
+            if invocations > 1
+            else "."
+        )
     )
     atomic_write_text(out / "summary.md", "\n".join(summary))
     return {"out": str(out), "seconds": seconds, "results": results, "discovery": found}
+
+
+def _add_wall_time(out: Path, seconds: float) -> tuple[float, int]:
+    """The study's wall time so far, kept in ``study.json`` across invocations: an interrupted and
+    resumed study, or one re-run to redraw its tables, reports the time all its parts took."""
+    path = out / "study.json"
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    state = {"seconds": state.get("seconds", 0.0) + seconds, "invocations": state.get("invocations", 0) + 1}
+    atomic_write_text(path, json.dumps(state, indent=1) + "\n")
+    return state["seconds"], state["invocations"]
 
 
 def _describe(s: Scale) -> str:

@@ -108,11 +108,18 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
         assert (tmp_path / "toy" / name).is_file()
     assert "on 2 worker(s)" in (tmp_path / "toy" / "summary.md").read_text()
     assert "[A · Cls+Seg 1:100 · seed 0]" in capfd.readouterr().out  # the workers' logs, prefixed
-    # a second call reuses every finished run
+    # a second call reuses every finished run and its test metrics, and sums the wall time
+    metrics = tmp_path / "toy" / "runs" / "A" / "dsmnet-cls+seg-seg=100" / "seed0" / "evaluate-test" / "metrics.json"
+    evaluated = metrics.stat().st_mtime_ns
     again = study.reproduce(
         "toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False, workers=1
     )
     assert again["results"]["table3"]["Cls+Seg 1:100"][0]["metrics"] == rows["Cls+Seg 1:100"][0]["metrics"]
+    assert metrics.stat().st_mtime_ns == evaluated  # not evaluated again
+    state = json.loads((tmp_path / "toy" / "study.json").read_text())
+    assert state["invocations"] == 2
+    assert state["seconds"] == pytest.approx(result["seconds"] + again["seconds"])
+    assert "summed over the 2 invocations" in (tmp_path / "toy" / "summary.md").read_text()
     # results of another scale in the same folder are refused, naming what differs
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2))
     with pytest.raises(study.StudyError, match="holds a run of another spec"):
