@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -465,5 +466,27 @@ def _orderings(results: dict) -> list[str]:
         if len(va) > 1 and len(va) == len(vb):  # the same seeds, in the same order, for every row
             wins = sum(x > y for x, y in zip(va, vb))
             verdict += f" ({wins}/{len(va)} seeds)"
-        out.append(f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f} — **{verdict}**")
+        line = f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f} — **{verdict}**"
+        se = _accuracy_se(rows[better], rows[worse]) if metric == "acc" else None
+        if se is not None:
+            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e.)" + (", within noise" if abs(a - b) < 2 * se else "")
+        out.append(line)
     return out
+
+
+def _accuracy_se(better: list[dict], worse: list[dict]) -> float | None:
+    """Binomial standard error of the difference of two mean test accuracies, treating the rows'
+    test sets as independent (they are the same particles, so this errs on the cautious side)."""
+
+    def variance(runs: list[dict]) -> float | None:
+        parts = []
+        for r in runs:
+            n = sum(map(sum, r.get("confusion_cls") or []))
+            if not n or "acc_cls" not in r["metrics"]:
+                return None
+            p = r["metrics"]["acc_cls"]
+            parts.append(p * (1 - p) / n)
+        return sum(parts) / len(parts) ** 2 if parts else None
+
+    va, vb = variance(better), variance(worse)
+    return None if va is None or vb is None else math.sqrt(va + vb)

@@ -137,3 +137,20 @@ def test_a_failing_job_names_itself_and_stops_the_queue(tmp_path, tiny_spec):
     jobs = [study.Job(tmp_path / f"run{i}", spec, tmp_path / "no-such-data", 0, f"row {i}", float(i)) for i in range(3)]
     with pytest.raises(study.StudyError, match=r"row \d \(.*run\d\) failed: .*no-such-data"):
         study.run_jobs(jobs, workers=2, log=lambda _: None)
+
+
+def test_accuracy_orderings_state_their_standard_error():
+    def run(acc: float, n: int = 100) -> dict:
+        confusion = [[n // 2, 0], [0, n - n // 2]]  # only its total, the test set's size, is used
+        return {"metrics": {"acc_cls": acc}, "confusion_cls": confusion}
+
+    close = _orderings({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.75)]}})
+    # sqrt(0.8·0.2/100 + 0.75·0.25/100) = 0.059
+    assert close == [
+        "- table1: DSM-Net acc 0.800 > Cls subnet 0.750 — **held**; difference +0.050 ± 0.059 (1 s.e.), within noise"
+    ]
+    far = _orderings({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.40)]}})
+    assert far[0].endswith("difference +0.400 ± 0.063 (1 s.e.)")
+    # two seeds: the standard error of the mean of each row
+    two = _orderings({"table1": {"DSM-Net": [run(0.8), run(0.8)], "Cls subnet": [run(0.4), run(0.4)]}})
+    assert "difference +0.400 ± 0.045 (1 s.e.)" in two[0]
