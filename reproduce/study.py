@@ -58,10 +58,10 @@ SCALES = {
     # The paper's 3205 particles (~146 per class); 34³ is the smallest even box holding the largest
     # complex (cct_4v8r, 33 voxels across at 10 Å); half the paper's widths; the paper's classifier
     # width (its cost is negligible); batch 16 gives 160 updates per epoch. At this size the
-    # models are data-limited, not step-limited: with 80 particles per class and 14 epochs the Cls
-    # subnet overfits after ~18 epochs at 0.33 validation accuracy, with 146 per class it passes
-    # 0.37 by epoch 7 for fewer samples seen. Sized so that Tables 1–3 and discovery (15 trainings
-    # on 2 single-threaded workers) fit in 90 minutes on 2 cores.
+    # models are data-limited, not step-limited: with 80 particles per class the Cls subnet
+    # overfits after ~18 epochs at 0.33 validation accuracy, with 146 per class it passes 0.37 by
+    # epoch 7 for fewer samples seen. Tables 1–3 and discovery (15 trainings on 2 single-threaded
+    # workers) take 59 minutes on 2 cores, within the 90 allowed.
     "mini": Scale("mini", 3205, 34, (160, 320, 320), (16, 32, 64), 1024, 16, 15, 3, (0,)),
 }
 
