@@ -38,6 +38,7 @@ def test_worker_ends_when_the_study_process_is_killed(tmp_path):
     script = tmp_path / "study.py"
     script.write_text(SCRIPT)
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = None
     try:
         worker = int(parent.stdout.readline())
         assert _alive(worker)
@@ -49,5 +50,5 @@ def test_worker_ends_when_the_study_process_is_killed(tmp_path):
         assert not _alive(worker), "the pool worker outlived the study process"
     finally:
         parent.kill()
-        if "worker" in locals() and _alive(worker):
+        if worker is not None and _alive(worker):
             os.kill(worker, signal.SIGKILL)
