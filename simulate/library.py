@@ -43,6 +43,7 @@ class Structure:
     radius: float
     voxel_size: float
     contour: float
+    symmetry: str = "C1"
     sources: list[dict] = field(default_factory=list)
     density: np.ndarray | None = field(default=None, repr=False)
 
@@ -68,6 +69,17 @@ class Structure:
             sources=sources,
             density=(density / scale).astype(np.float32),
         )
+
+    def contiguity(self) -> float:
+        """The fraction of the volume inside the contour held by its largest connected component
+        (face-connected voxels): 1 for one contiguous molecule."""
+        from scipy import ndimage
+
+        labels, count = ndimage.label(self.density >= self.contour)
+        if count == 0:
+            return 0.0
+        sizes = np.bincount(labels.ravel())[1:]
+        return float(sizes.max() / sizes.sum())
 
     @property
     def box(self) -> int:

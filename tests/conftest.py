@@ -22,7 +22,7 @@ def _seed_and_threads():
     yield
 
 
-CLASSES = ["ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv"]
+CLASSES = ["ruvb_7pbl", "mjap_9x2o", "mtor_4jsv"]
 
 TINY = {
     "name": "tiny",

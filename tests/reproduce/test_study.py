@@ -63,7 +63,7 @@ def test_tables_and_orderings_are_stated_from_measurements():
 def test_discovery_on_a_run_without_one_class(small_data, tiny_spec, tmp_path):
     reduced = without_class(small_data, tmp_path / "reduced", "mtor_4jsv")
     classes = json.loads((reduced / "classes.json").read_text())
-    assert [c["name"] for c in classes] == ["ruvb_7pbl", "pseudo_haemoglobin"]
+    assert [c["name"] for c in classes] == ["ruvb_7pbl", "mjap_9x2o"]
     run = tmp_path / "run"
     train(tiny_spec, reduced, run, TrainConfig(progress=False, epochs=1), log=lambda _: None)
     result = discover(run, small_data, "mtor_4jsv", tmp_path / "found")

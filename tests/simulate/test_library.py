@@ -21,7 +21,34 @@ def test_shipped_library_has_22_honestly_named_classes_that_fit_a_40_box():
         assert s.sources and all(src["sha256"] for src in s.sources)
         inside = s.density >= s.contour
         assert np.isclose(s.density[inside].mean(), 1.0, atol=1e-3)
-    assert sum(s.kind == "pdb" for s in library) == 14
+    assert sum(s.kind == "pdb" for s in library) == 11
+
+
+def test_every_class_is_one_contiguous_macromolecule_of_at_least_100_kda():
+    for s in read_library(LIBRARY_DIR):
+        assert s.mass_kda >= 100, s.name
+        assert s.contiguity() >= 0.95, f"{s.name}: largest component holds {s.contiguity():.2f} of the volume"
+        assert 2 * s.radius / s.voxel_size <= 34, f"{s.name} does not fit the mini scale's 34³ box"
+    masses = sorted(s.mass_kda for s in read_library(LIBRARY_DIR))
+    assert masses[0] < 150 and masses[-1] > 2000, "spread from ~100 kDa to MDa complexes, like the paper's set"
+
+
+def test_no_two_classes_are_built_from_the_same_coordinate_file():
+    seen: dict[str, str] = {}
+    for s in read_library(LIBRARY_DIR):
+        for src in s.sources:
+            assert src["sha256"] not in seen, f"{s.name} and {seen.get(src['sha256'])} share {src['member']}"
+            seen[src["sha256"]] = s.name
+
+
+def test_a_broken_assembly_is_measured_as_fragments():
+    from dsmnet.simulate.library import Structure
+
+    blob = np.zeros((20, 20, 20), np.float32)
+    blob[3:7, 3:7, 3:7] = 1.0
+    blob[12:17, 12:17, 12:17] = 1.0
+    s = Structure("two", "two blobs", "pseudo", 100.0, 50.0, 10.0, 0.5, density=blob)
+    assert s.contiguity() == pytest.approx(125 / (125 + 64))
 
 
 def test_manifest_checksums_are_verified(tmp_path):

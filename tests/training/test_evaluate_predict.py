@@ -51,7 +51,7 @@ def test_evaluate_writes_metrics_and_figures(run, small_data):
     m = metrics["metrics"]
     assert 0 <= m["acc_cls"] <= 1 and 0 <= m["miou_seg"] <= 1 and 0 <= m["pixel_acc_seg"] <= 1
     assert metrics["particles"] == 6
-    assert set(metrics["per_class_accuracy_cls"]) == {"ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv"}
+    assert set(metrics["per_class_accuracy_cls"]) == {"ruvb_7pbl", "mjap_9x2o", "mtor_4jsv"}
     assert np.array(metrics["confusion_cls"]).sum() == 6
     fsc = metrics["fsc_rec"]
     assert len(fsc["curve"]) == 13 and fsc["resolution_0.5"] >= 20.0
@@ -104,9 +104,9 @@ def test_extract_then_predict(run, small_data, tmp_path):
     result = predict(run, tmp_path / "subtomos", tmp_path / "pred")
     table = starfile.read(tmp_path / "pred" / "predictions.star")
     assert len(table) == r["extracted"]
-    probs = table[[f"dsmProb_{c}" for c in ("ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv")]].to_numpy()
+    probs = table[[f"dsmProb_{c}" for c in ("ruvb_7pbl", "mjap_9x2o", "mtor_4jsv")]].to_numpy()
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
-    assert set(table["dsmClassName"]) <= {"ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv"}
+    assert set(table["dsmClassName"]) <= {"ruvb_7pbl", "mjap_9x2o", "mtor_4jsv"}
     with mrcfile.open(tmp_path / "pred" / table["dsmMaskName"].iloc[0]) as mrc:
         assert mrc.voxel_size.x == pytest.approx(10.0) and mrc.data.shape == (24, 24, 24)
         assert set(np.unique(mrc.data)) <= {0, 1}

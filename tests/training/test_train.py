@@ -30,7 +30,7 @@ def test_run_folder_and_safe_checkpoints(small_data, tiny_spec, tmp_path):
     for name in ("spec.yaml", "split.json", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "summary.json"):
         assert (run / name).is_file(), name
     state = state_of(run)  # weights_only=True: plain data only
-    assert state["classes"] == ["ruvb_7pbl", "pseudo_haemoglobin", "mtor_4jsv"]
+    assert state["classes"] == ["ruvb_7pbl", "mjap_9x2o", "mtor_4jsv"]
     assert state["spec"]["name"] == "tiny" and state["epoch"] == 2
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
