@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 from scipy.ndimage import affine_transform
 from scipy.spatial.transform import Rotation
 
@@ -12,6 +13,23 @@ from dsmnet.simulate.library import Structure
 
 MAX_CROWDING = 0.35  # random sequential packing of irregular shapes jams below ~0.38
 EXCLUSION = 0.3  # molecules keep apart where their density exceeds this fraction of the contour
+
+
+CLOSING_NM = 2.0  # a region's gaps narrower than about twice this are closed
+
+
+def region(density: np.ndarray, contour: float, voxel_size: float = 10.0) -> np.ndarray:
+    """A molecule's region, the paper's segmentation target: its density at the contour, gaps
+    between fragments closed (morphological closing with a ball of :data:`CLOSING_NM`) and
+    enclosed cavities filled, so that "a hole in a macromolecule [...] still [is] categorized as a
+    part of the segment" (Liu et al. 2018, §3.1). Open channels (GroEL's, a pore's) stay open."""
+    inside = density >= contour
+    r = max(1, int(round(CLOSING_NM * 10.0 / voxel_size)))
+    grid = np.mgrid[-r : r + 1, -r : r + 1, -r : r + 1]
+    ball = (grid**2).sum(0) <= r * r
+    padded = np.pad(inside, r + 1)
+    closed = ndimage.binary_closing(padded, structure=ball)[(slice(r + 1, -(r + 1)),) * 3]
+    return ndimage.binary_fill_holes(closed | inside)
 
 
 class SimulationError(ValueError):
@@ -46,6 +64,7 @@ class Molecule:
     rotation: Rotation
     density: np.ndarray = field(repr=False)
     contour: float
+    region: np.ndarray = field(repr=False)  # the segmentation target (see :func:`region`)
 
     @property
     def corner(self) -> np.ndarray:
@@ -113,19 +132,20 @@ def crowd(
             b = density.shape[0]
             for _ in range(max_tries):
                 corner = np.array([rng.integers(0, n - b + 1) for n in shape])
-                region = _region(corner, b)
-                if not (taken[region] & exclusion).any():
+                box = _region(corner, b)
+                if not (taken[box] & exclusion).any():
                     break
             else:
                 continue
-            taken[region] |= exclusion
-            clean[region] += density
+            taken[box] |= exclusion
+            clean[box] += density
             inside = density >= s.contour
-            labels[region][inside] = cls + 1
+            own = region(density, s.contour, s.voxel_size) & ~(labels[box] > 0)  # neighbours excluded
+            labels[box][own] = cls + 1
             filled += int(inside.sum())
             placed += 1
             molecules.append(
-                Molecule(first_id + len(molecules), int(cls), corner + b // 2, rotation, density, s.contour)
+                Molecule(first_id + len(molecules), int(cls), corner + b // 2, rotation, density, s.contour, own)
             )
         if placed < len(plan) / 2 and filled < target:
             break

@@ -9,8 +9,16 @@ Two modes (paper §3.1, after the Xu-lab simulator):
   CTF and MTF applied to each, noise added per projection — reconstructed by direct Fourier
   inversion with per-frequency weights (the Fourier equivalent of weighted back-projection).
 
-SNR is the Xu-lab definition: the variance of the CTF-, MTF- and wedge-filtered noise-free
-signal over the variance of the noise, measured on the whole tomogram.
+SNR follows the Xu lab's own simulator (AITom, ``reconstruction__simple_convolution``): the
+**nominal** SNR is the variance of the *unfiltered* clean tomogram over the variance of the noise
+added; half of that noise is added before the CTF (it goes through CTF, MTF, wedge and band limit
+with the signal: structural and shot noise of the specimen), half after (through the wedge and band
+limit only: detector and reconstruction noise). The CTF carries an envelope (``b_factor``) and
+everything is band-limited to ``1/band_limit_nm`` (4 nm), as in that simulator. Because CTF,
+wedge and band limit remove most of the noise's power but less of the signal's, the SNR the
+network meets is higher than the nominal one: both are measured and recorded — the **total** SNR
+(filtered signal variance over final noise variance) and the **in-band** SNR (the same over
+frequencies below 1/(4 nm)).
 
 Geometry: arrays are ``[z, y, x]``, the beam along z at 0°, the tilt axis along y. A projection
 at tilt θ measures the central slice containing ``k_y`` and ``(cos θ, 0, −sin θ)`` in (x, z), so
@@ -37,7 +45,8 @@ class Microscope:
     cs_mm: float = 2.0
     defocus_um: float = 5.0  # underfocus (positive), i.e. −5 µm defocus
     amplitude_contrast: float = 0.07
-    b_factor: float = 0.0  # Å², envelope exp(−B k²/4)
+    b_factor: float = 400.0  # Å², CTF envelope exp(−B k²/4) (0.94 at 1/(4 nm))
+    band_limit_nm: float = 4.0  # signal and noise are band-limited to 1/(this) (0: none)
     mtf: Literal["sinc", "none"] = "sinc"  # detector MTF sinc(πω/2), ω = k/Nyquist
     tilt_min: float = -60.0
     tilt_max: float = 60.0
@@ -45,6 +54,12 @@ class Microscope:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def band(self, k_cycles: torch.Tensor, voxel_size: float) -> torch.Tensor:
+        """The band limit at spatial frequencies ``k_cycles`` (cycles/voxel): 1 below it, 0 above."""
+        if not self.band_limit_nm:
+            return torch.ones_like(k_cycles)
+        return (k_cycles <= voxel_size / (10.0 * self.band_limit_nm)).to(k_cycles.dtype)
 
     @property
     def tilts(self) -> np.ndarray:
@@ -69,11 +84,6 @@ def ctf_mtf(k_cycles: torch.Tensor, voxel_size: float, scope: Microscope) -> tor
     if scope.b_factor:
         h = h * torch.exp(-scope.b_factor * k_angstrom_sq.double() / 4)
     return h.float()
-
-
-def mtf(k_cycles: torch.Tensor, scope: Microscope) -> torch.Tensor:
-    """The detector MTF alone (what the noise passes through)."""
-    return torch.sinc(k_cycles) if scope.mtf == "sinc" else torch.ones_like(k_cycles)
 
 
 def _rfft_grid(shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -105,34 +115,53 @@ def wedge_mask(shape: tuple[int, int, int], scope: Microscope, rfft: bool = True
 
 @dataclass
 class Imaged:
-    """A tomogram as imaged: the noisy volume, its noise-free filtered signal, the measured SNR."""
+    """A tomogram as imaged: the noisy volume, its noise-free filtered signal and its SNRs.
+
+    Attributes:
+        snr: the measured total SNR (filtered-signal variance / final noise variance).
+        snr_in_band: the same over the frequencies below 1/(4 nm).
+    """
 
     noisy: np.ndarray
     signal: np.ndarray
     snr: float
+    snr_in_band: float = float("inf")
 
 
-def _scale_noise(signal: torch.Tensor, noise: torch.Tensor, snr: float) -> torch.Tensor:
-    return noise * torch.sqrt(signal.var() / (snr * noise.var()))
+def _in_band_power(volume: torch.Tensor, k: torch.Tensor, limit: float) -> float:
+    """Power of ``volume`` (zero-mean) at frequencies below ``limit`` cycles/voxel, by Parseval."""
+    ft = torch.fft.rfftn(volume - volume.mean())
+    weight = torch.full_like(k, 2.0)  # rfft: the half-spectrum's columns stand for two
+    weight[..., 0] = 1.0
+    if volume.shape[-1] % 2 == 0:
+        weight[..., -1] = 1.0
+    return float(((ft.abs() ** 2) * weight * (k <= limit)).sum() / volume.numel() ** 2)
+
+
+def _measured(signal: torch.Tensor, noise: torch.Tensor, k: torch.Tensor, voxel_size: float) -> Imaged:
+    limit = voxel_size / 40.0  # 1/(4 nm) in cycles/voxel
+    in_band = _in_band_power(signal, k, limit) / _in_band_power(noise, k, limit)
+    return Imaged((signal + noise).numpy(), signal.numpy(), float(signal.var() / noise.var()), float(in_band))
 
 
 def image_fourier(
     clean: np.ndarray, voxel_size: float, snr: float, scope: Microscope, rng: np.random.Generator
 ) -> Imaged:
-    """``fourier`` mode. ``snr = inf`` gives the noise-free filtered tomogram."""
+    """``fourier`` mode. ``snr`` is nominal (see the module); ``inf`` gives the noise-free tomogram."""
     shape = clean.shape
     kz, ky, kx = _rfft_grid(shape)
     k = torch.sqrt(kz**2 + ky**2 + kx**2)
-    wedge = wedge_mask(shape, scope)
-    ft = torch.fft.rfftn(torch.from_numpy(clean))
-    signal = torch.fft.irfftn(ft * (ctf_mtf(k, voxel_size, scope) * wedge), s=shape)
-    del ft
+    measured = wedge_mask(shape, scope) * scope.band(k, voxel_size)
+    transfer = ctf_mtf(k, voxel_size, scope) * measured
+    volume = torch.from_numpy(clean)
+    signal = torch.fft.irfftn(torch.fft.rfftn(volume) * transfer, s=shape)
     if not np.isfinite(snr):
         return Imaged(signal.numpy(), signal.numpy(), float("inf"))
-    white = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32))
-    noise = torch.fft.irfftn(torch.fft.rfftn(white) * (mtf(k, scope) * wedge), s=shape)
-    noise = _scale_noise(signal, noise, snr)
-    return Imaged((signal + noise).numpy(), signal.numpy(), float(signal.var() / noise.var()))
+    half = float(volume.var()) / snr / 2  # the nominal noise variance, half before and half after the CTF
+    before = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)) * half**0.5
+    after = torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)) * half**0.5
+    noise = torch.fft.irfftn(torch.fft.rfftn(before) * transfer + torch.fft.rfftn(after) * measured, s=shape)
+    return _measured(signal, noise, k, voxel_size)
 
 
 def _tilt_matrices(scope: Microscope) -> torch.Tensor:
@@ -145,7 +174,7 @@ def _tilt_matrices(scope: Microscope) -> torch.Tensor:
     )
 
 
-def _filter_2d(images: torch.Tensor, transfer) -> torch.Tensor:
+def _filter_2d(images: torch.Tensor, transfer) -> torch.Tensor:  # noqa: D103
     n = images.shape[-1]
     ky = torch.fft.fftfreq(n)[:, None]
     kx = torch.fft.rfftfreq(n)[None, :]
@@ -175,11 +204,36 @@ def image_projection(
         signal = backproject_2d_to_3d(projections, rots)[crop].contiguous()
         del projections
         if not np.isfinite(snr):
+            kz, ky, kx = _rfft_grid(shape)
+            band = scope.band(torch.sqrt(kz**2 + ky**2 + kx**2), voxel_size)
+            signal = torch.fft.irfftn(torch.fft.rfftn(signal) * band, s=shape)
             return Imaged(signal.numpy(), signal.numpy(), float("inf"))
-        white = torch.from_numpy(rng.standard_normal((len(rots), n, n), dtype=np.float32))
-        noise = backproject_2d_to_3d(_filter_2d(white, lambda k: mtf(k, scope)), rots)[crop].contiguous()
-    noise = _scale_noise(signal, noise, snr)
-    return Imaged((signal + noise).numpy(), signal.numpy(), float(signal.var() / noise.var()))
+        before = _filter_2d(
+            torch.from_numpy(rng.standard_normal((len(rots), n, n), dtype=np.float32)),
+            lambda k: ctf_mtf(k, voxel_size, scope),
+        )
+        before = backproject_2d_to_3d(before, rots)[crop].contiguous()
+        after = torch.from_numpy(rng.standard_normal((len(rots), n, n), dtype=np.float32))
+        after = backproject_2d_to_3d(after, rots)[crop].contiguous()
+    # band-limit the reconstructions, and give each noise part the variance it has in fourier mode
+    kz, ky, kx = _rfft_grid(shape)
+    k = torch.sqrt(kz**2 + ky**2 + kx**2)
+    band = scope.band(k, voxel_size)
+    signal, before, after = (torch.fft.irfftn(torch.fft.rfftn(v) * band, s=shape) for v in (signal, before, after))
+    measured = wedge_mask(shape, scope) * band
+    half = float(torch.from_numpy(clean).var()) / snr / 2
+    before = before * (half * _gain(ctf_mtf(k, voxel_size, scope) * measured, shape) / before.var()) ** 0.5
+    after = after * (half * _gain(measured, shape) / after.var()) ** 0.5
+    return _measured(signal, before + after, k, voxel_size)
+
+
+def _gain(transfer: torch.Tensor, shape: tuple[int, ...]) -> float:
+    """The variance of unit white noise after an rFFT-domain filter ``transfer``."""
+    weight = torch.full(transfer.shape, 2.0)
+    weight[..., 0] = 1.0
+    if shape[-1] % 2 == 0:
+        weight[..., -1] = 1.0
+    return float((transfer.abs() ** 2 * weight).sum() / np.prod(shape))
 
 
 def image(
