@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from dsmnet.registry.errors import PluginError, UserError
+
 Loc = Sequence[str | int]
 
 
@@ -22,7 +24,7 @@ def format_loc(loc: Loc) -> str:
     return "".join(parts) or "<spec>"
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A spec (or a variant generated from one) is invalid.
 
     Args:
@@ -56,5 +58,4 @@ class SpecError(ValueError):
         return head + f"{len(lines)} problems\n" + "\n".join(f"  {line}" for line in lines)
 
 
-class PluginError(RuntimeError):
-    """A plugin could not be loaded, or two plugins registered the same name."""
+__all__ = ["Loc", "PluginError", "SpecError", "UserError", "format_loc"]

@@ -9,9 +9,15 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from dsmnet.registry.errors import UserError
 
-class OutputError(OSError):
+
+class OutputError(UserError, OSError):
     """An output cannot be written (no permission, no such folder, disk full); names the path."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output is already there and overwriting was not asked for."""
 
 
 @contextlib.contextmanager
@@ -58,7 +64,7 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists (choose another --out, or pass --overwrite)")
+        raise OutputExistsError(f"{path} already exists (choose another --out, or pass --overwrite)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

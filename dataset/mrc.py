@@ -10,9 +10,10 @@ import mrcfile
 import numpy as np
 
 from dsmnet.core.fsutil import atomic_path
+from dsmnet.registry.errors import UserError
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file is missing, unreadable or inconsistent; the message names it."""
 
 

@@ -13,8 +13,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dsmnet.registry.errors import UserError
 
-class UsageError(Exception):
+
+class UsageError(UserError):
     """Bad command-line input, reported as ``dsmnet: error: …`` with exit code 2."""
 
 
@@ -255,6 +257,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"unknown table {unknown[0]!r} (allowed: {', '.join(TABLES)})")
     seeds = tuple(int(v) for v in args.seeds.split(",")) if args.seeds else None
+    known = {r[0] for t in TABLES.values() for r in t[1]}
+    rows = tuple(r.strip() for r in args.rows.split(",")) if args.rows else None
+    if rows and any(r not in known for r in rows):
+        bad = next(r for r in rows if r not in known)
+        raise UsageError(f"unknown row {bad!r} (allowed: {', '.join(sorted(known))})")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
     r = reproduce(
@@ -264,6 +271,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         with_discovery=not args.no_discover,
         seeds=seeds,
         workers=args.workers,
+        rows=rows,
     )
     print(f"done in {r['seconds'] / 60:.1f} min → {r['out']}/summary.md")
     return 0
@@ -350,7 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="autocast dtype")
-    p.add_argument("--augment", action="store_true", help="random flips along z, y, x (they keep the wedge)")
+    p.add_argument(
+        "--augment",
+        nargs="?",
+        const="rot180",
+        default="none",
+        choices=("none", "flip", "rot180"),
+        help="wedge-preserving augmentation: rot180 (the default when given: 180° rotations about z, y or x, "
+        "keeping the molecule's hand) or flip (random flips, which also mirror it)",
+    )
     p.add_argument(
         "--no-prior-init",
         action="store_true",
@@ -398,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results folder (runs inside it are reused and resumed)")
     p.add_argument("--tables", help="comma-separated subset of table1,table2,table3")
     p.add_argument("--no-discover", action="store_true", help="skip the unseen-structure experiment")
+    p.add_argument("--rows", help="comma-separated subset of the rows, by name (e.g. 'Cls subnet,DSM-Net')")
     p.add_argument("--seeds", help="comma-separated seeds (default: the scale's; mean ± spread over several)")
     p.add_argument(
         "--workers",
@@ -416,30 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from dsmnet.core.errors import PluginError, SpecError
-    from dsmnet.core.fsutil import OutputError
-
-    errors: list[type[BaseException]] = [UsageError, SpecError, PluginError, FileExistsError, OutputError]
-    if "dsmnet.dataset.mrc" in sys.modules:
-        errors.append(sys.modules["dsmnet.dataset.mrc"].DataError)
-    if "dsmnet.simulate.crowding" in sys.modules:
-        errors.append(sys.modules["dsmnet.simulate.crowding"].SimulationError)
-    if "dsmnet.training.loop" in sys.modules:
-        errors.append(sys.modules["dsmnet.training.loop"].TrainingError)
-    return tuple(errors)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except Exception as exc:
-        if isinstance(exc, _expected_errors()):
-            print(f"dsmnet: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except UserError as exc:
+        print(f"dsmnet: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("dsmnet: interrupted", file=sys.stderr)
         return 130

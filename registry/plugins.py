@@ -25,7 +25,7 @@ from types import ModuleType
 
 import pluggy
 
-from dsmnet.core.errors import PluginError
+from dsmnet.registry.errors import PluginError
 from dsmnet.registry import hookspecs
 from dsmnet.registry.registry import Component, Registries
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from dsmnet.core.errors import PluginError
+from dsmnet.registry.errors import PluginError, UserError
 from dsmnet.registry.params import params_model
 
 KINDS = ("backbone", "decoder", "head", "loss", "weighting")
@@ -39,7 +39,7 @@ class Component:
         return (self.cls.__doc__ or "").strip().split("\n")[0]
 
 
-class UnknownComponentError(KeyError):
+class UnknownComponentError(UserError, KeyError):
     """No component of that name; the message lists close matches and all names."""
 
     def __init__(self, kind: str, name: str, known: list[str]):

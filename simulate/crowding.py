@@ -9,6 +9,7 @@ from scipy import ndimage
 from scipy.ndimage import affine_transform
 from scipy.spatial.transform import Rotation
 
+from dsmnet.registry.errors import UserError
 from dsmnet.simulate.library import Structure
 
 MAX_CROWDING = 0.35  # random sequential packing of irregular shapes jams below ~0.38
@@ -32,7 +33,7 @@ def region(density: np.ndarray, contour: float, voxel_size: float = 10.0) -> np.
     return ndimage.binary_fill_holes(closed | inside)
 
 
-class SimulationError(ValueError):
+class SimulationError(UserError, ValueError):
     """The requested simulation cannot be made (bad preset, class, box, crowding…)."""
 
 

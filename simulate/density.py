@@ -14,11 +14,13 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
+from dsmnet.registry.errors import UserError
+
 OVERSAMPLE = 4  # fine grid spacing = voxel_size / OVERSAMPLE
 DALTON_VOLUME = 1.21  # Å³ per dalton of protein (Matthews / Harpaz)
 
 
-class StructureError(ValueError):
+class StructureError(UserError, ValueError):
     """A coordinate file cannot be read or does not fit."""
 
 

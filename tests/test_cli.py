@@ -85,3 +85,59 @@ def test_data_errors_exit_2_naming_the_file(tmp_path):
     assert proc.returncode == 2 and "unknown preset 'C' (allowed: A, B)" in proc.stderr
     proc = run("simulate", "--n", "5", "--out", "/proc/forbidden/x")
     assert proc.returncode == 2 and "cannot write /proc/forbidden/x" in proc.stderr
+
+
+def _bad_inputs(tmp: Path) -> dict[str, list[str]]:
+    not_mrc = tmp / "tomo.mrc"
+    not_mrc.write_text("not an MRC file")
+    star = tmp / "picks.star"
+    star.write_text("data_particles\n\nloop_\n_rlnTomoName #1\ntomo\n")
+    bad_cif = tmp / "bad.cif"
+    bad_cif.write_text("not a structure\n")
+    return {
+        "build": ["build", str(tmp / "missing.yaml")],
+        "ablate": ["ablate", "dsmnet", "--grid", "seg", "--out", str(tmp / "v")],
+        "simulate": ["simulate", "--n", "0", "--out", str(tmp / "d")],
+        "structures": ["structures", "add", str(bad_cif), "--name", "bad"],
+        "train": ["train", "dsmnet", "--data", str(tmp / "nowhere"), "--out", str(tmp / "run")],
+        "evaluate": ["evaluate", str(tmp / "norun"), "--data", str(tmp / "nowhere")],
+        "extract": ["extract", str(not_mrc), str(star), "--out", str(tmp / "boxes")],
+        "predict": ["predict", str(tmp / "norun"), str(tmp / "nowhere"), "--out", str(tmp / "p")],
+        "reproduce": ["reproduce", "--scale", "huge", "--out", str(tmp / "study")],
+        "discover": ["discover", str(tmp / "norun"), "--data", str(tmp / "nowhere"), "--holdout", "x", "--out", str(tmp / "d2")],
+    }
+
+
+def test_every_command_refuses_bad_input_in_one_line_with_exit_2(tmp_path):
+    for command, argv in _bad_inputs(tmp_path).items():
+        proc = run(*argv)
+        assert proc.returncode == 2, (command, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dsmnet: error: "), (command, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_failing_study_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    from dsmnet.reproduce import study
+
+    def fails(*_args, **_kwargs):
+        raise study.StudyError(f"{tmp_path}/data/A was simulated with other settings")
+
+    monkeypatch.setattr(study, "reproduce", fails)
+    assert main(["reproduce", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"dsmnet: error: {tmp_path}/data/A was simulated with other settings"
+
+
+def test_every_user_error_derives_from_one_base():
+    from dsmnet.core.errors import PluginError, SpecError
+    from dsmnet.core.fsutil import OutputError
+    from dsmnet.dataset.mrc import DataError
+    from dsmnet.registry.errors import UserError
+    from dsmnet.reproduce.study import StudyError
+    from dsmnet.simulate.crowding import SimulationError
+    from dsmnet.simulate.density import StructureError
+    from dsmnet.training.loop import TrainingError
+
+    for error in (PluginError, SpecError, OutputError, DataError, StudyError, SimulationError, StructureError,
+                  TrainingError):
+        assert issubclass(error, UserError), error
