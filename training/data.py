@@ -46,8 +46,16 @@ class Subtomograms:
     voxel_size: float
     root: Path
 
+    density_scale: float = 1.0  # density targets are held multiplied by this (see training.loop.density_scale)
+
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    def scale_density(self, scale: float) -> None:
+        """Hold the density targets multiplied by ``scale`` (a run's ``density_scale``)."""
+        if "density" in self.targets and scale != self.density_scale:
+            self.targets["density"] = self.targets["density"] * (scale / self.density_scale)
+        self.density_scale = scale
 
     @property
     def fingerprint(self) -> str:
@@ -71,6 +79,16 @@ def normalise(volume: np.ndarray) -> np.ndarray:
     """Zero mean, unit variance (a constant volume becomes zeros)."""
     std = float(volume.std())
     return (volume - volume.mean()) / (std if std > 0 else 1.0)
+
+
+def check_voxels(volume: np.ndarray, path: Path) -> None:
+    """Refuse a subtomogram no network should be given: NaN or infinite voxels, or a constant box
+    (nothing to normalise; typically a box cut outside the tomogram's data)."""
+    finite = np.isfinite(volume)
+    if not finite.all():
+        raise DataError(f"{path}: {int((~finite).sum())} NaN or infinite voxel(s); fix or drop this subtomogram")
+    if float(volume.max()) == float(volume.min()):
+        raise DataError(f"{path}: every voxel is {float(volume.flat[0]):g} (a constant box); drop this subtomogram")
 
 
 def _cell(row: pd.Series, column: str) -> str | None:
@@ -137,6 +155,7 @@ def load_dataset(
         if xs and sub.shape != xs[0].shape:
             raise DataError(f"{root / _cell(row, layout.IMAGE)}: size {sub.shape} differs from {xs[0].shape}")
         voxel = voxel or vs
+        check_voxels(sub, root / _cell(row, layout.IMAGE))
         xs.append(normalise(sub).astype(np.float32))
         name = _cell(row, layout.CLASS_NAME) if targets else None
         if name is not None and names is not None:

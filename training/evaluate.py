@@ -38,6 +38,7 @@ def evaluate(
     model, criterion, state = load_trained(run, "best", rt)
     spec_box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
+    data.scale_density(state["settings"].get("density_scale", 1.0))  # metrics in the units it was trained in
     if split == "all":
         indices = list(range(len(data)))
     elif split not in SPLIT_CHOICES:

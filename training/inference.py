@@ -137,9 +137,10 @@ def predict(
     if want and data.voxel_size and abs(data.voxel_size - want) > 0.01 * want:
         raise DataError(
             f"{data_dir}: subtomograms are {data.voxel_size:g} Å/voxel, the model {want:g}; "
-            "re-extract with dsmnet extract --voxel-size {want:g} --rescale"
+            f"re-extract with dsmnet extract --voxel-size {want:g} --rescale"
         )
     classes = state["classes"]
+    unscale = 1.0 / state["settings"].get("density_scale", 1.0)  # densities back in the dataset's units
     rows = []
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad():
@@ -171,7 +172,7 @@ def predict(
                         record[layout.MASK] = name
                     else:
                         name = f"densities/{i + 1:06d}.mrc"
-                        write_mrc(tmp / name, value[j, 0].numpy(), data.voxel_size)
+                        write_mrc(tmp / name, value[j, 0].numpy() * unscale, data.voxel_size)
                         record[layout.DENSITY] = name
                 rows.append(record)
         write_star(tmp / "predictions.star", {"particles": pd.DataFrame(rows)})

@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -25,13 +25,20 @@ from dsmnet.core.build import build_loss, build_model, load_spec
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
+from dsmnet.registry.errors import UserError
 from dsmnet.training.checkpoint import load_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
 from dsmnet.training.metrics import Confusion
 from dsmnet.training.runtime import Precision, Runtime, make_runtime
 
 
-class TrainingError(RuntimeError):
+Augment = Literal["none", "flip", "rot180"]
+AUGMENTS = ("none", "flip", "rot180")
+# the three 180° rotations (about z, y, x) as pairs of flipped axes of a [.., z, y, x] volume
+_ROT180 = ((), (-2, -1), (-3, -1), (-3, -2))
+
+
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (a NaN loss, a run folder in the way…); the message says why."""
 
 
@@ -47,7 +54,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: Precision = "auto"
-    augment: bool = False
+    augment: Augment = "none"
     precise_bn: int = 512
     prior_init: bool = True
     progress: bool = True
@@ -111,6 +118,18 @@ def target_priors(data: Subtomograms, indices: list[int], classes: int) -> dict[
     return out
 
 
+def density_scale(data: Subtomograms, indices: list[int]) -> float:
+    """The factor that gives the training split's density targets unit standard deviation, so that
+    the recovery loss (MSE) starts at the order of the cross-entropies (the paper weights the tasks
+    "to keep the order of magnitude for three tasks at the same level"); 1 without densities."""
+    if "density" not in data.targets:
+        return 1.0
+    idx = torch.tensor(indices)
+    values = data.targets["density"][idx[data.present["density"][idx]]]
+    std = float(values.double().std()) if values.numel() > 1 else 0.0
+    return 1.0 / std if std > 0 else 1.0
+
+
 def init_priors(model: torch.nn.Module, priors: dict[str, torch.Tensor]) -> list[str]:
     """Call ``init_prior`` on every head that has one (an optional part of the head protocol)."""
     done = []
@@ -122,9 +141,20 @@ def init_priors(model: torch.nn.Module, priors: dict[str, torch.Tensor]) -> list
     return done
 
 
-def _flip(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random flips along z, y, x (each keeps the missing wedge where it is), same for all targets."""
-    dims = [d for d in (-3, -2, -1) if torch.rand((), generator=generator) < 0.5]
+def augment(batch: dict[str, torch.Tensor], kind: Augment, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The same random symmetry of the wedge for the whole batch and all its targets.
+
+    The missing wedge (tilt axis y) is symmetric under a flip of any axis, so both kinds keep it
+    where it is. ``flip``: random flips along z, y and x — they also mirror the molecule, turning it
+    into its enantiomer, which no real particle is. ``rot180``: the identity or a 180° rotation about
+    z, y or x (two flips) — proper rotations, which keep the molecule's hand.
+    """
+    if kind == "flip":
+        dims = tuple(d for d in (-3, -2, -1) if torch.rand((), generator=generator) < 0.5)
+    elif kind == "rot180":
+        dims = _ROT180[int(torch.randint(4, (), generator=generator))]
+    else:
+        dims = ()
     if not dims:
         return batch
     return {k: (v.flip(dims) if v.dim() >= 4 else v) for k, v in batch.items()}
@@ -235,6 +265,7 @@ class RunState:
     best_epoch: int = 0
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    initial: dict[str, float] = field(default_factory=dict)  # weighted per-task losses before training
 
 
 def _prepare_run(out: Path, resume: bool) -> dict[str, Any] | None:
@@ -282,6 +313,9 @@ def train(
         classes = None
     data = load_dataset(data_dir, classes=classes, box=spec.input.shape)
     classes = data.classes
+    if state is None:
+        settings["density_scale"] = density_scale(data, stratified_split(data.labels, settings["seed"])["train"])
+    data.scale_density(settings.get("density_scale", 1.0))
     probe = build_model(spec, device="meta")
     spec, notes = fit_classes(spec, probe.targets, len(classes))
     for note in notes:
@@ -317,6 +351,15 @@ def train(
             done = init_priors(model, target_priors(data, split["train"], len(classes)))
             if done and rt.is_main:
                 log(f"heads started from the training split's priors: {', '.join(done)}")
+        if rt.is_main:
+            initial = evaluate_split(model, criterion, data, split["train"][:256], rt, max(settings["batch_size"], 1))
+            weights = {h: spec.losses[h].weight for h in spec.losses}
+            run.initial = {h: initial[f"loss_{h}"] * weights[h] for h in weights if f"loss_{h}" in initial}
+            log(
+                "initial weighted losses (256 training particles): "
+                + ", ".join(f"{h} {v:.3g}" for h, v in run.initial.items())
+                + (f" (density target × {settings['density_scale']:.3g})" if "density" in data.targets else "")
+            )
         if rt.is_main:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "spec.yaml", spec.to_yaml())
@@ -357,9 +400,10 @@ def train(
         for start, stop in bar:
             idx = shard[start:stop]
             x, targets, present = _batch(data, idx)
-            if settings["augment"]:
-                flipped = _flip({"x": x, **targets}, gen)
-                x, targets = flipped.pop("x"), flipped
+            kind = {True: "flip", False: "none"}.get(settings["augment"], settings["augment"])  # older runs: bool
+            if kind != "none":
+                moved = augment({"x": x, **targets}, kind, gen)
+                x, targets = moved.pop("x"), moved
             x = rt.input(x)
             targets = {k: v.to(rt.device, non_blocking=True) for k, v in targets.items()}
             present = {k: v.to(rt.device, non_blocking=True) for k, v in present.items()}
@@ -440,6 +484,7 @@ def train(
         "best_epoch": run.best_epoch,
         "best_val_loss": run.best_loss,
         "stopped_early": run.bad_epochs >= settings["patience"],
+        "initial_weighted_losses": run.initial,
         "seconds": time.perf_counter() - started,
         "notes": notes,
     }

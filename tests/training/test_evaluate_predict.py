@@ -134,3 +134,24 @@ def test_extract_needs_coordinates(small_data, tmp_path):
     with pytest.raises(DataError, match="nocoords.star: no rlnCoordinateX, rlnCoordinateY, rlnCoordinateZ column"):
         extract(tomo, star, tmp_path / "x", box=16)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("value,message", [(np.nan, "NaN or infinite voxel"), (None, "a constant box")])
+def test_a_bad_subtomogram_is_refused_naming_the_file(small_data, tmp_path, value, message):
+    import shutil
+
+    from dsmnet.dataset.mrc import DataError, read_mrc, write_mrc
+    from dsmnet.training.data import load_dataset
+
+    copy = tmp_path / "data"
+    shutil.copytree(small_data, copy)
+    path = sorted((copy / "subtomograms").glob("*.mrc"))[3]
+    volume, voxel = read_mrc(path)
+    if value is None:
+        volume[:] = 1.5
+    else:
+        volume[5, 5, 5] = value
+    write_mrc(path, volume, voxel)
+    with pytest.raises(DataError, match=message) as err:
+        load_dataset(copy, targets=False)
+    assert str(path) in str(err.value)

@@ -218,3 +218,41 @@ def test_classifier_norm_names_the_allowed_values(tmp_path):
         SpecError, match=r"heads\.cls\.norm.*'none', 'batch', 'layer'|heads\.cls\.norm.*none.*batch.*layer"
     ):
         build_model(load_spec(path))
+
+
+def test_rot180_augmentation_turns_the_molecule_and_keeps_its_hand_and_wedge():
+    """A 180° rotation about z, y or x moves every target with the input, keeps the wedge's
+    frequencies where they are, and never mirrors the molecule (an even number of flips)."""
+    from dsmnet.simulate.imaging import Microscope, wedge_mask
+
+    x = torch.randn(2, 1, 8, 8, 8)
+    batch = {"x": x, "mask": (x[:, 0] > 0).long(), "density": x.clone(), "class": torch.tensor([0, 1])}
+    gen = torch.Generator().manual_seed(0)
+    wedge = wedge_mask((8, 8, 8), Microscope(), rfft=False)
+    seen = set()
+    for _ in range(40):
+        out = loop.augment(batch, "rot180", gen)
+        assert torch.equal(out["class"], batch["class"])
+        assert torch.equal(out["mask"], (out["x"][:, 0] > 0).long()) and torch.equal(out["density"], out["x"])
+        dims = tuple(d for d in (-3, -2, -1) if not torch.equal(out["x"], batch["x"]) and
+                     torch.equal(out["x"], batch["x"].flip(d)))
+        assert not dims, "a single flip would mirror the molecule"
+        flipped = [d for d in ((-2, -1), (-3, -1), (-3, -2)) if torch.equal(out["x"], x.flip(d))]
+        seen.add(flipped[0] if flipped else ())
+    assert seen == {(), (-2, -1), (-3, -1), (-3, -2)}
+    # the wedge (tilt axis y) is symmetric under every flip, so under every 180° rotation
+    for dims in ((-2, -1), (-3, -1), (-3, -2)):
+        assert torch.equal(wedge.flip([d + 3 for d in dims]), wedge)
+
+
+def test_density_target_is_scaled_so_the_three_losses_start_at_one_order(small_data, tiny_spec, tmp_path):
+    logs = []
+    summary = train(tiny_spec, small_data, tmp_path / "run", QUIET, log=logs.append)
+    initial = summary["initial_weighted_losses"]
+    assert set(initial) == {"cls", "seg", "rec"}
+    assert max(initial.values()) < 10 * min(initial.values()), initial
+    assert any(line.startswith("initial weighted losses") for line in logs)
+    scale = state_of(tmp_path / "run")["settings"]["density_scale"]
+    data = loop.load_dataset(small_data)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert float(data.targets["density"][split["train"]].std()) * scale == pytest.approx(1.0, rel=1e-3)
