@@ -295,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dsmnet",
         description="Multi-task deep learning on cryo-ET subtomograms (DSM-Net), composed from YAML specs.",
     )
-    parser.add_argument("--version", action="version", version="dsmnet 0.1.0")
+    from dsmnet import __version__
+
+    parser.add_argument("--version", action="version", version=f"dsmnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("plugins", help="list every registered component: kind, name, plugin, version")

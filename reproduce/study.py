@@ -462,6 +462,15 @@ def reproduce(
         atomic_write_text(out / f"{table}.csv", csv_text)
         summary += [md, ""]
     summary += ["## The paper's orderings", ""] + _orderings(results) + [""]
+    for table in tables:
+        summary += _per_class(table, results[table])
+    curves = {f"{TABLES[t][0]} · {row}": run for t in tables for row, run in plan.get(t, [])}
+    if curves:
+        learning_curves(curves, out / "learning_curves.png")
+        summary += [
+            "Learning curves (validation accuracy and mIoU per epoch, every run): `learning_curves.png`.",
+            "",
+        ]
     found = None
     if discovery_run is not None:
         from dsmnet.reproduce.discover import discover
@@ -491,6 +500,60 @@ def reproduce(
     )
     atomic_write_text(out / "summary.md", "\n".join(summary))
     return {"out": str(out), "seconds": seconds, "results": results, "discovery": found}
+
+
+def _per_class(table: str, rows: dict[str, list[dict]]) -> list[str]:
+    """Per-class test accuracy of every classifier row (first seed), classes as columns' rows."""
+    have = {row: runs[0]["per_class_accuracy_cls"] for row, runs in rows.items() if runs[0].get("per_class_accuracy_cls")}
+    if BASELINE in rows and rows[BASELINE][0].get("confusion_cls"):
+        confusion = rows[BASELINE][0]["confusion_cls"]
+        names = rows[BASELINE][0]["classes"]
+        have = {BASELINE: {c: (r[i] / sum(r) if sum(r) else 0.0) for i, (c, r) in enumerate(zip(names, confusion))},
+                **have}
+    if len(have) < 2:
+        return []
+    names = list(next(iter(have.values())))
+    lines = [f"## {table.replace('table', 'Table ')}: per-class test accuracy", "",
+             "| class | " + " | ".join(have) + " |", "|---|" + "---|" * len(have)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{have[row].get(name, float('nan')):.2f}" for row in have) + " |")
+    return [*lines, ""]
+
+
+def learning_curves(runs: dict[str, Path], path: Path) -> None:
+    """Validation accuracy and mIoU per epoch of each run (its best epoch marked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dsmnet.core.fsutil import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (title, run) in enumerate(runs.items()):
+        colour = colours[n % len(colours)]
+        history_file = run / "metrics.jsonl"
+        if not history_file.is_file():
+            continue
+        history = [json.loads(line) for line in history_file.read_text().splitlines()]
+        best = json.loads((run / "summary.json").read_text())["best_epoch"] if (run / "summary.json").is_file() else 0
+        for ax, key in zip(axes, ("val_acc_cls", "val_miou_seg")):
+            points = [(h["epoch"], h[key]) for h in history if key in h]
+            if points:
+                ax.plot(*zip(*points), label=title, color=colour)
+                ax.plot([e for e, _ in points if e == best], [v for e, v in points if e == best], "o", color=colour)
+    for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
+        ax.set_xlabel("epoch (● best, by validation loss)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
 
 
 def _add_wall_time(out: Path, seconds: float) -> tuple[float, int]:

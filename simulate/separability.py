@@ -65,7 +65,12 @@ def whitening(box: int, voxel_size: float, scope: Microscope) -> torch.Tensor:
 
 
 def separability(
-    structures: list[Structure], snr: float = 0.06, box: int = 34, rotations: int = 600, seed: int = 0
+    structures: list[Structure],
+    snr: float = 0.06,
+    box: int = 34,
+    rotations: int = 600,
+    seed: int = 0,
+    tomogram: tuple[int, int, int] = CROWDING_VARIANCE_BOX,
 ) -> list[dict]:
     """For each class: its nearest other class by d′ and that d′ (see the module)."""
     scope = Microscope()
@@ -75,7 +80,7 @@ def separability(
     # the crowding sets (5 % of the volume inside molecules): estimated from the maps themselves
     from dsmnet.simulate.crowding import crowd
 
-    tomo = crowd(CROWDING_VARIANCE_BOX, structures, 0.05, np.random.default_rng(seed))
+    tomo = crowd(tomogram, structures, 0.05, np.random.default_rng(seed))
     sigma = math.sqrt(float(tomo.clean.var()) / snr)
     del tomo
 
@@ -84,6 +89,7 @@ def separability(
 
     refs = torch.stack([imaged(_centred(s.density, box)) for s in structures]).flatten(1)
     rots = Rotation.random(rotations, random_state=seed).as_matrix()
+    rots[0] = np.eye(3)  # the maps' own orientation is always among those tried
     n = len(structures)
     d = torch.full((n, n), float("inf"))
     for j, s in enumerate(structures):

@@ -98,3 +98,19 @@ def test_add_rejects_unreadable_too_large_and_bad_names(tmp_path):
     with pytest.raises(DataError, match="is a built-in structure"):
         add_structure(long, "ribosome_6zu5", library=tmp_path / "lib")
     assert not (tmp_path / "lib").exists()
+
+
+def test_ideal_observer_separability_is_zero_for_a_copy_and_grows_with_snr():
+    from dsmnet.simulate.separability import separability
+
+    library = load_library()
+    twin = library["mtor_4jsv"]
+    copy = type(twin)(**{**twin.__dict__, "name": "mtor_copy"})
+    chosen = [library["ruvb_7pbl"], twin, copy]
+    low = separability(chosen, snr=0.01, box=20, rotations=24, tomogram=(40, 80, 80))
+    high = separability(chosen, snr=0.1, box=20, rotations=24, tomogram=(40, 80, 80))
+    by_name = {r["name"]: r for r in low}
+    assert by_name["mtor_4jsv"]["nearest"] == "mtor_copy" and by_name["mtor_4jsv"]["d_prime"] < 0.5
+    assert by_name["ruvb_7pbl"]["d_prime"] > 0.5
+    ratio = {r["name"]: r["d_prime"] for r in high}["ruvb_7pbl"] / by_name["ruvb_7pbl"]["d_prime"]
+    assert ratio == pytest.approx(10**0.5, rel=0.15)  # d′ grows as √SNR
