@@ -268,11 +268,12 @@ class RunState:
     initial: dict[str, float] = field(default_factory=dict)  # weighted per-task losses before training
 
 
-def _prepare_run(out: Path, resume: bool) -> dict[str, Any] | None:
+def _prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:
     last = out / "last.pt"
     if resume:
-        if not last.is_file():
-            raise TrainingError(f"{out}: nothing to resume (no last.pt); start without --resume")
+        if not last.is_file():  # killed before its first epoch ended, or never started
+            log(f"{out}: nothing to resume (no last.pt yet); starting the run")
+            return None
         return load_checkpoint(last)
     if last.is_file():
         raise TrainingError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
@@ -299,7 +300,7 @@ def train(
     config = config or TrainConfig()
     out = Path(out)
     rt = make_runtime(config.device, config.precision)
-    state = _prepare_run(out, resume)
+    state = _prepare_run(out, resume, log)
     if state is not None:
         spec = load_spec(state["spec"])
         settings = dict(state["settings"])

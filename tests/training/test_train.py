@@ -44,8 +44,10 @@ def test_an_existing_run_is_not_overwritten(small_data, tiny_spec, tmp_path):
     train(tiny_spec, small_data, run, TrainConfig(progress=False, epochs=1), log=lambda _: None)
     with pytest.raises(TrainingError, match="already holds a run: add --resume"):
         train(tiny_spec, small_data, run, QUIET, log=lambda _: None)
-    with pytest.raises(TrainingError, match="nothing to resume"):
-        train(tiny_spec, small_data, tmp_path / "other", QUIET, resume=True, log=lambda _: None)
+    said = []
+    train(tiny_spec, small_data, tmp_path / "other", TrainConfig(progress=False, epochs=1), resume=True, log=said.append)
+    assert said[0] == f"{tmp_path / 'other'}: nothing to resume (no last.pt yet); starting the run"
+    assert (tmp_path / "other" / "last.pt").is_file()
 
 
 def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, monkeypatch):
