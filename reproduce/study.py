@@ -53,12 +53,12 @@ class Scale:
     classes: int = 22
     snr: dict[str, float] = field(default_factory=lambda: {"A": 0.06, "B": 0.01})
     augment: str = "rot180"  # wedge-preserving, hand-keeping (see training.loop.augment)
-    pool: str = "flatten"  # every classifier: flatten into a batch-normalised FC layer (see README)
+    pool: str | None = "flatten"  # every classifier flattens into a batch-normalised FC layer; None: each spec's own
     test_n: int = 3000  # the independent test set: other tomograms, another seed
 
 
 SCALES = {
-    "paper": Scale("paper", 3205, 40, (200, 400, 400), (32, 64, 128), 1024, 64, 100, 15, (0, 1)),
+    "paper": Scale("paper", 3205, 40, (200, 400, 400), (32, 64, 128), 1024, 64, 100, 15, (0, 1), pool=None),
     # The paper's 3205 particles (~146 per class); 34³ is the smallest even box holding the largest
     # complex (cct_4v8r, 33 voxels across at 10 Å); half the paper's widths; the paper's classifier
     # width (its cost is negligible); batch 16 gives 160 updates per epoch. At this size the
@@ -143,7 +143,8 @@ def scaled(spec: Spec, scale: Scale) -> Spec:
         if head["type"] == "classifier":
             head["hidden"] = [scale.hidden] * len(head.get("hidden", [1024]))
             head["classes"] = scale.classes
-            head.update(pool=scale.pool, norm="batch" if scale.pool == "flatten" else head.get("norm", "none"))
+            if scale.pool is not None:
+                head.update(pool=scale.pool, norm="batch" if scale.pool == "flatten" else head.get("norm", "none"))
     data.setdefault("training", {}).update(batch_size=scale.batch, epochs=scale.epochs, patience=scale.patience)
     return load_spec(data)
 
