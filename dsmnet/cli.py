@@ -272,6 +272,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         seeds=seeds,
         workers=args.workers,
         rows=rows,
+        report_only=args.report,
     )
     print(f"done in {r['seconds'] / 60:.1f} min → {r['out']}/summary.md")
     return 0
@@ -417,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", help="comma-separated subset of table1,table2,table3")
     p.add_argument("--no-discover", action="store_true", help="skip the unseen-structure experiment")
     p.add_argument("--rows", help="comma-separated subset of the rows, by name (e.g. 'Cls subnet,DSM-Net')")
+    p.add_argument("--report", action="store_true", help="train nothing: redraw the tables from the finished runs")
     p.add_argument("--seeds", help="comma-separated seeds (default: the scale's; mean ± spread over several)")
     p.add_argument(
         "--workers",

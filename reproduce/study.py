@@ -393,9 +393,11 @@ def reproduce(
     seeds: tuple[int, ...] | None = None,
     workers: int | None = None,
     rows: tuple[str, ...] | None = None,
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Run the study at a scale; writes ``table{1,2,3}.md/.csv``, ``summary.md`` and every run's
-    test ``metrics/…json`` into ``out``. ``rows`` keeps only the rows of those names."""
+    test ``metrics/…json`` into ``out``. ``rows`` keeps only the rows of those names;
+    ``report_only`` trains nothing and reports the runs that have finished."""
     scale = SCALES[scale_name]
     if seeds:
         scale = dataclasses.replace(scale, seeds=tuple(seeds))
@@ -440,8 +442,17 @@ def reproduce(
         jobs[discovery_run] = Job(
             discovery_run, spec.to_dict(), reduced, scale.seeds[0], title, _cost(spec), False, None, scale.augment
         )
+    if report_only:  # redraw from the finished runs; train nothing
+        unfinished = [j.title for j in jobs.values() if not (j.run / "summary.json").is_file()]
+        for title in unfinished:
+            log(f"not finished, left out: {title}")
+        jobs = {run: j for run, j in jobs.items() if (run / "summary.json").is_file()}
+        if discovery_run is not None and discovery_run not in jobs:
+            discovery_run = None
+        command += " --report"
     log(f"{len(jobs)} training runs on {workers} worker(s)")
     metrics = run_jobs(list(jobs.values()), workers, log)
+    plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
 
     results: dict[str, dict[str, list[dict]]] = {}
     summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), ""]
