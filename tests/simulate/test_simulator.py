@@ -190,7 +190,7 @@ def test_projection_mode_agrees_with_fourier_mode_on_noise_free_data():
     "kw,message",
     [
         (dict(classes=["nope"]), "unknown class 'nope'"),
-        (dict(box=16), "box 16 is smaller than structure"),
+        (dict(box=12), "box 12 is smaller than structure"),
         (dict(crowding=0.5), "crowding must be in"),
         (dict(crowding=0.2), "cannot reach crowding 0.20"),
         (dict(snr=0), "--snr must be > 0"),
