@@ -15,6 +15,7 @@ discriminant analysis with Ledoit–Wolf shrinkage, fitted on the training split
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,14 @@ def features(volumes: np.ndarray) -> np.ndarray:
     return np.asarray(out)
 
 
+@lru_cache(maxsize=4)
+def _dataset_features(root: str, classes: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Features, labels and class names of a dataset folder; read once per process (a study scores
+    every seed on the same datasets)."""
+    data = load_dataset(root, classes=list(classes) if classes else None)
+    return features(data.x[:, 0].numpy()), data.labels, data.classes
+
+
 def classical_baseline(data_dir: Path, seed: int, test_dir: Path | None = None) -> dict[str, Any]:
     """Fit the baseline on ``data_dir``'s training split (seeded like the runs); score it on that
     split's test particles, or on every particle of ``test_dir`` (an independent test set).
@@ -60,19 +69,16 @@ def classical_baseline(data_dir: Path, seed: int, test_dir: Path | None = None) 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    data = load_dataset(data_dir)
-    labels = data.labels
+    x, labels, classes = _dataset_features(str(data_dir), None)
     split = stratified_split(labels, seed)
-    x = features(data.x[:, 0].numpy())
     model = make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"))
     model.fit(x[split["train"]], labels[split["train"]])
     if test_dir is not None:
-        test = load_dataset(test_dir, classes=data.classes)
-        xt, yt = features(test.x[:, 0].numpy()), test.labels
+        xt, yt, _ = _dataset_features(str(test_dir), tuple(classes))
     else:
         xt, yt = x[split["test"]], labels[split["test"]]
     predicted = model.predict(xt)
-    k = len(data.classes)
+    k = len(classes)
     confusion = np.zeros((k, k), int)
     np.add.at(confusion, (yt, predicted), 1)
     return {
@@ -81,5 +87,5 @@ def classical_baseline(data_dir: Path, seed: int, test_dir: Path | None = None) 
         "particles": int(len(yt)),
         "metrics": {"acc_cls": float((predicted == yt).mean())},
         "confusion_cls": confusion.tolist(),
-        "classes": data.classes,
+        "classes": classes,
     }

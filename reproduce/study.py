@@ -443,10 +443,11 @@ def reproduce(
             discovery_run, spec.to_dict(), reduced, scale.seeds[0], title, _cost(spec), False, None, scale.augment
         )
     if report_only:  # redraw from the finished runs; train nothing
-        unfinished = [j.title for j in jobs.values() if not (j.run / "summary.json").is_file()]
-        for title in unfinished:
-            log(f"not finished, left out: {title}")
-        jobs = {run: j for run, j in jobs.items() if (run / "summary.json").is_file()}
+        finished = {run: j for run, j in jobs.items() if (run / "summary.json").is_file()}
+        for job in jobs.values():
+            if job.run not in finished:
+                log(f"not finished, left out: {job.title}")
+        jobs = finished
         if discovery_run is not None and discovery_run not in jobs:
             discovery_run = None
         command += " --report"
@@ -622,7 +623,8 @@ def _table(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, 
         bad = [r for r in runs if failed(r, scale.classes)]
         why = sorted({w for r in bad for w in why_failed(r, scale.classes)})
         note = f"did not converge ({len(bad)}/{len(runs)} seeds: {'; '.join(why)})" if bad else ""
-        paper = " / ".join(PAPER.get(table, {}).get(row, ("", "", ""))) if row in PAPER.get(table, {}) else "—"
+        figures = PAPER.get(table, {}).get(row)
+        paper = " / ".join(figures) if figures else "—"
         lines.append(f"| {row} | {_fmt(pa)} | {_fmt(miou)} | {_fmt(acc)} | {paper} | {note} |")
         mean = lambda v: f"{statistics.mean(v):.4f}" if v else ""  # noqa: E731
         writer.writerow([row, len(runs), mean(pa), mean(miou), mean(acc), pa, miou, acc, len(bad)])

@@ -128,14 +128,20 @@ class Imaged:
     snr_in_band: float = float("inf")
 
 
+def _rfft_weights(shape: tuple[int, ...]) -> torch.Tensor:
+    """How many coefficients of the full spectrum each rFFT coefficient stands for (2, or 1 for
+    the columns that have no mirror image), so that sums over the half-spectrum obey Parseval."""
+    weight = torch.full((*shape[:-1], shape[-1] // 2 + 1), 2.0)
+    weight[..., 0] = 1.0
+    if shape[-1] % 2 == 0:
+        weight[..., -1] = 1.0
+    return weight
+
+
 def _in_band_power(volume: torch.Tensor, k: torch.Tensor, limit: float) -> float:
     """Power of ``volume`` (zero-mean) at frequencies below ``limit`` cycles/voxel, by Parseval."""
     ft = torch.fft.rfftn(volume - volume.mean())
-    weight = torch.full_like(k, 2.0)  # rfft: the half-spectrum's columns stand for two
-    weight[..., 0] = 1.0
-    if volume.shape[-1] % 2 == 0:
-        weight[..., -1] = 1.0
-    return float(((ft.abs() ** 2) * weight * (k <= limit)).sum() / volume.numel() ** 2)
+    return float(((ft.abs() ** 2) * _rfft_weights(volume.shape) * (k <= limit)).sum() / volume.numel() ** 2)
 
 
 def _measured(signal: torch.Tensor, noise: torch.Tensor, k: torch.Tensor, voxel_size: float) -> Imaged:
@@ -174,7 +180,7 @@ def _tilt_matrices(scope: Microscope) -> torch.Tensor:
     )
 
 
-def _filter_2d(images: torch.Tensor, transfer) -> torch.Tensor:  # noqa: D103
+def _filter_2d(images: torch.Tensor, transfer) -> torch.Tensor:
     n = images.shape[-1]
     ky = torch.fft.fftfreq(n)[:, None]
     kx = torch.fft.rfftfreq(n)[None, :]
@@ -229,11 +235,7 @@ def image_projection(
 
 def _gain(transfer: torch.Tensor, shape: tuple[int, ...]) -> float:
     """The variance of unit white noise after an rFFT-domain filter ``transfer``."""
-    weight = torch.full(transfer.shape, 2.0)
-    weight[..., 0] = 1.0
-    if shape[-1] % 2 == 0:
-        weight[..., -1] = 1.0
-    return float((transfer.abs() ** 2 * weight).sum() / np.prod(shape))
+    return float((transfer.abs() ** 2 * _rfft_weights(shape)).sum() / np.prod(shape))
 
 
 def image(

@@ -33,7 +33,6 @@ from dsmnet.training.runtime import Precision, Runtime, make_runtime
 
 
 Augment = Literal["none", "flip", "rot180"]
-AUGMENTS = ("none", "flip", "rot180")
 # the three 180° rotations (about z, y, x) as pairs of flipped axes of a [.., z, y, x] volume
 _ROT180 = ((), (-2, -1), (-3, -1), (-3, -2))
 
@@ -314,8 +313,9 @@ def train(
         classes = None
     data = load_dataset(data_dir, classes=classes, box=spec.input.shape)
     classes = data.classes
+    split = state["split"] if state is not None else stratified_split(data.labels, settings["seed"])
     if state is None:
-        settings["density_scale"] = density_scale(data, stratified_split(data.labels, settings["seed"])["train"])
+        settings["density_scale"] = density_scale(data, split["train"])
     data.scale_density(settings.get("density_scale", 1.0))
     probe = build_model(spec, device="meta")
     spec, notes = fit_classes(spec, probe.targets, len(classes))
@@ -342,11 +342,9 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        split = state["split"]
         run = RunState(state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"], state["history"])
         log(f"resuming {out} after epoch {run.epoch}")
     else:
-        split = stratified_split(data.labels, settings["seed"])
         run = RunState()
         if settings.get("prior_init", False):
             done = init_priors(model, target_priors(data, split["train"], len(classes)))
@@ -380,6 +378,7 @@ def train(
             f"({rt.describe()}, batch {batch}, lr {settings['lr']}, ≤ {settings['epochs']} epochs, "
             f"patience {settings['patience']})"
         )
+    augmenting = {True: "flip", False: "none"}.get(settings["augment"], settings["augment"])  # older runs: a bool
     started = time.perf_counter()
     while run.epoch < settings["epochs"] and run.bad_epochs < settings["patience"]:
         epoch = run.epoch + 1
@@ -401,9 +400,8 @@ def train(
         for start, stop in bar:
             idx = shard[start:stop]
             x, targets, present = _batch(data, idx)
-            kind = {True: "flip", False: "none"}.get(settings["augment"], settings["augment"])  # older runs: bool
-            if kind != "none":
-                moved = augment({"x": x, **targets}, kind, gen)
+            if augmenting != "none":
+                moved = augment({"x": x, **targets}, augmenting, gen)
                 x, targets = moved.pop("x"), moved
             x = rt.input(x)
             targets = {k: v.to(rt.device, non_blocking=True) for k, v in targets.items()}
