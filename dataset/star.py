@@ -11,7 +11,7 @@ from dsmnet.core.fsutil import atomic_path
 from dsmnet.dataset.mrc import DataError
 
 
-def write_star(path: str | Path, blocks: dict[str, pd.DataFrame]) -> None:
+def write_star(path: str | Path, blocks: dict[str, pd.DataFrame | dict]) -> None:
     """Write STAR data blocks atomically, without starfile's timestamp line (same data, same bytes)."""
     with atomic_path(path, suffix=".star") as tmp:
         starfile.write(blocks, tmp, float_format="%.6f")
@@ -26,13 +26,7 @@ def read_star(path: str | Path, block: str | None = None) -> pd.DataFrame:
     Raises:
         DataError: missing or unreadable file, or no such block.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such STAR file")
-    try:
-        data = starfile.read(path, always_dict=True)
-    except Exception as exc:  # starfile raises a variety of parser errors
-        raise DataError(f"{path}: not a readable STAR file ({type(exc).__name__}: {exc})") from None
+    data = read_star_blocks(path)
     if not data:
         raise DataError(f"{path}: no data blocks")
     if block is None:
@@ -40,6 +34,21 @@ def read_star(path: str | Path, block: str | None = None) -> pd.DataFrame:
     if block not in data:
         raise DataError(f"{path}: no data block {block!r} (blocks: {', '.join(data)})")
     table = data[block]
-    if not isinstance(table, pd.DataFrame):
-        table = pd.DataFrame([table])
-    return table
+    return table if isinstance(table, pd.DataFrame) else pd.DataFrame([table])
+
+
+def read_star_blocks(path: str | Path) -> dict[str, pd.DataFrame | dict]:
+    """Every data block of a STAR file (``optics``, ``general``, ``particles``…) in file order: a
+    loop as a table, a key-value block as a dict, so that a file can be written back whole.
+
+    Raises:
+        DataError: missing or unreadable file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such STAR file")
+    try:
+        data = starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises a variety of parser errors
+        raise DataError(f"{path}: not a readable STAR file ({type(exc).__name__}: {exc})") from None
+    return dict(data)

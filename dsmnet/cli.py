@@ -221,23 +221,54 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from dsmnet.training.inference import extract
+    from dsmnet.training.extract import extract
 
     r = extract(
-        args.tomogram, args.picks, args.out, args.box, args.voxel_size, args.rescale, args.border, args.overwrite
+        args.picks,
+        args.out,
+        tomogram=args.tomogram,
+        tomograms=args.tomograms,
+        box=args.box,
+        voxel_size=args.voxel_size,
+        rescale=not args.no_rescale,
+        border=args.border,
+        overwrite=args.overwrite,
     )
     print(
-        f"extracted {r['extracted']} subtomograms ({r['skipped']} skipped at the border) "
+        f"extracted {r['extracted']} subtomograms ({r['skipped']} skipped at the border; {r['convention']} picks) "
         f"at {r['voxel_size']:g} Å → {r['out']}"
     )
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from dsmnet.training.inference import predict
+    from dsmnet.training.predict import predict
 
-    r = predict(args.run, args.data, args.out, args.device, args.batch_size, args.overwrite)
-    print(f"predicted {r['particles']} particles on {r['device']} → {r['out']}/predictions.star")
+    if args.data is None and args.picks is None:
+        raise UsageError("predict needs DATA (a dataset folder, a folder of MRCs or a STAR file) or --picks")
+    r = predict(
+        args.run,
+        args.data,
+        args.out,
+        tomogram=args.tomogram,
+        picks=args.picks,
+        tomograms=args.tomograms,
+        rescale=not args.no_rescale,
+        border=args.border,
+        skip_bad=args.skip_bad,
+        maps=not args.no_maps,
+        device=args.device,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    classes = ", ".join(f"{k} {v}" for k, v in sorted(r["classes"].items(), key=lambda kv: -kv[1])[:5])
+    print(
+        f"predicted {r['particles']} particles ({r['skipped']} skipped) on {r['device']} → {r['out']}/predictions.star"
+        + (f"; most predicted: {classes}" if classes else "")
+    )
+    for m in r["maps"]:
+        print(f"label map {m}")
     return 0
 
 
@@ -366,9 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="rot180",
         default="none",
-        choices=("none", "flip", "rot180"),
+        choices=("none", "flip", "rot180", "rotate"),
         help="wedge-preserving augmentation: rot180 (the default when given: 180° rotations about z, y or x, "
-        "keeping the molecule's hand) or flip (random flips, which also mirror it)",
+        "keeping the molecule's hand), flip (random flips, which also mirror it) or rotate (a random rotation "
+        "per particle, then only the data's measured frequencies kept: wedge and band limit)",
     )
     p.add_argument(
         "--no-prior-init",
@@ -387,23 +419,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("extract", help="cut subtomograms from a tomogram at a STAR file's coordinates")
-    p.add_argument("tomogram", help="tomogram MRC")
-    p.add_argument("picks", help="STAR file with rlnCoordinateX/Y/Z (0-based voxels)")
+    picks_help = (
+        "STAR file of picks: RELION-4 rlnCoordinateX/Y/Z (0-based pixels of the tomogram) or RELION-5 "
+        "rlnCenteredCoordinateX/Y/ZAngst (Å from the tomogram's centre), detected from the columns"
+    )
+    tomograms_help = (
+        "a folder of tomograms named after rlnTomoName, or a RELION tomograms.star (picks from several tomograms)"
+    )
+    p = sub.add_parser("extract", help="cut subtomograms from tomograms at picked positions, at the model's voxel size")
+    p.add_argument("tomogram", nargs="?", help="tomogram MRC (or give --tomograms)")
+    p.add_argument("picks", help=picks_help)
+    p.add_argument("--tomograms", help=tomograms_help)
     p.add_argument("--out", required=True, help="dataset folder to write")
     p.add_argument("--box", type=int, default=40, help="box side in voxels (default 40)")
-    p.add_argument("--voxel-size", type=float, help="the model's voxel size in Å (checked against the tomogram's)")
-    p.add_argument("--rescale", action="store_true", help="resample the tomogram to --voxel-size")
+    p.add_argument(
+        "--voxel-size", type=float, default=10.0, help="voxel size of the boxes in Å (default 10, the model's)"
+    )
+    p.add_argument(
+        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
+    )
+    p.add_argument("--rescale", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     p.add_argument("--border", default="skip", choices=["skip", "pad"], help="boxes crossing the border")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("predict", help="classes, masks and densities for a dataset folder of subtomograms")
+    p = sub.add_parser(
+        "predict", help="classes, masks and densities for subtomograms, or for a tomogram's picks (with label maps)"
+    )
     p.add_argument("run", help="run folder (or checkpoint file)")
-    p.add_argument("data", help="dataset folder (e.g. from dsmnet extract)")
-    p.add_argument("--out", required=True, help="folder for predictions.star and the MRC outputs")
+    p.add_argument(
+        "data", nargs="?", help="a dataset folder, a folder of MRC subtomograms or a STAR file with rlnImageName"
+    )
+    p.add_argument("--tomogram", help="the tomogram the --picks are in (boxes cut at the model's voxel size)")
+    p.add_argument("--picks", help=picks_help)
+    p.add_argument("--tomograms", help=tomograms_help)
+    p.add_argument("--out", required=True, help="folder for predictions.star, per-class STARs and maps")
+    p.add_argument(
+        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
+    )
+    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="picks whose box crosses the border")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip (and list in skipped.star) subtomograms that cannot be predicted"
+    )
+    p.add_argument("--no-maps", action="store_true", help="no tomogram-sized label and density maps")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_predict)
 

@@ -58,3 +58,13 @@ def tiny_spec(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(small_data, tiny_spec, tmp_path_factory) -> Path:
+    """The tiny spec trained for 2 epochs on ``small_data`` (a run folder, shared: read it only)."""
+    from dsmnet.training.loop import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_spec, small_data, out, TrainConfig(progress=False, epochs=2), log=lambda _: None)
+    return out

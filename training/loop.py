@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -26,15 +26,11 @@ from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
 from dsmnet.registry.errors import UserError
+from dsmnet.training.augment import Augment, augment, measured_frequencies
 from dsmnet.training.checkpoint import load_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
 from dsmnet.training.metrics import Confusion
 from dsmnet.training.runtime import Precision, Runtime, make_runtime
-
-
-Augment = Literal["none", "flip", "rot180"]
-# the three 180° rotations (about z, y, x) as pairs of flipped axes of a [.., z, y, x] volume
-_ROT180 = ((), (-2, -1), (-3, -1), (-3, -2))
 
 
 class TrainingError(UserError, RuntimeError):
@@ -138,25 +134,6 @@ def init_priors(model: torch.nn.Module, priors: dict[str, torch.Tensor]) -> list
             init(priors[kind])
             done.append(head)
     return done
-
-
-def augment(batch: dict[str, torch.Tensor], kind: Augment, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The same random symmetry of the wedge for the whole batch and all its targets.
-
-    The missing wedge (tilt axis y) is symmetric under a flip of any axis, so both kinds keep it
-    where it is. ``flip``: random flips along z, y and x — they also mirror the molecule, turning it
-    into its enantiomer, which no real particle is. ``rot180``: the identity or a 180° rotation about
-    z, y or x (two flips) — proper rotations, which keep the molecule's hand.
-    """
-    if kind == "flip":
-        dims = tuple(d for d in (-3, -2, -1) if torch.rand((), generator=generator) < 0.5)
-    elif kind == "rot180":
-        dims = _ROT180[int(torch.randint(4, (), generator=generator))]
-    else:
-        dims = ()
-    if not dims:
-        return batch
-    return {k: (v.flip(dims) if v.dim() >= 4 else v) for k, v in batch.items()}
 
 
 def _batch(data: Subtomograms, idx: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
@@ -379,6 +356,7 @@ def train(
             f"patience {settings['patience']})"
         )
     augmenting = {True: "flip", False: "none"}.get(settings["augment"], settings["augment"])  # older runs: a bool
+    measured = measured_frequencies(data.root, data.box, data.voxel_size) if augmenting == "rotate" else None
     started = time.perf_counter()
     while run.epoch < settings["epochs"] and run.bad_epochs < settings["patience"]:
         epoch = run.epoch + 1
@@ -401,7 +379,7 @@ def train(
             idx = shard[start:stop]
             x, targets, present = _batch(data, idx)
             if augmenting != "none":
-                moved = augment({"x": x, **targets}, augmenting, gen)
+                moved = augment({"x": x, **targets}, augmenting, gen, measured)
                 x, targets = moved.pop("x"), moved
             x = rt.input(x)
             targets = {k: v.to(rt.device, non_blocking=True) for k, v in targets.items()}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
-from scipy import ndimage
 import pytest
 import starfile
 import torch
+from scipy import ndimage
 
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import read_mrc

@@ -15,16 +15,14 @@ import starfile
 from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.star import write_star
 from dsmnet.training.evaluate import evaluate
-from dsmnet.training.inference import extract, predict
-from dsmnet.training.loop import TrainConfig, train
+from dsmnet.training.extract import extract
 from dsmnet.training.metrics import Confusion, resolution
+from dsmnet.training.predict import predict
 
 
-@pytest.fixture(scope="module")
-def run(small_data, tiny_spec, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(tiny_spec, small_data, out, TrainConfig(progress=False, epochs=2), log=lambda _: None)
-    return out
+@pytest.fixture
+def run(trained_run) -> Path:
+    return trained_run
 
 
 def test_confusion_metrics():
@@ -97,9 +95,9 @@ def make_tomogram(tmp_path: Path, small_data: Path, voxel: float = 10.0) -> tupl
 
 def test_extract_then_predict(run, small_data, tmp_path):
     tomo, star = make_tomogram(tmp_path, small_data)
-    r = extract(tomo, star, tmp_path / "subtomos", box=24, voxel_size=10.0)
+    r = extract(star, tmp_path / "subtomos", tomogram=tomo, box=24, voxel_size=10.0)
     assert r["skipped"] == 1 and r["extracted"] >= 1
-    p = extract(tomo, star, tmp_path / "padded", box=24, border="pad")
+    p = extract(star, tmp_path / "padded", tomogram=tomo, box=24, border="pad")
     assert p["skipped"] == 0 and p["extracted"] == r["extracted"] + 1
     result = predict(run, tmp_path / "subtomos", tmp_path / "pred")
     table = starfile.read(tmp_path / "pred" / "predictions.star")
@@ -118,9 +116,11 @@ def test_extract_then_predict(run, small_data, tmp_path):
 
 def test_extract_voxel_size_mismatch_and_rescale(small_data, tmp_path):
     tomo, star = make_tomogram(tmp_path, small_data, voxel=5.0)
-    with pytest.raises(DataError, match="5 Å/voxel, but the model takes 10 Å/voxel; pass --rescale"):
-        extract(tomo, star, tmp_path / "a", box=24, voxel_size=10.0)
-    r = extract(tomo, star, tmp_path / "b", box=24, voxel_size=10.0, rescale=True)
+    with pytest.raises(DataError, match="5 Å/voxel, but the model takes 10 Å/voxel; drop --no-rescale"):
+        extract(star, tmp_path / "a", tomogram=tomo, box=24, voxel_size=10.0, rescale=False)
+    said = []
+    r = extract(star, tmp_path / "b", tomogram=tomo, box=24, voxel_size=10.0, log=said.append)
+    assert any("resampled to the model's 10 Å/voxel" in line for line in said)
     assert r["rescaled"] and r["voxel_size"] == 10.0
     with mrcfile.open(tmp_path / "b" / "subtomograms" / "000001.mrc") as mrc:
         assert mrc.voxel_size.x == pytest.approx(10.0)
@@ -131,8 +131,8 @@ def test_extract_needs_coordinates(small_data, tmp_path):
     write_star(star, {"particles": pd.DataFrame({"rlnAngleRot": [0.0]})})
     tomo = tmp_path / "t.mrc"
     write_mrc(tomo, np.zeros((32, 32, 32), np.float32), 10.0)
-    with pytest.raises(DataError, match="nocoords.star: no rlnCoordinateX, rlnCoordinateY, rlnCoordinateZ column"):
-        extract(tomo, star, tmp_path / "x", box=16)
+    with pytest.raises(DataError, match="nocoords.star: no particle coordinates: expected rlnCoordinateX"):
+        extract(star, tmp_path / "x", tomogram=tomo, box=16)
     assert not (tmp_path / "x").exists()
 
 

@@ -14,6 +14,7 @@ import torch
 
 from dsmnet.dataset.mrc import DataError
 from dsmnet.training import loop
+from dsmnet.training.augment import augment
 from dsmnet.training.loop import TrainConfig, TrainingError, train
 
 QUIET = TrainConfig(progress=False, precise_bn=32)
@@ -233,7 +234,7 @@ def test_rot180_augmentation_turns_the_molecule_and_keeps_its_hand_and_wedge():
     wedge = wedge_mask((8, 8, 8), Microscope(), rfft=False)
     seen = set()
     for _ in range(40):
-        out = loop.augment(batch, "rot180", gen)
+        out = augment(batch, "rot180", gen)
         assert torch.equal(out["class"], batch["class"])
         assert torch.equal(out["mask"], (out["x"][:, 0] > 0).long()) and torch.equal(out["density"], out["x"])
         dims = tuple(d for d in (-3, -2, -1) if not torch.equal(out["x"], batch["x"]) and

@@ -1,0 +1,218 @@
+"""Particle picks from RELION (4 and 5), Warp, pytom-match-pick or a neural picker, as voxel
+positions in the tomograms they were picked in.
+
+Two conventions, told apart by their columns:
+
+* **RELION-4** — ``rlnCoordinateX/Y/Z``: pixels of the tomogram (by default the file named by
+  ``rlnTomoName``; ``coords_voxel_size`` when they were picked at another binning).
+* **RELION-5** — ``rlnCenteredCoordinateX/Y/ZAngst``: Å from the tomogram's centre. RELION's own
+  tomography code (``ParticleSet::getParticleCoordDecenteredPixel``) converts them as
+  ``pixel = Å / pixel size + size / 2`` (a float division), which for the tomogram at hand is
+  ``voxel = Å / voxel size + n / 2``; the size comes from ``tomograms.star``
+  (``rlnTomoSizeX/Y/Z`` in tilt-series pixels of ``rlnTomoTiltSeriesPixelSize``) when given, else
+  from the MRC header.
+
+Either way the result is a **0-based** voxel position (voxel ``i`` is centred at ``i``), the
+convention of RELION ≥ 4.1 and of numpy/mrcfile indexing, rounded to 10⁻⁴ voxel;
+``rlnOriginX/Y/ZAngst`` shifts, when present, are applied as RELION does (``position − origin /
+pixel size``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+
+from dsmnet.dataset import layout
+from dsmnet.dataset.mrc import DataError
+from dsmnet.dataset.star import read_star, read_star_blocks
+
+RELION4 = layout.COORDS
+RELION5 = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
+ORIGIN = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
+
+
+@dataclass(frozen=True)
+class TomogramInfo:
+    """What the conversion needs of a tomogram: its file, shape ``(z, y, x)``, voxel size (Å) and,
+    from ``tomograms.star``, RELION's centre in voxels of this file ``(z, y, x)``."""
+
+    path: Path
+    shape: tuple[int, int, int]
+    voxel_size: float
+    origin: tuple[float, float, float]  # the MRC header's origin (x, y, z in Å)
+    centre: tuple[float, float, float] | None = None
+
+
+def tomogram_info(path: Path) -> TomogramInfo:
+    """Read a tomogram's header only (shape, voxel size, origin)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such tomogram (MRC file)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+                shape = tuple(int(n) for n in mrc.data.shape)
+                voxel = float(mrc.voxel_size.x)
+                origin = tuple(float(mrc.header.origin[k]) for k in ("x", "y", "z"))
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable MRC file ({exc})") from None
+    if len(shape) != 3:
+        raise DataError(f"{path}: expected a 3D tomogram, got shape {shape}")
+    return TomogramInfo(path, shape, voxel, origin)  # type: ignore[arg-type]
+
+
+def convention(table: pd.DataFrame, source: Path) -> str:
+    """``relion5`` or ``relion4``, from the coordinate columns; neither is an error naming both."""
+    if all(c in table.columns for c in RELION5):
+        return "relion5"
+    if all(c in table.columns for c in RELION4):
+        return "relion4"
+    raise DataError(
+        f"{source}: no particle coordinates: expected {', '.join(RELION4)} (RELION-4, pixels) "
+        f"or {', '.join(RELION5)} (RELION-5, Å from the tomogram's centre)"
+    )
+
+
+def _tomograms_star(path: Path) -> dict[str, dict]:
+    """Per tomogram name: its file (if named) and RELION's size and pixel size, from a RELION-5
+    ``tomograms.star`` (block ``global``)."""
+    table = read_star(path, block="global" if "global" in read_star_blocks(path) else None)
+    if layout.TOMO not in table.columns:
+        raise DataError(f"{path}: no {layout.TOMO} column (not a RELION tomograms.star)")
+    out = {}
+    for _, row in table.iterrows():
+        entry: dict = {}
+        for column in ("rlnTomoReconstructedTomogram", "rlnTomoReconstructedTomogramHalf1"):
+            if column in row and isinstance(row[column], str) and row[column]:
+                file = Path(row[column])
+                entry["file"] = file if file.is_absolute() else path.parent / file
+                break
+        if all(f"rlnTomoSize{a}" in row for a in "XYZ") and "rlnTomoTiltSeriesPixelSize" in row:
+            entry["size"] = tuple(float(row[f"rlnTomoSize{a}"]) for a in "XYZ")
+            entry["pixel"] = float(row["rlnTomoTiltSeriesPixelSize"])
+        out[str(row[layout.TOMO])] = entry
+    return out
+
+
+def _find_in_folder(folder: Path, name: str) -> Path:
+    exact = [p for p in (folder / f"{name}.mrc", folder / f"{name}.rec") if p.is_file()]
+    if exact:
+        return exact[0]
+    found = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix in (".mrc", ".rec") and (p.stem.startswith(f"{name}_") or p.stem.startswith(f"{name}."))
+    )
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataError(f"{folder}: no tomogram for {layout.TOMO} {name!r} (looked for {name}.mrc or {name}_*.mrc)")
+    raise DataError(f"{folder}: several tomograms match {layout.TOMO} {name!r}: {', '.join(p.name for p in found)}")
+
+
+@dataclass
+class Picks:
+    """The particles of one tomogram: the table's rows (all input columns kept) and their 0-based
+    voxel positions ``[n, 3]`` as ``(z, y, x)``."""
+
+    tomogram: TomogramInfo
+    rows: pd.DataFrame
+    positions: np.ndarray
+    convention: str
+
+
+def read_picks(
+    star: str | Path,
+    tomogram: str | Path | None = None,
+    tomograms: str | Path | None = None,
+    coords_voxel_size: float | None = None,
+) -> list[Picks]:
+    """The picks of a STAR file, grouped by tomogram, as voxel positions in each tomogram.
+
+    Args:
+        tomogram: the one tomogram the picks belong to (rows of other ``rlnTomoName`` are left out).
+        tomograms: a folder of tomograms named after ``rlnTomoName``, or a RELION ``tomograms.star``.
+        coords_voxel_size: RELION-4 coordinates given in pixels of this size (Å) rather than in
+            the tomogram's voxels.
+
+    Raises:
+        DataError: no coordinates, no tomogram for a name, a tomogram without a voxel size, etc.
+    """
+    star = Path(star)
+    table = read_star(star)
+    kind = convention(table, star)
+    if table.empty:
+        raise DataError(f"{star}: no particles")
+    relion = _tomograms_star(Path(tomograms)) if tomograms and Path(tomograms).is_file() else {}
+    folder = Path(tomograms) if tomograms and Path(tomograms).is_dir() else None
+    if tomograms and not relion and folder is None:
+        raise DataError(f"{tomograms}: neither a folder of tomograms nor a tomograms.star")
+    names = table[layout.TOMO].astype(str) if layout.TOMO in table.columns else pd.Series([""] * len(table))
+    groups: list[tuple[Path, pd.DataFrame, dict]] = []
+    if tomogram is not None:
+        tomogram = Path(tomogram)
+        rows = table
+        if layout.TOMO in table.columns and names.nunique() > 1:
+            rows = table[names == tomogram.stem]
+            if rows.empty:
+                raise DataError(
+                    f"{star}: no particle has {layout.TOMO} = {tomogram.stem!r} (the tomogram's name); "
+                    f"names here: {', '.join(sorted(names.unique())[:5])}; give --tomograms DIR to use them all"
+                )
+        groups.append((tomogram, rows, relion.get(str(names[rows.index[0]]), {}) if relion else {}))
+    else:
+        if not (relion or folder):
+            raise DataError(
+                f"{star}: give the tomogram (--tomogram) or where to find them (--tomograms DIR or tomograms.star)"
+            )
+        if layout.TOMO not in table.columns:
+            raise DataError(f"{star}: no {layout.TOMO} column to find each particle's tomogram by")
+        for name in dict.fromkeys(names):
+            entry = relion.get(name, {})
+            if relion and not entry:
+                raise DataError(f"{tomograms}: no tomogram named {name!r} (named by {star})")
+            path = entry.get("file") or (_find_in_folder(folder, name) if folder else None)
+            if path is None:
+                raise DataError(f"{tomograms}: {name!r} has no rlnTomoReconstructedTomogram; give --tomograms DIR")
+            groups.append((Path(path), table[names == name], entry))
+    return [_convert(star, path, rows, entry, kind, coords_voxel_size) for path, rows, entry in groups]
+
+
+def _convert(star: Path, path: Path, rows: pd.DataFrame, entry: dict, kind: str, coords_voxel_size) -> Picks:
+    info = tomogram_info(path)
+    if info.voxel_size <= 0:
+        raise DataError(f"{path}: the MRC header has no voxel size; set it (e.g. with IMOD's alterheader)")
+    xyz_columns = RELION5 if kind == "relion5" else RELION4
+    try:
+        xyz = rows[list(xyz_columns)].to_numpy(float)
+    except ValueError as exc:
+        raise DataError(f"{star}: coordinates that are not numbers ({exc})") from None
+    if not np.isfinite(xyz).all():
+        raise DataError(f"{star}: NaN or infinite particle coordinates")
+    n_xyz = np.array(info.shape[::-1], float)
+    if kind == "relion5":
+        if "size" in entry:  # RELION's centre: its size in tilt-series pixels, halved, in this file's voxels
+            centre = np.array(entry["size"]) * entry["pixel"] / (2.0 * info.voxel_size)
+        else:
+            centre = n_xyz / 2.0
+        voxels = xyz / info.voxel_size + centre
+        info = TomogramInfo(info.path, info.shape, info.voxel_size, info.origin, tuple(centre[::-1]))
+    else:
+        voxels = xyz * ((coords_voxel_size or info.voxel_size) / info.voxel_size)
+    if all(c in rows.columns for c in ORIGIN):
+        voxels = voxels - rows[list(ORIGIN)].to_numpy(float) / info.voxel_size
+    # to 10⁻⁴ voxel: below any pick's precision, above the float32 rounding of the header's voxel
+    # size, so the same particles in either convention give the very same boxes
+    return Picks(info, rows, np.round(voxels[:, ::-1], 4) + 0.0, kind)
+
+
+def to_relion5(positions: np.ndarray, info: TomogramInfo) -> np.ndarray:
+    """0-based ``(z, y, x)`` voxel positions → RELION-5 ``(x, y, z)`` Å from the centre."""
+    centre = np.array(info.centre[::-1]) if info.centre else np.array(info.shape[::-1], float) / 2.0
+    return (positions[:, ::-1] - centre) * info.voxel_size

@@ -1,0 +1,125 @@
+"""Augmentations that keep what a subtomogram measures: the missing wedge and the band limit.
+
+A subtomogram holds only the frequencies inside the wedge of the tilt range (tilt axis y) and
+below the band limit. A network trained on them learns where that wedge is, so an augmentation
+must leave it where it is:
+
+* ``flip``: random flips along z, y and x. The wedge is symmetric under each, but a flip mirrors
+  the molecule into its enantiomer, which no real particle is.
+* ``rot180``: the identity or a 180° rotation about z, y or x (two flips): proper rotations of
+  the wedge onto itself, which keep the molecule's hand. Four orientations per particle.
+* ``rotate``: a uniformly random proper rotation per particle, after which only the frequencies
+  the data measures are kept (the rotated volume times the wedge-and-band mask), so the result has
+  exactly the data's wedge, with the rotated wedge's frequencies missing as well. Targets (mask,
+  density) are rotated with it. Every orientation of every training particle is reachable, which
+  is what a network needs to learn a class from ~100 particles in random orientations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Augment = Literal["none", "flip", "rot180", "rotate"]
+AUGMENTS: tuple[str, ...] = Augment.__args__  # type: ignore[attr-defined]
+
+# the three 180° rotations (about z, y, x) as pairs of flipped axes of a [.., z, y, x] volume
+_ROT180 = ((), (-2, -1), (-3, -1), (-3, -2))
+
+
+def measured_frequencies(root: Path | None, box: tuple[int, int, int], voxel_size: float) -> torch.Tensor:
+    """The rFFT mask of the frequencies a dataset's subtomograms hold: the wedge of its tilt range
+    and its band limit, read from the dataset's ``simulation.json`` (the paper's ±60° and 1/(4 nm)
+    when it has none, e.g. experimental data)."""
+    from dsmnet.simulate.imaging import Microscope, _rfft_grid, wedge_mask
+
+    scope = Microscope()
+    path = Path(root) / "simulation.json" if root is not None else None
+    if path is not None and path.is_file():
+        try:
+            scope = Microscope(**json.loads(path.read_text())["config"]["microscope"])
+        except (ValueError, KeyError, TypeError):
+            pass  # not a dsmnet simulation: keep the paper's acquisition
+    kz, ky, kx = _rfft_grid(box)
+    k = torch.sqrt(kz**2 + ky**2 + kx**2)
+    return wedge_mask(box, scope) & (scope.band(k, voxel_size or 10.0) > 0)
+
+
+def random_rotations(n: int, generator: torch.Generator) -> torch.Tensor:
+    """``[n, 3, 3]`` rotation matrices drawn uniformly from SO(3) (normalised Gaussian quaternions)."""
+    q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
+    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
+    return (
+        torch.stack(
+            [
+                1 - 2 * (y * y + z * z),
+                2 * (x * y - z * w),
+                2 * (x * z + y * w),
+                2 * (x * y + z * w),
+                1 - 2 * (x * x + z * z),
+                2 * (y * z - x * w),
+                2 * (x * z - y * w),
+                2 * (y * z + x * w),
+                1 - 2 * (x * x + y * y),
+            ],
+            dim=1,
+        )
+        .reshape(n, 3, 3)
+        .float()
+    )
+
+
+def rotate_volumes(v: torch.Tensor, rotations: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Rotate each ``[C, D, H, W]`` volume of ``v`` about its centre (zeros come in at the corners)."""
+    theta = torch.cat([rotations, torch.zeros(len(v), 3, 1)], dim=2)
+    grid = F.affine_grid(theta, list(v.shape), align_corners=False)
+    return F.grid_sample(v, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor) -> dict:
+    x = batch["x"]
+    rotations = random_rotations(len(x), generator)
+    turned = rotate_volumes(x, rotations)
+    spectrum = torch.fft.rfftn(turned, dim=(-3, -2, -1)) * measured
+    turned = torch.fft.irfftn(spectrum, s=x.shape[-3:], dim=(-3, -2, -1))
+    flat = turned.flatten(1)
+    std = flat.std(1).clamp_min(1e-6)
+    out = {"x": ((flat - flat.mean(1, keepdim=True)) / std[:, None]).reshape(x.shape)}
+    for key, value in batch.items():
+        if key == "x":
+            continue
+        if key == "mask":
+            out[key] = rotate_volumes(value[:, None].float(), rotations, "nearest")[:, 0].to(value.dtype)
+        elif value.dim() >= 4:
+            out[key] = rotate_volumes(value, rotations)
+        else:
+            out[key] = value
+    return out
+
+
+def augment(
+    batch: dict[str, torch.Tensor],
+    kind: Augment,
+    generator: torch.Generator,
+    measured: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """One augmentation of ``batch`` (``x`` ``[B, 1, D, H, W]`` and its targets), every target moved
+    with its input. ``flip`` and ``rot180`` turn the whole batch alike; ``rotate`` turns each
+    particle its own way and needs ``measured`` (:func:`measured_frequencies`)."""
+    if kind == "rotate":
+        if measured is None:
+            raise ValueError("rotate augmentation needs the measured-frequency mask")
+        return _rotate(batch, generator, measured)
+    if kind == "flip":
+        dims = tuple(d for d in (-3, -2, -1) if torch.rand((), generator=generator) < 0.5)
+    elif kind == "rot180":
+        dims = _ROT180[int(torch.randint(4, (), generator=generator))]
+    else:
+        dims = ()
+    if not dims:
+        return batch
+    return {k: (v.flip(dims) if v.dim() >= 4 else v) for k, v in batch.items()}
