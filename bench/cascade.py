@@ -7,14 +7,13 @@ Run: ``python -m bench.cascade [--batch 16] [--repeats 5]``
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 
 import torch
 
 import dsmnet
-from bench.common import interleaved, machine
+from bench.common import interleaved
 
 CHILD = """
 import sys, torch, dsmnet
@@ -77,14 +76,9 @@ def report(r: dict) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    print(machine())
-    print(report(run(args.batch, args.repeats)))
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from bench.common import main
+
+    main(sys.modules[__name__])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 
@@ -38,3 +41,14 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     t = interleaved({"mm": lambda: a @ b}, repeats)["mm"]
     return 2 * n**3 / t / 1e9
+
+
+def main(module: ModuleType) -> None:
+    """The command line every benchmark module shares: an ``--option`` for each keyword argument
+    of its ``run()`` (same name, type and default), then its ``report()`` printed."""
+    parser = argparse.ArgumentParser(description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, param in inspect.signature(module.run).parameters.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(param.default), default=param.default)
+    args = parser.parse_args()
+    print(machine())
+    print(module.report(module.run(**vars(args))))

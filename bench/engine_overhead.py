@@ -8,12 +8,10 @@ Run: ``python -m bench.engine_overhead [--batch 16] [--repeats 9]``
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 import dsmnet
-from bench.common import interleaved, machine
+from bench.common import interleaved
 from bench.handwritten import HandDSMNet
 
 
@@ -51,14 +49,9 @@ def report(r: dict) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=9)
-    args = parser.parse_args()
-    print(machine())
-    print(report(run(args.batch, args.repeats)))
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from bench.common import main
+
+    main(sys.modules[__name__])

@@ -8,13 +8,10 @@ Run: ``python -m bench.simulator [--projection-n 400]``
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
-
-from bench.common import machine
 
 CHILD = """
 import json, sys, time, resource
@@ -60,13 +57,9 @@ def report(r: dict) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--projection-n", type=int, default=400)
-    args = parser.parse_args()
-    print(machine())
-    print(report(run(args.projection_n)))
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from bench.common import main
+
+    main(sys.modules[__name__])

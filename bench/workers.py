@@ -16,7 +16,6 @@ Run: ``python -m bench.workers [--steps 6]``
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import time
@@ -110,12 +109,9 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6)
-    args = parser.parse_args()
-    print(report(run(args.steps)))
-
-
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from bench.common import main
+
+    main(sys.modules[__name__])

@@ -345,8 +345,8 @@ def run_jobs(jobs: list[Job], workers: int, log=print) -> dict[Path, dict[str, A
     jobs = sorted(jobs, key=lambda j: -j.cost)
     results: dict[Path, dict[str, Any]] = {}
     if workers <= 1:
-        for job in jobs:
-            log(f"{job.title}")
+        for i, job in enumerate(jobs):
+            log(f"[{i + 1}/{len(jobs)}] {job.title}")
             results[job.run] = job(log)
         return results
     import multiprocessing
@@ -358,6 +358,7 @@ def run_jobs(jobs: list[Job], workers: int, log=print) -> dict[Path, dict[str, A
         workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())
     ) as pool:
         futures = {}
+        started = time.perf_counter()
         for job in jobs:
             log(f"queued {job.title}")
             futures[pool.submit(_run_job, job)] = job
@@ -371,7 +372,7 @@ def run_jobs(jobs: list[Job], workers: int, log=print) -> dict[Path, dict[str, A
                 if isinstance(err, UserError):
                     raise StudyError(f"{job.title} ({job.run}) failed: {err}") from err
                 raise  # a bug: its traceback, not a one-line message
-            log(f"finished {job.title}")
+            log(f"[{len(results)}/{len(jobs)}] finished {job.title} ({(time.perf_counter() - started) / 60:.0f} min)")
     return results
 
 

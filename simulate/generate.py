@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dsmnet.core.fsutil import atomic_dir
+from dsmnet.core.progress import Progress
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import write_mrc
 from dsmnet.dataset.star import write_star
@@ -162,7 +163,9 @@ def simulate(
     rows, tomograms = [], []
     start = time.perf_counter()
     half = config.box // 2
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    # a bar on a terminal; in a log the per-tomogram lines below already say how far it got
+    bar = Progress(config.n, "simulate", "subtomograms", log=lambda _msg: None, enabled=progress is not None)
+    with atomic_dir(out, overwrite=overwrite) as tmp, bar:
         for t in range(config.max_tomograms):
             if (have >= quota).all():
                 break
@@ -217,6 +220,7 @@ def simulate(
                     "measured_snr_in_band": imaged.snr_in_band,
                 }
             )
+            bar.update(made)
             say(
                 f"{name}: {len(tomo.molecules)} molecules, {made} subtomograms, SNR {imaged.snr:.4f} "
                 f"(below 1/(4 nm): {imaged.snr_in_band:.4f}) "

@@ -1,8 +1,13 @@
-"""Datasets in dsmnet's format (see :mod:`dsmnet.dataset.layout`), held in memory as tensors.
+"""Datasets in dsmnet's format (see :mod:`dsmnet.dataset.layout`), read lazily.
 
-Each subtomogram is normalised to zero mean and unit variance. Masks and densities may be
-missing for some or all particles (experimental data): ``present`` records which targets each
-particle has, and the loss leaves a missing one out of that particle's loss.
+Subtomograms, masks and densities stay on disk and are read when a batch asks for them, so the
+memory a dataset costs does not grow with its number of particles (``in_memory=True`` reads
+them all at once instead). Only the particles table, the class labels and which targets each
+particle has are held. Every subtomogram is checked once when the dataset is opened (size, NaN
+or infinite voxels, a constant box), so bad data is refused before training starts, naming the
+file. Each subtomogram is normalised to zero mean and unit variance when read. Masks and
+densities may be missing for some or all particles (experimental data): ``present`` records
+which targets each particle has, and the loss leaves a missing one out of that particle's loss.
 """
 
 from __future__ import annotations
@@ -24,22 +29,77 @@ SPLITS = ("train", "val", "test")
 RATIOS = (0.8, 0.1, 0.1)  # the paper's 8:1:1
 
 
+class Volumes:
+    """One MRC volume per item, read when indexed: ``v[i]``, ``v[a:b]``, ``v[indices]`` or
+    ``v[bool_mask]`` give a stacked tensor ``[n, *item_shape]`` (an int index: ``item_shape``),
+    like indexing a tensor. A missing file (``None``) reads as zeros."""
+
+    def __init__(self, paths: list[Path | None], item_shape: tuple[int, ...], kind: str, scale: float = 1.0):
+        self.paths = paths
+        self.item_shape = item_shape
+        self.kind = kind  # "x" (normalised subtomograms), "mask" or "density"
+        self.scale = scale  # densities are multiplied by it (a run's density_scale)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.paths), *self.item_shape)
+
+    def read(self, i: int) -> np.ndarray:
+        path = self.paths[i]
+        volume_shape = self.item_shape[-3:]
+        if path is None:
+            return np.zeros(self.item_shape, np.int8 if self.kind == "mask" else np.float32)
+        dtype = np.int8 if self.kind == "mask" else np.float32
+        volume, _ = read_mrc(path, dtype=dtype)
+        if tuple(volume.shape) != tuple(volume_shape):
+            raise DataError(f"{path}: size {volume.shape} differs from its subtomogram's {volume_shape}")
+        if self.kind == "x":
+            volume = normalise(volume).astype(np.float32)
+        elif self.kind == "density" and self.scale != 1.0:
+            volume = volume * np.float32(self.scale)
+        return volume.reshape(self.item_shape)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        rest = ()
+        if isinstance(index, tuple):
+            index, rest = index[0], index[1:]
+        if isinstance(index, (int, np.integer)) or (isinstance(index, torch.Tensor) and index.dim() == 0):
+            out = torch.from_numpy(self.read(int(index)))
+        else:
+            if isinstance(index, slice):
+                items = range(*index.indices(len(self)))
+            else:
+                array = index.numpy() if isinstance(index, torch.Tensor) else np.asarray(index)
+                items = np.flatnonzero(array) if array.dtype == bool else array.reshape(-1)
+            stacked = [self.read(int(i)) for i in items]
+            dtype = np.int8 if self.kind == "mask" else np.float32
+            out = torch.from_numpy(np.stack(stacked) if stacked else np.zeros((0, *self.item_shape), dtype))
+        return out[rest] if rest else out
+
+    def load(self) -> torch.Tensor:
+        """Every item, in memory."""
+        return self[:]
+
+
 @dataclass
 class Subtomograms:
-    """A dataset in memory.
+    """A dataset: its table and labels in memory, its volumes read when indexed.
 
     Attributes:
-        x: ``[N, 1, D, H, W]`` normalised subtomograms.
-        targets: ``class`` ``[N]`` (0-based), ``mask`` ``[N, D, H, W]`` int64-able, ``density``
-            ``[N, 1, D, H, W]``; a kind is absent when no particle has it.
+        x: ``[N, 1, D, H, W]`` normalised subtomograms (:class:`Volumes`, or a tensor in memory).
+        targets: ``class`` ``[N]`` (0-based tensor), ``mask`` ``[N, D, H, W]`` int8, ``density``
+            ``[N, 1, D, H, W]`` (:class:`Volumes`, or tensors); a kind is absent when no particle has it.
         present: per kind, a boolean ``[N]``.
         classes: class names, index = class id.
         table: the particles table as read.
         voxel_size: Å per voxel.
     """
 
-    x: torch.Tensor
-    targets: dict[str, torch.Tensor]
+    x: Volumes | torch.Tensor
+    targets: dict[str, Volumes | torch.Tensor]
     present: dict[str, torch.Tensor]
     classes: list[str]
     table: pd.DataFrame
@@ -53,8 +113,11 @@ class Subtomograms:
 
     def scale_density(self, scale: float) -> None:
         """Hold the density targets multiplied by ``scale`` (a run's ``density_scale``)."""
-        if "density" in self.targets and scale != self.density_scale:
-            self.targets["density"] = self.targets["density"] * (scale / self.density_scale)
+        density = self.targets.get("density")
+        if isinstance(density, Volumes):
+            density.scale = scale
+        elif density is not None and scale != self.density_scale:
+            self.targets["density"] = density * (scale / self.density_scale)
         self.density_scale = scale
 
     @property
@@ -66,6 +129,12 @@ class Subtomograms:
     @property
     def box(self) -> tuple[int, int, int]:
         return tuple(self.x.shape[2:])  # type: ignore[return-value]
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Subtomograms, targets and which targets are present, for the particles ``idx``."""
+        targets = {k: v[idx] for k, v in self.targets.items()}
+        present = {k: v[idx] for k, v in self.present.items()}
+        return self.x[idx], targets, present
 
     @property
     def labels(self) -> np.ndarray:
@@ -114,8 +183,9 @@ def load_dataset(
     classes: list[str] | None = None,
     box: tuple[int, ...] | None = None,
     targets: bool = True,
+    in_memory: bool = False,
 ) -> Subtomograms:
-    """Read a dataset folder into memory.
+    """Open a dataset folder: read its table and check every subtomogram once (see the module).
 
     Args:
         root: the folder with ``particles.star``.
@@ -123,6 +193,7 @@ def load_dataset(
             dataset's ``classes.json`` (or the names found in the table).
         box: the subtomogram size the model expects; a different one is an error.
         targets: read classes, masks and densities (off: subtomograms only, for prediction).
+        in_memory: read every volume now and hold it (small datasets, repeated passes).
 
     Raises:
         DataError: naming the file that is missing, unreadable or inconsistent.
@@ -142,21 +213,24 @@ def load_dataset(
     if names is None and targets and layout.CLASS_NAME in table.columns:
         names = sorted({n for n in table[layout.CLASS_NAME].astype(str) if n and n != "<NA>"})
     n = len(table)
-    xs, masks, densities, labels = [], [], [], []
+    if n == 0:
+        raise DataError(f"{star}: no particles")
+    images, labels = [], []
+    files = {"mask": [], "density": []}
     has = {"class": np.zeros(n, bool), "mask": np.zeros(n, bool), "density": np.zeros(n, bool)}
-    voxel = None
+    shape, voxel = None, None
     for i, (_, row) in enumerate(table.iterrows()):
-        sub, vs = read_mrc(root / _cell(row, layout.IMAGE))
+        path = root / _cell(row, layout.IMAGE)
+        sub, vs = read_mrc(path)  # checked once here; read again when a batch needs it
         if box is not None and tuple(sub.shape) != tuple(box):
             raise DataError(
-                f"{root / _cell(row, layout.IMAGE)}: subtomogram is {'×'.join(map(str, sub.shape))}, "
-                f"but the model takes {'×'.join(map(str, box))}"
+                f"{path}: subtomogram is {'×'.join(map(str, sub.shape))}, but the model takes {'×'.join(map(str, box))}"
             )
-        if xs and sub.shape != xs[0].shape:
-            raise DataError(f"{root / _cell(row, layout.IMAGE)}: size {sub.shape} differs from {xs[0].shape}")
-        voxel = voxel or vs
-        check_voxels(sub, root / _cell(row, layout.IMAGE))
-        xs.append(normalise(sub).astype(np.float32))
+        if shape is not None and sub.shape != shape:
+            raise DataError(f"{path}: size {sub.shape} differs from {shape}")
+        shape, voxel = shape or sub.shape, voxel or vs
+        check_voxels(sub, path)
+        images.append(path)
         name = _cell(row, layout.CLASS_NAME) if targets else None
         if name is not None and names is not None:
             if name not in names:
@@ -165,34 +239,25 @@ def load_dataset(
             has["class"][i] = True
         else:
             labels.append(0)
-        for kind, column, store, dtype in (
-            ("mask", layout.MASK, masks, np.int8),
-            ("density", layout.DENSITY, densities, np.float32),
-        ):
-            path = _cell(row, column) if targets else None
-            if path is None:
-                store.append(None)
-                continue
-            vol, _ = read_mrc(root / path, dtype=dtype)
-            if vol.shape != sub.shape:
-                raise DataError(f"{root / path}: size {vol.shape} differs from its subtomogram's {sub.shape}")
-            store.append(vol)
-            has[kind][i] = True
-    if n == 0:
-        raise DataError(f"{star}: no particles")
-    shape = xs[0].shape
-    targets, present = {}, {}
+        for kind, column in (("mask", layout.MASK), ("density", layout.DENSITY)):
+            cell = _cell(row, column) if targets else None
+            files[kind].append(root / cell if cell is not None else None)
+            has[kind][i] = cell is not None
+    found: dict[str, Volumes | torch.Tensor] = {}
+    present = {}
     if has["class"].any():
-        targets["class"] = torch.tensor(labels)
-    for kind, store, dtype in (("mask", masks, np.int8), ("density", densities, np.float32)):
-        if has[kind].any():
-            filled = [v if v is not None else np.zeros(shape, dtype) for v in store]
-            t = torch.from_numpy(np.stack(filled))
-            targets[kind] = t if kind == "mask" else t[:, None]
-    for kind in targets:
+        found["class"] = torch.tensor(labels)
+    if has["mask"].any():
+        found["mask"] = Volumes(files["mask"], tuple(shape), "mask")
+    if has["density"].any():
+        found["density"] = Volumes(files["density"], (1, *shape), "density")
+    for kind in found:
         present[kind] = torch.from_numpy(has[kind])
-    x = torch.from_numpy(np.stack(xs))[:, None]
-    return Subtomograms(x, targets, present, list(names or []), table, float(voxel or 0.0), root)
+    x: Volumes | torch.Tensor = Volumes(images, (1, *shape), "x")
+    if in_memory:
+        x = x.load()
+        found = {k: (v.load() if isinstance(v, Volumes) else v) for k, v in found.items()}
+    return Subtomograms(x, found, present, list(names or []), table, float(voxel or 0.0), root)
 
 
 def stratified_split(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dsmnet.core.fsutil import atomic_dir
+from dsmnet.core.progress import Progress
 from dsmnet.dataset import layout
 from dsmnet.dataset.boxes import TomogramBoxes
 from dsmnet.dataset.mrc import DataError, write_mrc
@@ -76,6 +77,7 @@ def extract(
     rescale: bool = True,
     border: str = "skip",
     overwrite: bool = False,
+    progress: bool = True,
     log=print,
 ) -> dict[str, Any]:
     """Cut ``box``³ subtomograms at ``voxel_size`` Å around every pick into a dataset folder.
@@ -92,7 +94,8 @@ def extract(
     check_voxel_size(groups, voxel_size, rescale, log)
     rows, skipped = [], 0
     out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    bar = Progress(sum(len(p.rows) for p in groups), "extract", "particles", log, enabled=progress)
+    with atomic_dir(out, overwrite=overwrite) as tmp, bar:
         for picks in groups:
             kept = 0
             for b in boxes(picks, box, voxel_size, border):
@@ -103,6 +106,7 @@ def extract(
                 )
                 rows.append(b.row)
                 kept += 1
+                bar.update()
             skipped += len(picks.rows) - kept
         if not rows:
             raise DataError(f"{picks_star}: every box crosses the border of its tomogram (try --border pad)")

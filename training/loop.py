@@ -13,16 +13,18 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from dsmnet.core.build import build_loss, build_model, load_spec
 from dsmnet.core.fsutil import atomic_write_text
+from dsmnet.core.progress import Progress
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
 from dsmnet.registry.errors import UserError
@@ -53,6 +55,7 @@ class TrainConfig:
     precise_bn: int = 512
     prior_init: bool = True
     progress: bool = True
+    in_memory: bool = False  # read every volume up front instead of a batch at a time
 
     def resolved(self, spec: Spec) -> dict[str, Any]:
         t = spec.training.model_dump()
@@ -94,22 +97,29 @@ def fit_classes(spec: Spec, model_targets: dict[str, str], n_classes: int) -> tu
     return (load_spec(data) if notes else spec), notes
 
 
+def _chunks(indices: torch.Tensor, size: int = 256):
+    for start in range(0, len(indices), size):
+        yield indices[start : start + size]
+
+
 def target_priors(data: Subtomograms, indices: list[int], classes: int) -> dict[str, torch.Tensor]:
     """What an untrained head should predict, from the training split: class frequencies,
-    voxel class frequencies of the masks, mean density (only over particles that have the target)."""
+    voxel class frequencies of the masks, mean density (only over particles that have the target;
+    volumes are read a chunk at a time)."""
     idx = torch.tensor(indices)
     out: dict[str, torch.Tensor] = {}
     for kind, values in data.targets.items():
-        has = data.present[kind][idx]
-        if not has.any():
+        has = idx[data.present[kind][idx]]
+        if not len(has):
             continue
-        v = values[idx[has]]
         if kind == "class":
-            out[kind] = torch.bincount(v, minlength=classes).double() + 1.0
+            out[kind] = torch.bincount(values[has], minlength=classes).double() + 1.0
         elif kind == "mask":
-            out[kind] = torch.bincount(v.flatten().long(), minlength=2).double() + 1.0
+            counts = sum(torch.bincount(values[c].flatten().long(), minlength=2).double() for c in _chunks(has))
+            out[kind] = counts + 1.0
         else:
-            out[kind] = v.double().mean()
+            total = sum(values[c].double().sum() for c in _chunks(has))
+            out[kind] = total / (len(has) * math.prod(tuple(values.shape[1:])))
     return out
 
 
@@ -120,8 +130,15 @@ def density_scale(data: Subtomograms, indices: list[int]) -> float:
     if "density" not in data.targets:
         return 1.0
     idx = torch.tensor(indices)
-    values = data.targets["density"][idx[data.present["density"][idx]]]
-    std = float(values.double().std()) if values.numel() > 1 else 0.0
+    has = idx[data.present["density"][idx]]
+    values = data.targets["density"]
+    n = s1 = s2 = 0.0
+    for c in _chunks(has):
+        v = values[c].double()
+        n, s1, s2 = n + v.numel(), s1 + float(v.sum()), s2 + float((v**2).sum())
+    if n < 2:
+        return 1.0
+    std = math.sqrt(max(s2 / n - (s1 / n) ** 2, 0.0) * n / (n - 1))
     return 1.0 / std if std > 0 else 1.0
 
 
@@ -134,12 +151,6 @@ def init_priors(model: torch.nn.Module, priors: dict[str, torch.Tensor]) -> list
             init(priors[kind])
             done.append(head)
     return done
-
-
-def _batch(data: Subtomograms, idx: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
-    targets = {k: v[idx] for k, v in data.targets.items()}
-    present = {k: v[idx] for k, v in data.present.items()}
-    return data.x[idx], targets, present
 
 
 @torch.no_grad()
@@ -161,7 +172,7 @@ def evaluate_split(
     kept: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(indices), batch_size):
         idx = torch.tensor(indices[start : start + batch_size])
-        x, targets, present = _batch(data, idx)
+        x, targets, present = data.batch(idx)
         with rt.autocast():
             out = model(rt.input(x))
         out = {k: v.float() for k, v in out.items()}
@@ -203,6 +214,21 @@ def evaluate_split(
         metrics["_predictions"] = {h: torch.cat(v) for h, v in kept.items()}
         metrics["_confusion"] = confusion
     return metrics
+
+
+def prefetch(items, load, depth: int = 2):
+    """``load(item)`` for each item, computed in a background thread up to ``depth`` items ahead
+    and yielded in order (the next batch is read from disk and augmented while the model trains
+    on this one). The loads run one at a time, in order, so seeded augmentation stays
+    reproducible."""
+    with ThreadPoolExecutor(1) as pool:
+        queue: deque = deque()
+        for item in items:
+            queue.append(pool.submit(load, item))
+            if len(queue) > depth:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
 
 
 def batch_bounds(n: int, size: int) -> list[tuple[int, int]]:
@@ -288,7 +314,7 @@ def train(
         spec = spec if isinstance(spec, Spec) else load_spec(spec)
         settings = config.resolved(spec)
         classes = None
-    data = load_dataset(data_dir, classes=classes, box=spec.input.shape)
+    data = load_dataset(data_dir, classes=classes, box=spec.input.shape, in_memory=config.in_memory)
     classes = data.classes
     split = state["split"] if state is not None else stratified_split(data.labels, settings["seed"])
     if state is None:
@@ -368,19 +394,19 @@ def train(
         step.train()
         sums: dict[str, float] = {}
         seen = 0
-        bar = tqdm(
-            batch_bounds(len(shard), per_rank),
-            desc=f"epoch {epoch}",
-            disable=None if (config.progress and rt.is_main) else True,  # None: only on a terminal
-            leave=False,
-        )
+        bounds = batch_bounds(len(shard), per_rank)
+        bar = Progress(len(bounds), f"epoch {epoch}", "batches", log, enabled=config.progress and rt.is_main)
         t0 = time.perf_counter()
-        for start, stop in bar:
-            idx = shard[start:stop]
-            x, targets, present = _batch(data, idx)
+
+        def load(bounds: tuple[int, int], shard=shard, gen=gen):  # read and augment one batch
+            idx = shard[bounds[0] : bounds[1]]
+            x, targets, present = data.batch(idx)
             if augmenting != "none":
                 moved = augment({"x": x, **targets}, augmenting, gen, measured)
                 x, targets = moved.pop("x"), moved
+            return bounds, idx, x, targets, present
+
+        for (start, _), idx, x, targets, present in prefetch(bounds, load):
             x = rt.input(x)
             targets = {k: v.to(rt.device, non_blocking=True) for k, v in targets.items()}
             present = {k: v.to(rt.device, non_blocking=True) for k, v in present.items()}
@@ -402,7 +428,8 @@ def train(
             sums["loss"] = sums.get("loss", 0.0) + float(result.total.detach()) * b
             for task, value in result.tasks.items():
                 sums[f"loss_{task}"] = sums.get(f"loss_{task}", 0.0) + float(value.detach()) * b
-            bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}")
+            bar.update()
+        bar.close()
         train_seconds = time.perf_counter() - t0
         record: dict[str, Any] = {"epoch": epoch}
         record.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})

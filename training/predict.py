@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from dsmnet.core.fsutil import atomic_dir
+from dsmnet.core.progress import Progress
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, read_mrc, write_mrc
 from dsmnet.dataset.picks import read_picks
@@ -52,6 +52,7 @@ class Particle:
     name: str
     path: Path | None = None  # an MRC subtomogram, read when its batch comes
     box: Box | None = None  # or a box cut from a tomogram
+    volume: tuple[np.ndarray, float] | None = None  # or read already (in_memory)
 
 
 def _image_path(name: str, star: Path) -> Path:
@@ -100,6 +101,8 @@ def file_particles(source: Path) -> tuple[list[Particle], dict[str, Any], Path |
 
 
 def _load(p: Particle) -> tuple[np.ndarray, float | None]:
+    if p.volume is not None:
+        return p.volume
     if p.box is not None:
         return p.box.volume, None
     return read_mrc(p.path)
@@ -169,9 +172,11 @@ def predict(
     batch_size: int = 32,
     overwrite: bool = False,
     progress: bool = True,
+    in_memory: bool = False,
     log=print,
 ) -> dict[str, Any]:
-    """Predict every particle of ``source`` (or of ``picks`` in ``tomogram``/``tomograms``)."""
+    """Predict every particle of ``source`` (or of ``picks`` in ``tomogram``/``tomograms``);
+    ``in_memory`` reads every subtomogram file before predicting (the benchmark's comparison)."""
     from dsmnet.training.tomo_maps import TomogramMaps
 
     rt = make_runtime(device)
@@ -196,6 +201,9 @@ def predict(
         if tomogram is not None or tomograms is not None:
             raise DataError("--tomogram/--tomograms need --picks (the particles' positions)")
         particles, blocks, data_dir = file_particles(Path(source))
+        if in_memory:
+            for p in particles:
+                p.volume = read_mrc(p.path)
         voxel, total, items, groups = want, len(particles), particles, []
     else:
         raise DataError("nothing to predict: give a dataset folder, a folder of MRCs or a STAR file, or --picks")
@@ -205,7 +213,7 @@ def predict(
     with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad(), ThreadPoolExecutor(1) as pool:
         paint = {id(g): TomogramMaps(g, tmp, classes, voxel) for g in groups} if maps else {}
         writer = _Writer(model, rt, classes, unscale, tmp, out, data_dir, paint, voxel)
-        bar = tqdm(total=total, desc="predict", unit="particle", disable=None if progress else True)
+        bar = Progress(total, "predict", "particles", log, enabled=progress)
         batches = _batches(items, batch_size)
 
         def read_next():  # cut or read, and check, the next batch (in the reader thread)

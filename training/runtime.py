@@ -65,11 +65,11 @@ def keep_freed_memory() -> bool:
     step pays hundreds of thousands of page faults: measured on 2 cores, DSM-Net at mini scale
     spent a quarter of its time in the kernel and trained at 25 samples/s, 36 with this (no page
     faults left). Peak memory is unchanged; freed memory is reused rather than returned. A no-op
-    away from glibc. Returns whether the allocator was tuned.
+    away from glibc, or with ``DSMNET_KEEP_FREED_MEMORY=0``. Returns whether the allocator was tuned.
     """
     global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return True
+    if _MALLOC_TUNED or os.environ.get("DSMNET_KEEP_FREED_MEMORY", "1") == "0":
+        return _MALLOC_TUNED
     try:
         import ctypes
 

@@ -1,0 +1,129 @@
+"""Peak memory and throughput of training and prediction as the dataset grows (lazy vs in memory).
+
+Two simulated datasets of 32³ subtomograms (22 classes, SNR 0.06, no tomograms written), of
+``small`` and ``large`` particles. For each, in a fresh process (so peak RSS is its own):
+
+- one training epoch of a small DSM-Net (widths 8/16/32, batch 32) reading the volumes a batch at
+  a time (the default), and the same epoch with every volume read into memory first;
+- prediction over every particle (``dsmnet predict`` on the dataset folder; subtomograms only),
+  reading a batch ahead (the default) or every file first.
+
+Reported: peak RSS (``ru_maxrss``), particles/s (the epoch's training samples/s; prediction's
+particles over its wall time), and the ratios large/small (memory; goal ≤ 1.10) and lazy/in-memory
+(throughput; goal ≥ 0.90). The datasets are simulated once into ``--data`` (default
+``/tmp/dsmnet-bench-memory``) and reused.
+
+Run: ``python -m bench.memory [--small 2000] [--large 20000]``
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SPEC = {
+    "name": "bench-small",
+    "input": {"shape": [32, 32, 32]},
+    "backbone": {"type": "resnet3d", "widths": [8, 16, 32]},
+    "decoder": {"type": "deconv3d"},
+    "heads": {
+        "cls": {"type": "classifier", "hidden": [256], "classes": 22},
+        "seg": {"type": "segmenter"},
+        "rec": {"type": "reconstructor"},
+    },
+    "losses": {
+        "cls": {"type": "cross_entropy", "weight": 1},
+        "seg": {"type": "cross_entropy", "weight": 10},
+        "rec": {"type": "mse", "weight": 1},
+    },
+    "training": {"batch_size": 32, "epochs": 1, "patience": 5},
+}
+
+_CHILD = r"""
+import json, resource, sys, time, shutil
+from pathlib import Path
+import torch
+job, data, out, in_memory = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "1"
+shutil.rmtree(out, ignore_errors=True)
+if job == "train":
+    from dsmnet.core.build import load_spec
+    from dsmnet.training.loop import TrainConfig, train
+    spec = load_spec(json.loads(sys.argv[5]))
+    train(spec, data, out, TrainConfig(progress=False, in_memory=in_memory, precise_bn=0), log=lambda _: None)
+    history = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    rate = history[-1]["train_samples_per_s"]
+else:
+    from dsmnet.training.predict import predict
+    start = time.perf_counter()
+    r = predict(sys.argv[5], data, out, progress=False, batch_size=64, in_memory=in_memory)
+    rate = r["particles"] / (time.perf_counter() - start)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rate": rate, "peak_mb": peak}))
+"""
+
+
+def _dataset(root: Path, n: int) -> Path:
+    from dsmnet.simulate.generate import SimulationConfig, simulate
+    from dsmnet.simulate.preview import is_dataset
+
+    path = root / f"n{n}"
+    if not is_dataset(path):
+        simulate(SimulationConfig(n=n, snr=0.06, seed=31, box=32, write_tomograms=False), path, overwrite=True)
+    return path
+
+
+def _child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(small: int = 2000, large: int = 20000, data: str = "/tmp/dsmnet-bench-memory") -> dict:
+    root = Path(data)
+    spec = json.dumps(SPEC)
+    result: dict = {}
+    for n in (small, large):
+        path = _dataset(root, n)
+        lazy = _child("train", str(path), str(root / f"run{n}"), "0", spec)
+        held = _child("train", str(path), str(root / f"run{n}-mem"), "1", spec)
+        pred = _child("predict", str(path), str(root / f"pred{n}"), "0", str(root / f"run{n}"))
+        pred_held = _child("predict", str(path), str(root / f"pred{n}-mem"), "1", str(root / f"run{n}"))
+        result[n] = {"train_lazy": lazy, "train_in_memory": held, "predict": pred, "predict_in_memory": pred_held}
+    result["small"], result["large"] = small, large
+    return result
+
+
+def report(r: dict) -> str:
+    s, big = r[r["small"]], r[r["large"]]
+    lines = []
+    for n in (r["small"], r["large"]):
+        x = r[n]
+        lines.append(
+            f"{n:>6} particles: train lazy {x['train_lazy']['peak_mb']:.0f} MB at {x['train_lazy']['rate']:.0f}/s, "
+            f"in memory {x['train_in_memory']['peak_mb']:.0f} MB at {x['train_in_memory']['rate']:.0f}/s; "
+            f"predict lazy {x['predict']['peak_mb']:.0f} MB at {x['predict']['rate']:.0f}/s, "
+            f"in memory {x['predict_in_memory']['peak_mb']:.0f} MB at {x['predict_in_memory']['rate']:.0f}/s"
+        )
+    lines.append(
+        f"peak RSS {r['large']}/{r['small']}: training {big['train_lazy']['peak_mb'] / s['train_lazy']['peak_mb']:.2f}, "
+        f"prediction {big['predict']['peak_mb'] / s['predict']['peak_mb']:.2f} (goal ≤ 1.10); "
+        f"in-memory training {big['train_in_memory']['peak_mb'] / s['train_in_memory']['peak_mb']:.2f}"
+    )
+    lines.append(
+        f"training throughput lazy / in memory: {s['train_lazy']['rate'] / s['train_in_memory']['rate']:.2f} "
+        f"({r['small']}), {big['train_lazy']['rate'] / big['train_in_memory']['rate']:.2f} ({r['large']}); "
+        f"prediction {s['predict']['rate'] / s['predict_in_memory']['rate']:.2f} ({r['small']}), "
+        f"{big['predict']['rate'] / big['predict_in_memory']['rate']:.2f} ({r['large']}) (goal ≥ 0.90)"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys as _sys
+
+    from bench.common import main
+
+    main(_sys.modules[__name__])
