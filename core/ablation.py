@@ -25,7 +25,7 @@ def _reads_decoder(spec: Spec, head: str, registries: Registries) -> bool:
     envelope = spec.heads[head]
     if envelope.from_ is not None:
         return envelope.from_ == "decoder"
-    return getattr(registries.head.get(envelope.type).cls, "source", "backbone") == "decoder"
+    return registries.head.get(envelope.type).cls.source == "decoder"
 
 
 def with_heads(spec: Spec, heads: Sequence[str], registries: Registries | None = None) -> Spec:

@@ -56,6 +56,19 @@ class Plan:
     losses: dict[str, Part]
     weighting: Part
 
+    @property
+    def targets(self) -> dict[str, str]:
+        """Per head, what it predicts (its class's ``target``, checked at registration)."""
+        return {n: p.component.cls.target for n, p in self.heads.items()}
+
+
+def plan(spec: Spec | Plan | str | Path | Mapping[str, Any], registries: Registries | None = None) -> Plan:
+    """The validated plan of a spec (a plan is returned as it is: resolve a spec once, then
+    build its model, its loss and its variants from the plan)."""
+    if isinstance(spec, Plan):
+        return spec
+    return resolve(spec if isinstance(spec, Spec) else read_spec(spec), registries)
+
 
 def _part(registries: Registries, kind: str, envelope: Envelope, loc: tuple[str, ...]) -> Part:
     try:
@@ -69,12 +82,14 @@ def _part(registries: Registries, kind: str, envelope: Envelope, loc: tuple[str,
     return Part(component, params, loc)
 
 
-def _collect(parts: list[tuple[str, Envelope, tuple[str, ...]]], registries: Registries) -> list[Part]:
-    """Resolve several parts, reporting every problem at once."""
-    out, problems = [], []
+def _collect(
+    parts: list[tuple[str, Envelope, tuple[str, ...]]], registries: Registries
+) -> dict[tuple[str, ...], Part]:
+    """Resolve several parts, by their place in the YAML, reporting every problem at once."""
+    out, problems = {}, []
     for kind, envelope, loc in parts:
         try:
-            out.append(_part(registries, kind, envelope, loc))
+            out[loc] = _part(registries, kind, envelope, loc)
         except SpecError as exc:
             problems += exc.problems
     if problems:
@@ -102,24 +117,23 @@ def resolve(spec: Spec, registries: Registries | None = None) -> Plan:
         parts = _collect(wanted, registries)
     except SpecError as exc:
         problems += exc.problems
-        parts = []
+        parts = {}
     if problems:
         raise SpecError(problems)
-    it = iter(parts)
-    backbone = next(it)
-    decoder = next(it) if spec.decoder is not None else None
-    heads = {n: next(it) for n in spec.heads}
-    losses = {n: next(it) for n in spec.heads}
-    weighting = next(it)
+    backbone = parts[("backbone",)]
+    decoder = parts.get(("decoder",))
+    heads = {n: parts[("heads", n)] for n in spec.heads}
+    losses = {n: parts[("losses", n)] for n in spec.heads}
+    weighting = parts[("weighting",)]
 
     sources = {}
     for name, head in heads.items():
         cls = head.component.cls
-        target = getattr(cls, "target", None)
+        target = cls.target
         loss_cls = losses[name].component.cls
-        accepted = getattr(loss_cls, "targets", frozenset())
+        accepted = loss_cls.targets
         if target not in accepted:
-            fits = [c.name for c in registries.loss if target in getattr(c.cls, "targets", ())]
+            fits = [c.name for c in registries.loss if target in c.cls.targets]
             problems.append(
                 (
                     ("losses", name, "type"),
@@ -127,7 +141,7 @@ def resolve(spec: Spec, registries: Registries | None = None) -> Plan:
                     f"{target!r} (allowed: {', '.join(fits) or 'none registered'})",
                 )
             )
-        source = spec.heads[name].from_ or getattr(cls, "source", "backbone")
+        source = spec.heads[name].from_ or cls.source
         if source == "decoder" and decoder is None:
             problems.append(
                 (
@@ -175,42 +189,34 @@ def _construct(plan: Plan) -> MultiTaskNet:
             shape, sources[name] = feats[feat], feat
         else:
             raise SpecError.at(loc, f"unknown source {source!r} (allowed: {', '.join(allowed)})")
-        if getattr(part.component.cls, "dense", False) and shape.stride != 1:
+        if part.component.cls.dense and shape.stride != 1:
             raise SpecError.at(
                 loc,
                 f"head {name!r} ({part.component.name}) predicts per voxel and needs a full-resolution "
                 f"input, but {source!r} is at stride {shape.stride}: read a decoder instead",
             )
         heads[name] = part.construct(shape)
-    return MultiTaskNet(backbone, decoder, heads, sources)
+    return MultiTaskNet(backbone, decoder, heads, sources, plan.targets, spec)
 
 
 def build_model(
-    spec: Spec | str | Path | Mapping[str, Any],
+    spec: Spec | Plan | str | Path | Mapping[str, Any],
     registries: Registries | None = None,
     device: torch.device | str | None = None,
 ) -> MultiTaskNet:
-    """Build the network a spec describes (on ``device``, e.g. ``"meta"`` for a dry run)."""
-    spec = spec if isinstance(spec, Spec) else read_spec(spec)
-    plan = resolve(spec, registries)
+    """Build the network a spec (or its :class:`Plan`) describes (on ``device``, e.g. ``"meta"``
+    for a dry run)."""
+    resolved = plan(spec, registries)
     with torch.device(device or "cpu"):
-        model = _construct(plan)
-    model.spec = spec
-    model.targets = {n: p.component.cls.target for n, p in plan.heads.items()}
-    return model
+        return _construct(resolved)
 
 
-def build_loss(spec: Spec | str | Path | Mapping[str, Any], registries: Registries | None = None) -> MultiTaskLoss:
-    """Build the multi-task loss of a spec: each head's loss and the weighting."""
-    spec = spec if isinstance(spec, Spec) else read_spec(spec)
-    plan = resolve(spec, registries)
-    losses = {n: p.construct() for n, p in plan.losses.items()}
-    tasks = {
-        n: Task(spec.losses[n].weight, getattr(p.component.cls, "kind", "classification"))
-        for n, p in plan.losses.items()
-    }
-    targets = {n: p.component.cls.target for n, p in plan.heads.items()}
-    return MultiTaskLoss(losses, targets, plan.weighting.construct(tasks))
+def build_loss(spec: Spec | Plan | str | Path | Mapping[str, Any], registries: Registries | None = None) -> MultiTaskLoss:
+    """Build the multi-task loss of a spec (or its :class:`Plan`): each head's loss and the weighting."""
+    resolved = plan(spec, registries)
+    losses = {n: p.construct() for n, p in resolved.losses.items()}
+    tasks = {n: Task(resolved.spec.losses[n].weight, p.component.cls.kind) for n, p in resolved.losses.items()}
+    return MultiTaskLoss(losses, resolved.targets, resolved.weighting.construct(tasks))
 
 
 def load_spec(source: str | Path | Mapping[str, Any], registries: Registries | None = None) -> Spec:
@@ -227,8 +233,9 @@ def load_spec(source: str | Path | Mapping[str, Any], registries: Registries | N
     spec = read_spec(source)
     where = None if isinstance(source, Mapping) else str(source)
     try:
-        model = build_model(spec, registries, device="meta")
-        build_loss(spec, registries)
+        resolved = resolve(spec, registries)
+        model = build_model(resolved, device="meta")
+        build_loss(resolved)
     except SpecError as exc:
         raise (exc.with_source(where) if where and not exc.source else exc) from None
     n = sum(p.numel() for p in model.parameters())

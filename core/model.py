@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,6 +17,8 @@ class MultiTaskNet(nn.Module):
         decoder: turns those into one full-resolution map, or None.
         heads: the task heads by name.
         sources: per head, what it reads: ``"decoder"`` or a backbone feature name.
+        targets: per head, what it predicts: ``class``, ``mask`` or ``density``.
+        spec: the spec the network was built from (None for one assembled by hand).
     """
 
     def __init__(
@@ -24,12 +27,16 @@ class MultiTaskNet(nn.Module):
         decoder: nn.Module | None,
         heads: Mapping[str, nn.Module],
         sources: Mapping[str, str],
+        targets: Mapping[str, str],
+        spec: Any = None,
     ):
         super().__init__()
         self.backbone = backbone
         self.decoder = decoder
         self.heads = nn.ModuleDict(heads)
         self.sources = dict(sources)
+        self.targets = dict(targets)
+        self.spec = spec
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.backbone(x)

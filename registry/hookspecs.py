@@ -1,4 +1,6 @@
-"""The hooks a dsmnet plugin implements (pluggy project ``dsmnet``).
+"""The hooks a dsmnet plugin implements (pluggy project ``dsmnet``): one per component kind of
+:data:`dsmnet.registry.kinds.KINDS` (``register_backbones``, ``register_decoders``,
+``register_heads``, ``register_losses``, ``register_weightings``), generated from it.
 
 Each hook receives ``register(name, component)``; ``component`` is an ``nn.Module`` class whose
 positional arguments are inferred by the builder (what it reads) and whose keyword-only
@@ -9,30 +11,21 @@ from __future__ import annotations
 
 import pluggy
 
+from dsmnet.registry.kinds import KINDS
+
 hookspec = pluggy.HookspecMarker("dsmnet")
 hookimpl = pluggy.HookimplMarker("dsmnet")
 
 
-@hookspec
-def register_backbones(register):
-    """Register encoders: ``register("name", Module)``; they return a dict of feature maps."""
+def _hookspec(name: str, doc: str):
+    def hook(register):  # pluggy reads the argument names
+        pass
+
+    hook.__name__ = hook.__qualname__ = name
+    hook.__doc__ = doc
+    return hookspec(hook)
 
 
-@hookspec
-def register_decoders(register):
-    """Register decoders that turn encoder features into one full-resolution map."""
-
-
-@hookspec
-def register_heads(register):
-    """Register task heads (with ``target``, ``source`` and ``dense`` class attributes)."""
-
-
-@hookspec
-def register_losses(register):
-    """Register per-task losses returning one loss per sample."""
-
-
-@hookspec
-def register_weightings(register):
-    """Register weightings that combine per-task losses into the total."""
+for _kind in KINDS:
+    globals()[_kind.hook] = _hookspec(_kind.hook, _kind.doc)
+del _kind

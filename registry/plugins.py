@@ -25,20 +25,15 @@ from types import ModuleType
 
 import pluggy
 
-from dsmnet.registry.errors import PluginError
 from dsmnet.registry import hookspecs
+from dsmnet.registry.errors import PluginError
+from dsmnet.registry.kinds import KINDS
 from dsmnet.registry.registry import Component, Registries
 
 ENTRY_POINT_GROUP = "dsmnet"
 ENV_LOAD = "DSMNET_LOAD_PLUGINS"
 ENV_STRICT = "DSMNET_STRICT_PLUGINS"
-HOOKS = {
-    "backbone": "register_backbones",
-    "decoder": "register_decoders",
-    "head": "register_heads",
-    "loss": "register_losses",
-    "weighting": "register_weightings",
-}
+HOOKS = {k.name: k.hook for k in KINDS}
 
 
 class PluginWarning(UserWarning):

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from dsmnet.registry.errors import PluginError, UserError
+from dsmnet.registry.kinds import BY_NAME, KINDS
 from dsmnet.registry.params import params_model
-
-KINDS = ("backbone", "decoder", "head", "loss", "weighting")
 
 
 @dataclass(frozen=True)
@@ -28,9 +27,17 @@ class Component:
 
     @classmethod
     def create(cls, kind: str, name: str, component: type, plugin: str, version: str) -> Component:
-        """Describe ``component``, deriving its parameter model from its constructor."""
+        """Describe ``component``, deriving its parameter model from its constructor.
+
+        Raises:
+            TypeError: a name that is not an identifier.
+            PluginError: a class that breaks its kind's contract (see :mod:`dsmnet.registry.kinds`).
+        """
         if not isinstance(name, str) or not name.isidentifier():
             raise TypeError(f"invalid {kind} name {name!r}: use letters, digits and underscores")
+        problems = BY_NAME[kind].broken(component)
+        if problems:
+            raise PluginError(f"{kind} {name!r} of plugin {plugin!r} breaks the {kind} contract: {'; '.join(problems)}")
         return cls(kind, name, component, params_model(name, component), plugin, version)
 
     @property
@@ -91,20 +98,23 @@ class Registry:
         return len(self._items)
 
 
-@dataclass
 class Registries:
-    """One registry per component kind, filled by :func:`dsmnet.registry.load_plugins`."""
+    """One registry per component kind (``registries.backbone``, ``registries.head``…; see
+    :data:`dsmnet.registry.kinds.KINDS`), filled by :func:`dsmnet.registry.load_plugins`."""
 
-    backbone: Registry = field(default_factory=lambda: Registry("backbone"))
-    decoder: Registry = field(default_factory=lambda: Registry("decoder"))
-    head: Registry = field(default_factory=lambda: Registry("head"))
-    loss: Registry = field(default_factory=lambda: Registry("loss"))
-    weighting: Registry = field(default_factory=lambda: Registry("weighting"))
-    plugins: dict[str, str] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.by_kind: dict[str, Registry] = {k.name: Registry(k.name) for k in KINDS}
+        self.plugins: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
+
+    def __getattr__(self, kind: str) -> Registry:
+        try:
+            return self.__dict__["by_kind"][kind]
+        except KeyError:
+            raise AttributeError(kind) from None
 
     def __iter__(self) -> Iterator[Registry]:
-        return iter(getattr(self, kind) for kind in KINDS)
+        return iter(self.by_kind.values())
 
     def components(self) -> list[Component]:
         """Every registered component, by kind then name."""

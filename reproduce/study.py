@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsmnet.core.ablation import generate
-from dsmnet.core.build import load_spec
+from dsmnet.core.ablation import weight_grid, with_heads
+from dsmnet.core.build import load_spec, plan
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.spec import Spec
 from dsmnet.registry.errors import UserError
@@ -52,7 +52,7 @@ class Scale:
     seeds: tuple[int, ...]
     classes: int = 22
     snr: dict[str, float] = field(default_factory=lambda: {"A": 0.06, "B": 0.01})
-    augment: str = "rot180"  # wedge-preserving, hand-keeping (see training.loop.augment)
+    augment: str = "rotate"  # a random rotation per particle, the wedge kept (see training.augment)
     pool: str | None = "flatten"  # every classifier flattens into a batch-normalised FC layer; None: each spec's own
     test_n: int = 3000  # the independent test set: other tomograms, another seed
 
@@ -64,9 +64,10 @@ SCALES = {
     # width (its cost is negligible); batch 16 gives 160 updates per epoch. At this size the
     # models are data-limited, not step-limited: with 80 particles per class the Cls subnet
     # overfits after ~18 epochs at 0.33 validation accuracy, with 146 per class it passes 0.37 by
-    # epoch 7 for fewer samples seen. Tables 1–3 and discovery (15 trainings on 2 single-threaded
-    # workers) took 59 minutes on 2 cores at ≤ 15 epochs; with augmentation the models learn for
-    # longer, and ≤ 20 epochs of the five ResNet rows of Table 1 take about an hour.
+    # epoch 7 for fewer samples seen. With rot180 augmentation (4 orientations per particle) the
+    # Cls subnet still overfit by epoch ~12 (validation accuracy 0.47, results/mini-rot180); with
+    # "rotate" (every orientation) it was still learning at epoch 23 (0.51). ≤ 30 epochs,
+    # patience 6: one DSM-Net run takes ~50 minutes on one core.
     "mini": Scale("mini", 3205, 34, (160, 320, 320), (16, 32, 64), 1024, 16, 30, 6, (0,)),
 }
 
@@ -135,30 +136,37 @@ ORDERINGS = [
 
 
 def scaled(spec: Spec, scale: Scale) -> Spec:
-    """The spec at ``scale``: box, backbone widths, classifier width, batch, epochs, patience."""
+    """The spec at ``scale``: box, backbone widths, classifier width, batch, epochs, patience.
+    Classification heads are found by their registered target; only the parameters a head has
+    are set."""
+    resolved = plan(spec)
     data = spec.to_dict()
     data["input"]["shape"] = [scale.box] * 3
     data["backbone"]["widths"] = list(scale.widths)
-    for head in data["heads"].values():
-        if head["type"] == "classifier":
+    for name, part in resolved.heads.items():
+        if part.component.cls.target != "class":
+            continue
+        head, accepts = data["heads"][name], part.component.params.model_fields
+        if "hidden" in accepts:
             head["hidden"] = [scale.hidden] * len(head.get("hidden", [1024]))
-            head["classes"] = scale.classes
-            if scale.pool is not None:
-                head.update(pool=scale.pool, norm="batch" if scale.pool == "flatten" else head.get("norm", "none"))
+        head["classes"] = scale.classes
+        if scale.pool is not None and "pool" in accepts:
+            head["pool"] = scale.pool
+            if "norm" in accepts:
+                head["norm"] = "batch" if scale.pool == "flatten" else head.get("norm", "none")
     data.setdefault("training", {}).update(batch_size=scale.batch, epochs=scale.epochs, patience=scale.patience)
     return load_spec(data)
 
 
 def variant(base: str, heads: tuple[str, ...] | None, grid: dict, scale: Scale) -> Spec:
-    """One row's spec, generated from its base spec by the ablation generator."""
+    """One row's spec, made from its base spec by the ablation generator's two steps: the head
+    subset, then the loss weights (one value per loss)."""
     spec = load_spec(base)
-    if heads is None and not grid:
-        return scaled(spec, scale)
-    variants = generate(spec, subsets=heads is not None, grid=grid)
-    name = spec.name + (f"[{'+'.join(heads)}]" if heads is not None else "")
+    if heads is not None:
+        spec = with_heads(spec, heads)
     if grid:
-        name += "[" + ",".join(f"{k}={v[0]:g}" for k, v in grid.items()) + "]"
-    return scaled(next(v for v in variants if v.name == name), scale)
+        spec = weight_grid(spec, {k: v[:1] for k, v in grid.items()})[0]
+    return scaled(spec, scale)
 
 
 def _git_revision() -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from dsmnet.core.build import build_loss, build_model, load_spec
+from dsmnet.core.build import build_loss, build_model, load_spec, plan
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.progress import Progress
 from dsmnet.core.spec import Spec
@@ -320,16 +320,18 @@ def train(
     if state is None:
         settings["density_scale"] = density_scale(data, split["train"])
     data.scale_density(settings.get("density_scale", 1.0))
-    probe = build_model(spec, device="meta")
-    spec, notes = fit_classes(spec, probe.targets, len(classes))
+    resolved = plan(spec)  # the model and the loss are built from this one resolution
+    spec, notes = fit_classes(spec, resolved.targets, len(classes))
+    if notes:
+        resolved = plan(spec)
     for note in notes:
         log(f"note: {note}")
-    missing = sorted({k for k in probe.targets.values()} - set(data.targets))
+    missing = sorted(set(resolved.targets.values()) - set(data.targets))
     for kind in missing:
         log(f"note: the dataset has no {kind} targets; those heads get no training signal")
     torch.manual_seed(settings["seed"])
-    model = rt.module(build_model(spec))
-    criterion = build_loss(spec).to(rt.device)
+    model = rt.module(build_model(resolved))
+    criterion = build_loss(resolved).to(rt.device)
     step = TrainStep(model, criterion)
     params = list(step.parameters())
     opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(settings["optimizer"])
@@ -510,8 +512,8 @@ def load_trained(
     from dsmnet.training.checkpoint import find_checkpoint
 
     state = load_checkpoint(find_checkpoint(Path(run), which))
-    spec = load_spec(state["spec"])
-    step = TrainStep(build_model(spec), build_loss(spec))
+    resolved = plan(state["spec"])
+    step = TrainStep(build_model(resolved), build_loss(resolved))
     step.load_state_dict(state["step"])
     step.eval()
     if rt is None:

@@ -130,12 +130,16 @@ def test_duplicate_name_is_an_error_naming_both_plugins(monkeypatch):
         load_plugins()
 
 
+class _HeadContract(torch.nn.Module):
+    target, source, dense = "class", "backbone", False
+
+
 def test_component_without_type_hints_is_rejected_whole(monkeypatch):
-    class Untyped(torch.nn.Module):
+    class Untyped(_HeadContract):
         def __init__(self, in_shape, *, size=3):
             super().__init__()
 
-    class Fine(torch.nn.Module):
+    class Fine(_HeadContract):
         def __init__(self, in_shape, *, size: int = 3):
             super().__init__()
 
@@ -153,3 +157,38 @@ def test_discovery_does_not_depend_on_what_was_imported():
     code = "from dsmnet.registry import load_plugins; print(sorted(c.name for c in load_plugins().components()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "resnet3d" in out and "attnpool_classifier" in out
+
+
+@pytest.mark.parametrize(
+    "attributes,message",
+    [
+        ({}, "no class attribute 'target' .*one of class, mask, density"),
+        ({"target": "label", "source": "backbone", "dense": False}, "target = 'label', not one of class, mask, density"),
+        ({"target": "class", "source": "encoder", "dense": False}, "source = 'encoder', not one of backbone, decoder"),
+        ({"target": "class", "source": "backbone", "dense": "no"}, "dense = 'no', not True or False"),
+    ],
+)
+def test_a_head_breaking_the_contract_is_refused_at_registration(monkeypatch, attributes, message):
+    broken = type("Broken", (torch.nn.Module,), {**attributes, "__init__": lambda self, in_shape: None})
+    with_third_party(monkeypatch, fake_plugin("broken_plugin", register_heads=lambda register: register("bad", broken)))
+    with pytest.raises(PluginError, match="head 'bad' of plugin 'broken_plugin' breaks the head contract: " + message):
+        load_plugins(strict=True)
+
+
+def test_a_loss_breaking_the_contract_is_refused_at_registration(monkeypatch):
+    broken = type("Broken", (torch.nn.Module,), {"targets": frozenset({"voxels"}), "kind": "regression"})
+    with_third_party(monkeypatch, fake_plugin("broken_loss", register_losses=lambda register: register("bad", broken)))
+    with pytest.raises(PluginError, match="loss 'bad' .* targets = frozenset.*not a non-empty set of class, mask"):
+        load_plugins(strict=True)
+
+
+def test_hooks_and_registries_come_from_the_one_list_of_kinds(registries):
+    from dsmnet.registry import hookspecs
+    from dsmnet.registry.kinds import KINDS
+
+    assert [k.hook for k in KINDS] == [
+        "register_backbones", "register_decoders", "register_heads", "register_losses", "register_weightings"
+    ]
+    for kind in KINDS:
+        assert callable(getattr(hookspecs, kind.hook)) and getattr(registries, kind.name).kind == kind.name
+    assert [r.kind for r in registries] == [k.name for k in KINDS]
