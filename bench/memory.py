@@ -1,6 +1,6 @@
 """Peak memory and throughput of training and prediction as the dataset grows (lazy vs in memory).
 
-Two simulated datasets of 32³ subtomograms (22 classes, SNR 0.06, no tomograms written), of
+Two simulated datasets of 32³ subtomograms (the 21 classes that fit 32³, SNR 0.06, no tomograms), of
 ``small`` and ``large`` particles. For each, in a fresh process (so peak RSS is its own):
 
 - one training epoch of a small DSM-Net (widths 8/16/32, batch 32) reading the volumes a batch at
@@ -29,7 +29,7 @@ SPEC = {
     "backbone": {"type": "resnet3d", "widths": [8, 16, 32]},
     "decoder": {"type": "deconv3d"},
     "heads": {
-        "cls": {"type": "classifier", "hidden": [256], "classes": 22},
+        "cls": {"type": "classifier", "hidden": [256], "classes": 21},
         "seg": {"type": "segmenter"},
         "rec": {"type": "reconstructor"},
     },
@@ -68,9 +68,14 @@ def _dataset(root: Path, n: int) -> Path:
     from dsmnet.simulate.generate import SimulationConfig, simulate
     from dsmnet.simulate.preview import is_dataset
 
+    from dsmnet.simulate.library import load_library
+
     path = root / f"n{n}"
     if not is_dataset(path):
-        simulate(SimulationConfig(n=n, snr=0.06, seed=31, box=32, write_tomograms=False), path, overwrite=True)
+        library = load_library()  # the classes that fit a 32³ box (all but cct_4v8r, 33 voxels across)
+        fits = [s.name for s in library.values() if 2 * s.radius / s.voxel_size <= 32]
+        config = SimulationConfig(n=n, classes=fits, snr=0.06, seed=31, box=32, write_tomograms=False)
+        simulate(config, path, overwrite=True)
     return path
 
 

@@ -20,10 +20,38 @@ class UsageError(UserError):
     """Bad command-line input, reported as ``dsmnet: error: …`` with exit code 2."""
 
 
+_COMMANDS: list[tuple[tuple, dict, Callable[[argparse.ArgumentParser], None], Callable]] = []
+
+
+def command(*names: str, arguments: Callable[[argparse.ArgumentParser], None], **kwargs):
+    """Register a subcommand: its name and help, the function adding its arguments (written just
+    above its handler), and the handler."""
+
+    def register(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        _COMMANDS.append((names, kwargs, arguments, handler))
+        return handler
+
+    return register
+
+
+PICKS_HELP = (
+    "STAR file of picks: RELION-4 rlnCoordinateX/Y/Z (0-based pixels of the tomogram) or RELION-5 "
+    "rlnCenteredCoordinateX/Y/ZAngst (Å from the tomogram's centre), detected from the columns"
+)
+TOMOGRAMS_HELP = (
+    "a folder of tomograms named after rlnTomoName, or a RELION tomograms.star (picks from several tomograms)"
+)
+
+
 def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2))
 
 
+def _plugins_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("plugins", help="list every registered component: kind, name, plugin, version", arguments=_plugins_arguments)
 def cmd_plugins(args: argparse.Namespace) -> int:
     from dsmnet.registry import load_plugins
 
@@ -44,6 +72,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="a spec file, or a built-in spec's name (e.g. dsmnet)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command(
+    "build", help="validate a spec, build it, print parameters, GFLOPs and output shapes", arguments=_build_arguments
+)
 def cmd_build(args: argparse.Namespace) -> int:
     from dsmnet.core.build import build_model, load_spec
     from dsmnet.core.summary import describe
@@ -76,6 +112,15 @@ def _parse_grid(items: Sequence[str]) -> dict[str, list[float]]:
     return grid
 
 
+def _ablate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="the base spec (file or built-in name)")
+    p.add_argument("--subsets", action="store_true", help="every non-empty subset of the heads")
+    p.add_argument("--grid", action="append", metavar="HEAD=W1,W2", help="loss weights to try (repeatable)")
+    p.add_argument("--out", required=True, help="folder for the variant specs")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("ablate", help="write variant specs: head subsets and loss-weight grids", arguments=_ablate_arguments)
 def cmd_ablate(args: argparse.Namespace) -> int:
     from dsmnet.core.ablation import filename, generate
     from dsmnet.core.build import load_spec
@@ -111,6 +156,29 @@ def _classes(text: str) -> int | list[str]:
     return int(text) if text.isdigit() else [c.strip() for c in text.split(",") if c.strip()]
 
 
+def _simulate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="A", help="A (SNR 0.06) or B (SNR 0.01): 3205 subtomograms of 22 classes")
+    p.add_argument("--out", help="the dataset folder to write")
+    p.add_argument("--n", type=int, help="number of subtomograms (balanced over the classes)")
+    p.add_argument("--classes", type=_classes, help="how many library classes (the first N), or names a,b,c")
+    p.add_argument("--snr", type=float, help="signal-to-noise ratio")
+    p.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
+    p.add_argument("--box", type=int, help="subtomogram side in voxels (default 40)")
+    p.add_argument("--tomogram", type=_shape, help="tomogram shape Z,Y,X in voxels (default 200,400,400)")
+    p.add_argument("--crowding", type=float, help="volume fraction inside molecules (default 0.05)")
+    p.add_argument(
+        "--mode", choices=["fourier", "projection"], help="imaging: fourier (fast) or projection (tilt series)"
+    )
+    p.add_argument("--no-tomograms", action="store_true", help="do not write the whole tomograms")
+    p.add_argument("--preview", help="write a PNG of what was made (alone: of the dataset the PNG lies in)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+
+
+@command(
+    "simulate",
+    help="simulate crowded tomograms and extract subtomograms with ground truth",
+    arguments=_simulate_arguments,
+)
 def cmd_simulate(args: argparse.Namespace) -> int:
     from dsmnet.simulate.generate import SimulationConfig, simulate
     from dsmnet.simulate.preview import is_dataset, write_preview
@@ -145,6 +213,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _structures_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "add"])
+    p.add_argument("file", nargs="?", help="with add: a PDB or mmCIF file")
+    p.add_argument("--name", help="with add: the class name")
+    p.add_argument("--assembly", help="with add: a biological assembly id from the file")
+    p.add_argument("--voxel-size", type=float, default=10.0, help="Å per voxel (default 10)")
+    p.add_argument("--box", type=int, default=40, help="the largest structure accepted, in voxels (default 40)")
+    p.add_argument(
+        "--library", help="user library folder (default $DSMNET_LIBRARY or ~/.local/share/dsmnet/structures)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("structures", help="the structure library: list, or add your own PDB/mmCIF", arguments=_structures_arguments)
 def cmd_structures(args: argparse.Namespace) -> int:
     from dsmnet.simulate.library import add_structure, load_library, user_library_dir
 
@@ -183,6 +265,37 @@ def cmd_structures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="a spec file or built-in name")
+    p.add_argument("--data", required=True, help="dataset folder (particles.star + MRC files)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, metrics, figures")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--lr", type=float, help="learning rate (spec default: 1e-3)")
+    p.add_argument("--batch-size", type=int, help="global batch size (spec default: 64)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (spec default: 100)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (spec default: 15)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="autocast dtype")
+    p.add_argument(
+        "--augment",
+        nargs="?",
+        const="rot180",
+        default="none",
+        choices=("none", "flip", "rot180", "rotate"),
+        help="wedge-preserving augmentation: rot180 (the default when given: 180° rotations about z, y or x, "
+        "keeping the molecule's hand), flip (random flips, which also mirror it) or rotate (a random rotation "
+        "per particle, then only the data's measured frequencies kept: wedge and band limit)",
+    )
+    p.add_argument(
+        "--no-prior-init",
+        action="store_true",
+        help="start heads from zero biases instead of the training split's class/voxel frequencies and mean density",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+@command("train", help="train a spec on a dataset (the paper's protocol by default)", arguments=_train_arguments)
 def cmd_train(args: argparse.Namespace) -> int:
     from dsmnet.training.loop import TrainConfig, train
 
@@ -207,6 +320,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (or checkpoint file)")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="test", help="train, val, test (of the run's split) or all")
+    p.add_argument("--out", help="output folder (default RUN/evaluate-SPLIT)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("evaluate", help="metrics, confusion matrix, FSC and figures of a trained run", arguments=_evaluate_arguments)
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dsmnet.training.evaluate import evaluate, table
 
@@ -220,6 +343,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extract_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("tomogram", nargs="?", help="tomogram MRC (or give --tomograms)")
+    p.add_argument("picks", help=PICKS_HELP)
+    p.add_argument("--tomograms", help=TOMOGRAMS_HELP)
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--box", type=int, default=40, help="box side in voxels (default 40)")
+    p.add_argument(
+        "--voxel-size", type=float, default=10.0, help="voxel size of the boxes in Å (default 10, the model's)"
+    )
+    p.add_argument(
+        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
+    )
+    p.add_argument("--rescale", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="boxes crossing the border")
+    p.add_argument("--overwrite", action="store_true")
+
+
+@command(
+    "extract",
+    help="cut subtomograms from tomograms at picked positions, at the model's voxel size",
+    arguments=_extract_arguments,
+)
 def cmd_extract(args: argparse.Namespace) -> int:
     from dsmnet.training.extract import extract
 
@@ -241,6 +386,34 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (or checkpoint file)")
+    p.add_argument(
+        "data", nargs="?", help="a dataset folder, a folder of MRC subtomograms or a STAR file with rlnImageName"
+    )
+    p.add_argument("--tomogram", help="the tomogram the --picks are in (boxes cut at the model's voxel size)")
+    p.add_argument("--picks", help=PICKS_HELP)
+    p.add_argument("--tomograms", help=TOMOGRAMS_HELP)
+    p.add_argument("--out", required=True, help="folder for predictions.star, per-class STARs and maps")
+    p.add_argument(
+        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
+    )
+    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="picks whose box crosses the border")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip (and list in skipped.star) subtomograms that cannot be predicted"
+    )
+    p.add_argument("--no-maps", action="store_true", help="no tomogram-sized label and density maps")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true")
+
+
+@command(
+    "predict",
+    help="classes, masks and densities for subtomograms, or for a tomogram's picks (with label maps)",
+    arguments=_predict_arguments,
+)
 def cmd_predict(args: argparse.Namespace) -> int:
     from dsmnet.training.predict import predict
 
@@ -272,12 +445,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo", help="demo folder (default demo/)")
+    p.add_argument("--fresh", action="store_true", help="start over instead of reusing demo/ parts")
+
+
+@command(
+    "demo", help="simulate, train DSM-Net, evaluate: the main job end to end (make demo)", arguments=_demo_arguments
+)
 def cmd_demo(args: argparse.Namespace) -> int:
     from dsmnet.training.demo import run_demo
 
     return run_demo(Path(args.out), fresh=args.fresh)
 
 
+def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", default="mini", help="mini (CPU, ≤ 90 min) or paper (the paper's settings, for a GPU)")
+    p.add_argument("--out", required=True, help="results folder (runs inside it are reused and resumed)")
+    p.add_argument("--tables", help="comma-separated subset of table1,table2,table3")
+    p.add_argument("--no-discover", action="store_true", help="skip the unseen-structure experiment")
+    p.add_argument("--rows", help="comma-separated subset of the rows, by name (e.g. 'Cls subnet,DSM-Net')")
+    p.add_argument("--report", action="store_true", help="train nothing: redraw the tables from the finished runs")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the scale's; mean ± spread over several)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="trainings run side by side, sharing the CPU cores (default: 2 on a multi-core CPU, 1 on a GPU)",
+    )
+
+
+@command("reproduce", help="the paper's Tables 1-3 and unseen-structure discovery", arguments=_reproduce_arguments)
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from dsmnet.reproduce.study import SCALES, TABLES, reproduce
 
@@ -309,6 +506,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _discover_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run trained without the held-out class")
+    p.add_argument("--data", required=True, help="dataset folder including the held-out class")
+    p.add_argument("--holdout", required=True, help="the held-out class name")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto")
+
+
+@command("discover", help="cluster features and recover a class the run never saw", arguments=_discover_arguments)
 def cmd_discover(args: argparse.Namespace) -> int:
     from dsmnet.reproduce.discover import discover
 
@@ -331,170 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"dsmnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser("plugins", help="list every registered component: kind, name, plugin, version")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_plugins)
-
-    p = sub.add_parser("build", help="validate a spec, build it, print parameters, GFLOPs and output shapes")
-    p.add_argument("spec", help="a spec file, or a built-in spec's name (e.g. dsmnet)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_build)
-
-    p = sub.add_parser("ablate", help="write variant specs: head subsets and loss-weight grids")
-    p.add_argument("spec", help="the base spec (file or built-in name)")
-    p.add_argument("--subsets", action="store_true", help="every non-empty subset of the heads")
-    p.add_argument("--grid", action="append", metavar="HEAD=W1,W2", help="loss weights to try (repeatable)")
-    p.add_argument("--out", required=True, help="folder for the variant specs")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_ablate)
-
-    p = sub.add_parser("simulate", help="simulate crowded tomograms and extract subtomograms with ground truth")
-    p.add_argument("--preset", default="A", help="A (SNR 0.06) or B (SNR 0.01): 3205 subtomograms of 22 classes")
-    p.add_argument("--out", help="the dataset folder to write")
-    p.add_argument("--n", type=int, help="number of subtomograms (balanced over the classes)")
-    p.add_argument("--classes", type=_classes, help="how many library classes (the first N), or names a,b,c")
-    p.add_argument("--snr", type=float, help="signal-to-noise ratio")
-    p.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
-    p.add_argument("--box", type=int, help="subtomogram side in voxels (default 40)")
-    p.add_argument("--tomogram", type=_shape, help="tomogram shape Z,Y,X in voxels (default 200,400,400)")
-    p.add_argument("--crowding", type=float, help="volume fraction inside molecules (default 0.05)")
-    p.add_argument(
-        "--mode", choices=["fourier", "projection"], help="imaging: fourier (fast) or projection (tilt series)"
-    )
-    p.add_argument("--no-tomograms", action="store_true", help="do not write the whole tomograms")
-    p.add_argument("--preview", help="write a PNG of what was made (alone: of the dataset the PNG lies in)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    p.set_defaults(func=cmd_simulate)
-
-    p = sub.add_parser("structures", help="the structure library: list, or add your own PDB/mmCIF")
-    p.add_argument("action", choices=["list", "add"])
-    p.add_argument("file", nargs="?", help="with add: a PDB or mmCIF file")
-    p.add_argument("--name", help="with add: the class name")
-    p.add_argument("--assembly", help="with add: a biological assembly id from the file")
-    p.add_argument("--voxel-size", type=float, default=10.0, help="Å per voxel (default 10)")
-    p.add_argument("--box", type=int, default=40, help="the largest structure accepted, in voxels (default 40)")
-    p.add_argument(
-        "--library", help="user library folder (default $DSMNET_LIBRARY or ~/.local/share/dsmnet/structures)"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_structures)
-
-    p = sub.add_parser("train", help="train a spec on a dataset (the paper's protocol by default)")
-    p.add_argument("spec", help="a spec file or built-in name")
-    p.add_argument("--data", required=True, help="dataset folder (particles.star + MRC files)")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, metrics, figures")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    p.add_argument("--lr", type=float, help="learning rate (spec default: 1e-3)")
-    p.add_argument("--batch-size", type=int, help="global batch size (spec default: 64)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (spec default: 100)")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (spec default: 15)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="autocast dtype")
-    p.add_argument(
-        "--augment",
-        nargs="?",
-        const="rot180",
-        default="none",
-        choices=("none", "flip", "rot180", "rotate"),
-        help="wedge-preserving augmentation: rot180 (the default when given: 180° rotations about z, y or x, "
-        "keeping the molecule's hand), flip (random flips, which also mirror it) or rotate (a random rotation "
-        "per particle, then only the data's measured frequencies kept: wedge and band limit)",
-    )
-    p.add_argument(
-        "--no-prior-init",
-        action="store_true",
-        help="start heads from zero biases instead of the training split's class/voxel frequencies and mean density",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("evaluate", help="metrics, confusion matrix, FSC and figures of a trained run")
-    p.add_argument("run", help="run folder (or checkpoint file)")
-    p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--split", default="test", help="train, val, test (of the run's split) or all")
-    p.add_argument("--out", help="output folder (default RUN/evaluate-SPLIT)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_evaluate)
-
-    picks_help = (
-        "STAR file of picks: RELION-4 rlnCoordinateX/Y/Z (0-based pixels of the tomogram) or RELION-5 "
-        "rlnCenteredCoordinateX/Y/ZAngst (Å from the tomogram's centre), detected from the columns"
-    )
-    tomograms_help = (
-        "a folder of tomograms named after rlnTomoName, or a RELION tomograms.star (picks from several tomograms)"
-    )
-    p = sub.add_parser("extract", help="cut subtomograms from tomograms at picked positions, at the model's voxel size")
-    p.add_argument("tomogram", nargs="?", help="tomogram MRC (or give --tomograms)")
-    p.add_argument("picks", help=picks_help)
-    p.add_argument("--tomograms", help=tomograms_help)
-    p.add_argument("--out", required=True, help="dataset folder to write")
-    p.add_argument("--box", type=int, default=40, help="box side in voxels (default 40)")
-    p.add_argument(
-        "--voxel-size", type=float, default=10.0, help="voxel size of the boxes in Å (default 10, the model's)"
-    )
-    p.add_argument(
-        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
-    )
-    p.add_argument("--rescale", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
-    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="boxes crossing the border")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_extract)
-
-    p = sub.add_parser(
-        "predict", help="classes, masks and densities for subtomograms, or for a tomogram's picks (with label maps)"
-    )
-    p.add_argument("run", help="run folder (or checkpoint file)")
-    p.add_argument(
-        "data", nargs="?", help="a dataset folder, a folder of MRC subtomograms or a STAR file with rlnImageName"
-    )
-    p.add_argument("--tomogram", help="the tomogram the --picks are in (boxes cut at the model's voxel size)")
-    p.add_argument("--picks", help=picks_help)
-    p.add_argument("--tomograms", help=tomograms_help)
-    p.add_argument("--out", required=True, help="folder for predictions.star, per-class STARs and maps")
-    p.add_argument(
-        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
-    )
-    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="picks whose box crosses the border")
-    p.add_argument(
-        "--skip-bad", action="store_true", help="skip (and list in skipped.star) subtomograms that cannot be predicted"
-    )
-    p.add_argument("--no-maps", action="store_true", help="no tomogram-sized label and density maps")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("demo", help="simulate, train DSM-Net, evaluate: the main job end to end (make demo)")
-    p.add_argument("--out", default="demo", help="demo folder (default demo/)")
-    p.add_argument("--fresh", action="store_true", help="start over instead of reusing demo/ parts")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("reproduce", help="the paper's Tables 1-3 and unseen-structure discovery")
-    p.add_argument("--scale", default="mini", help="mini (CPU, ≤ 90 min) or paper (the paper's settings, for a GPU)")
-    p.add_argument("--out", required=True, help="results folder (runs inside it are reused and resumed)")
-    p.add_argument("--tables", help="comma-separated subset of table1,table2,table3")
-    p.add_argument("--no-discover", action="store_true", help="skip the unseen-structure experiment")
-    p.add_argument("--rows", help="comma-separated subset of the rows, by name (e.g. 'Cls subnet,DSM-Net')")
-    p.add_argument("--report", action="store_true", help="train nothing: redraw the tables from the finished runs")
-    p.add_argument("--seeds", help="comma-separated seeds (default: the scale's; mean ± spread over several)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        help="trainings run side by side, sharing the CPU cores (default: 2 on a multi-core CPU, 1 on a GPU)",
-    )
-    p.set_defaults(func=cmd_reproduce)
-
-    p = sub.add_parser("discover", help="cluster features and recover a class the run never saw")
-    p.add_argument("run", help="a run trained without the held-out class")
-    p.add_argument("--data", required=True, help="dataset folder including the held-out class")
-    p.add_argument("--holdout", required=True, help="the held-out class name")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_discover)
+    for names, kwargs, arguments, handler in _COMMANDS:
+        p = sub.add_parser(*names, **kwargs)
+        arguments(p)
+        p.set_defaults(func=handler)
     return parser
 
 
