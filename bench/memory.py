@@ -66,9 +66,8 @@ print(json.dumps({"rate": rate, "peak_mb": peak}))
 
 def _dataset(root: Path, n: int) -> Path:
     from dsmnet.simulate.generate import SimulationConfig, simulate
-    from dsmnet.simulate.preview import is_dataset
-
     from dsmnet.simulate.library import load_library
+    from dsmnet.simulate.preview import is_dataset
 
     path = root / f"n{n}"
     if not is_dataset(path):

@@ -27,8 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import dsmnet
 from bench.common import interleaved, matmul_gflops
 from bench.handwritten import HandDSMNet
-from dsmnet.training.loop import TrainStep
 from dsmnet.training.runtime import make_runtime
+from dsmnet.training.step import TrainStep
 
 
 def _data(n: int):

@@ -37,8 +37,8 @@ def _spec(row: str):
 def _throughput(row: str, threads: int, steps: int, barrier=None) -> float:
     """Samples/s of the engine's training step for one row at the mini scale."""
     from dsmnet.core.build import build_loss, build_model
-    from dsmnet.training.loop import TrainStep
     from dsmnet.training.runtime import make_runtime
+    from dsmnet.training.step import TrainStep
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

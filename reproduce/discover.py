@@ -27,9 +27,9 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.star import read_star, write_star
 from dsmnet.training.data import load_dataset, read_classes
 from dsmnet.training.figures import _plt, _save, fsc_figure
-from dsmnet.training.loop import load_trained
 from dsmnet.training.metrics import fsc_curve, resolution
 from dsmnet.training.runtime import make_runtime
+from dsmnet.training.step import load_trained
 
 
 def without_class(src: Path, dst: Path, holdout: str) -> Path:

@@ -106,7 +106,7 @@ class Subtomograms:
     voxel_size: float
     root: Path
 
-    density_scale: float = 1.0  # density targets are held multiplied by this (see training.loop.density_scale)
+    density_scale: float = 1.0  # density targets are held multiplied by this (see training.priors.density_scale)
 
     def __len__(self) -> int:
         return self.x.shape[0]

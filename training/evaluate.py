@@ -14,9 +14,10 @@ from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.dataset.mrc import DataError
 from dsmnet.training.data import load_dataset
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
-from dsmnet.training.loop import evaluate_split, load_trained
 from dsmnet.training.metrics import fsc_curve, resolution
 from dsmnet.training.runtime import make_runtime
+from dsmnet.training.step import load_trained
+from dsmnet.training.validate import evaluate_split
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
 

@@ -6,6 +6,10 @@ epoch ends with ``last.pt`` (everything needed to resume) and, when the validati
 improved, ``best.pt``; both are written atomically, so a run killed at any moment loses at most
 the epoch in progress. Shuffling and dropout are seeded per epoch, so a resumed run continues
 exactly as the uninterrupted one would have.
+
+The pieces live beside it: :mod:`~dsmnet.training.step` (the training step, loading a run),
+:mod:`~dsmnet.training.priors` (class count, head priors, density scale, precise BN),
+:mod:`~dsmnet.training.validate` (metrics on a split), :mod:`~dsmnet.training.batches`.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,13 @@ from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
 from dsmnet.registry.errors import UserError
 from dsmnet.training.augment import Augment, augment, measured_frequencies
+from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import load_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
-from dsmnet.training.metrics import Confusion
+from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
 from dsmnet.training.runtime import Precision, Runtime, make_runtime
+from dsmnet.training.step import TrainStep
+from dsmnet.training.validate import evaluate_split
 
 
 class TrainingError(UserError, RuntimeError):
@@ -72,194 +77,6 @@ class TrainConfig:
         }
 
 
-class TrainStep(torch.nn.Module):
-    """Model and loss in one module, so DDP synchronises learned loss weights too."""
-
-    def __init__(self, model: torch.nn.Module, criterion: torch.nn.Module):
-        super().__init__()
-        self.model = model
-        self.criterion = criterion
-
-    def forward(self, x, targets, present):
-        out = self.model(x)
-        out = {k: v.float() for k, v in out.items()}
-        return self.criterion(out, targets, present)
-
-
-def fit_classes(spec: Spec, model_targets: dict[str, str], n_classes: int) -> tuple[Spec, list[str]]:
-    """Set every classification head's ``classes`` to the dataset's number of classes."""
-    data = spec.to_dict()
-    notes = []
-    for head, kind in model_targets.items():
-        if kind == "class" and data["heads"][head].get("classes") != n_classes:
-            data["heads"][head]["classes"] = n_classes
-            notes.append(f"heads.{head}.classes set to {n_classes}, the dataset's number of classes")
-    return (load_spec(data) if notes else spec), notes
-
-
-def _chunks(indices: torch.Tensor, size: int = 256):
-    for start in range(0, len(indices), size):
-        yield indices[start : start + size]
-
-
-def target_priors(data: Subtomograms, indices: list[int], classes: int) -> dict[str, torch.Tensor]:
-    """What an untrained head should predict, from the training split: class frequencies,
-    voxel class frequencies of the masks, mean density (only over particles that have the target;
-    volumes are read a chunk at a time)."""
-    idx = torch.tensor(indices)
-    out: dict[str, torch.Tensor] = {}
-    for kind, values in data.targets.items():
-        has = idx[data.present[kind][idx]]
-        if not len(has):
-            continue
-        if kind == "class":
-            out[kind] = torch.bincount(values[has], minlength=classes).double() + 1.0
-        elif kind == "mask":
-            counts = sum(torch.bincount(values[c].flatten().long(), minlength=2).double() for c in _chunks(has))
-            out[kind] = counts + 1.0
-        else:
-            total = sum(values[c].double().sum() for c in _chunks(has))
-            out[kind] = total / (len(has) * math.prod(tuple(values.shape[1:])))
-    return out
-
-
-def density_scale(data: Subtomograms, indices: list[int]) -> float:
-    """The factor that gives the training split's density targets unit standard deviation, so that
-    the recovery loss (MSE) starts at the order of the cross-entropies (the paper weights the tasks
-    "to keep the order of magnitude for three tasks at the same level"); 1 without densities."""
-    if "density" not in data.targets:
-        return 1.0
-    idx = torch.tensor(indices)
-    has = idx[data.present["density"][idx]]
-    values = data.targets["density"]
-    n = s1 = s2 = 0.0
-    for c in _chunks(has):
-        v = values[c].double()
-        n, s1, s2 = n + v.numel(), s1 + float(v.sum()), s2 + float((v**2).sum())
-    if n < 2:
-        return 1.0
-    std = math.sqrt(max(s2 / n - (s1 / n) ** 2, 0.0) * n / (n - 1))
-    return 1.0 / std if std > 0 else 1.0
-
-
-def init_priors(model: torch.nn.Module, priors: dict[str, torch.Tensor]) -> list[str]:
-    """Call ``init_prior`` on every head that has one (an optional part of the head protocol)."""
-    done = []
-    for head, kind in model.targets.items():
-        init = getattr(model.heads[head], "init_prior", None)
-        if init is not None and kind in priors:
-            init(priors[kind])
-            done.append(head)
-    return done
-
-
-@torch.no_grad()
-def evaluate_split(
-    model: torch.nn.Module,
-    criterion: torch.nn.Module,
-    data: Subtomograms,
-    indices: list[int],
-    rt: Runtime,
-    batch_size: int,
-    keep: bool = False,
-) -> dict[str, Any]:
-    """Loss and the paper's metrics on ``indices``; with ``keep``, the predictions too."""
-    model.eval()
-    targets_of = dict(model.targets)
-    confusion: dict[str, Confusion] = {}
-    sums: dict[str, float] = {}
-    n = 0
-    kept: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, len(indices), batch_size):
-        idx = torch.tensor(indices[start : start + batch_size])
-        x, targets, present = data.batch(idx)
-        with rt.autocast():
-            out = model(rt.input(x))
-        out = {k: v.float() for k, v in out.items()}
-        on_device = ({k: v.to(rt.device) for k, v in d.items()} for d in (targets, present))
-        result = criterion(out, *on_device)  # the loss lives where the model does (CUDA included)
-        out = {k: v.cpu() for k, v in out.items()}
-        b = len(idx)
-        n += b
-        sums["loss"] = sums.get("loss", 0.0) + float(result.total) * b
-        for task, value in result.tasks.items():
-            sums[f"loss_{task}"] = sums.get(f"loss_{task}", 0.0) + float(value) * b
-        for head, pred in out.items():
-            kind = targets_of[head]
-            if keep:
-                kept.setdefault(head, []).append(pred.softmax(1) if kind == "class" else pred)
-            if kind not in targets:
-                continue
-            has = present[kind]
-            if kind in ("class", "mask"):
-                k = pred.shape[1]
-                conf = confusion.setdefault(head, Confusion(k))
-                if has.any():
-                    conf.update(pred[has].argmax(1), targets[kind][has])
-            elif has.any():
-                err = ((pred[has] - targets[kind][has].reshape(pred[has].shape)) ** 2).flatten(1).mean(1)
-                sums[f"mse_{head}"] = sums.get(f"mse_{head}", 0.0) + float(err.sum())
-                sums[f"n_{head}"] = sums.get(f"n_{head}", 0.0) + int(has.sum())
-    metrics: dict[str, Any] = {k: v / max(n, 1) for k, v in sums.items() if k.startswith("loss")}
-    for head, conf in confusion.items():
-        if targets_of[head] == "class":
-            metrics[f"acc_{head}"] = conf.accuracy
-        else:
-            metrics[f"pixel_acc_{head}"] = conf.accuracy
-            metrics[f"miou_{head}"] = conf.miou
-    for key in [k for k in sums if k.startswith("mse_")]:
-        head = key.removeprefix("mse_")
-        metrics[key] = sums[key] / max(sums[f"n_{head}"], 1)
-    if keep:
-        metrics["_predictions"] = {h: torch.cat(v) for h, v in kept.items()}
-        metrics["_confusion"] = confusion
-    return metrics
-
-
-def prefetch(items, load, depth: int = 2):
-    """``load(item)`` for each item, computed in a background thread up to ``depth`` items ahead
-    and yielded in order (the next batch is read from disk and augmented while the model trains
-    on this one). The loads run one at a time, in order, so seeded augmentation stays
-    reproducible."""
-    with ThreadPoolExecutor(1) as pool:
-        queue: deque = deque()
-        for item in items:
-            queue.append(pool.submit(load, item))
-            if len(queue) > depth:
-                yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
-
-
-def batch_bounds(n: int, size: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` of consecutive batches of ``size`` over ``n`` items; a lone last item joins
-    the batch before it, since a batch of one cannot be batch-normalised in training mode."""
-    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-        bounds[-2:] = [(bounds[-2][0], n)]
-    return bounds
-
-
-@torch.no_grad()
-def precise_bn(model: torch.nn.Module, data: Subtomograms, indices: torch.Tensor, rt: Runtime, batch_size: int) -> None:
-    """Recompute BatchNorm statistics as exact averages over ``indices`` with the current weights
-    (Wu & Johnson's "precise BN"): the running averages lag a network that is still changing fast,
-    and at low SNR the gap between batch and running statistics costs much validation accuracy."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms or not len(indices):
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    model.train()
-    for start, stop in batch_bounds(len(indices), batch_size):
-        with rt.autocast():
-            model(rt.input(data.x[indices[start:stop]]))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-
-
 @dataclass
 class RunState:
     epoch: int = 0
@@ -282,6 +99,211 @@ def _prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:
     return None
 
 
+def _optimizer(settings: dict[str, Any], params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    adam = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(settings["optimizer"])
+    if adam is not None:
+        return adam(params, lr=settings["lr"], betas=tuple(settings["betas"]), weight_decay=settings["weight_decay"])
+    return torch.optim.SGD(params, lr=settings["lr"], momentum=0.9, weight_decay=settings["weight_decay"])
+
+
+class _Run:
+    """One training run: its data, model, optimiser and state, and what each epoch does."""
+
+    def __init__(self, spec, data_dir, out: Path, config: TrainConfig, state: dict | None, log):
+        self.out, self.config, self.log = out, config, log
+        self.rt: Runtime = make_runtime(config.device, config.precision)
+        if state is not None:
+            spec = load_spec(state["spec"])
+            self.settings = dict(state["settings"])
+            for key in ("epochs", "patience"):  # a resumed run may be given more time, nothing else
+                if getattr(config, key) is not None:
+                    self.settings[key] = getattr(config, key)
+        else:
+            spec = spec if isinstance(spec, Spec) else load_spec(spec)
+            self.settings = config.resolved(spec)
+        box = spec.input.shape
+        self.data: Subtomograms = load_dataset(
+            data_dir, classes=state["classes"] if state else None, box=box, in_memory=config.in_memory
+        )
+        self.split = state["split"] if state is not None else stratified_split(self.data.labels, self.settings["seed"])
+        if not self.split["val"]:
+            raise DataError(f"{data_dir}: too few particles for a validation split ({len(self.data)})")
+        if state is None:
+            self.settings["density_scale"] = density_scale(self.data, self.split["train"])
+        self.data.scale_density(self.settings.get("density_scale", 1.0))
+        self.spec, self.resolved, self.notes = self._fit(spec)
+        torch.manual_seed(self.settings["seed"])
+        self.model = self.rt.module(build_model(self.resolved))
+        self.criterion = build_loss(self.resolved).to(self.rt.device)
+        self.step = TrainStep(self.model, self.criterion)
+        self.optimizer = _optimizer(self.settings, list(self.step.parameters()))
+        self.scaler = torch.amp.GradScaler(enabled=self.rt.dtype == torch.float16 and self.rt.device.type == "cuda")
+        self.run = self._restore(state) if state is not None else self._start()
+        self.trainer = self.step
+        if self.rt.world > 1:
+            ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
+            self.trainer = torch.nn.parallel.DistributedDataParallel(self.step, device_ids=ids)
+        kind = self.settings["augment"]
+        self.augment = {True: "flip", False: "none"}.get(kind, kind)  # older runs: a bool
+        self.measured = (
+            measured_frequencies(self.data.root, self.data.box, self.data.voxel_size)
+            if self.augment == "rotate"
+            else None
+        )
+
+    def _fit(self, spec: Spec):
+        """The spec with its class count fitted to the data, resolved once for model and loss."""
+        resolved = plan(spec)
+        spec, notes = fit_classes(spec, resolved.targets, len(self.data.classes))
+        if notes:
+            resolved = plan(spec)
+        for note in notes:
+            self.log(f"note: {note}")
+        for kind in sorted(set(resolved.targets.values()) - set(self.data.targets)):
+            self.log(f"note: the dataset has no {kind} targets; those heads get no training signal")
+        return spec, resolved, notes
+
+    def _restore(self, state: dict) -> RunState:
+        self.step.load_state_dict(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.log(f"resuming {self.out} after epoch {state['epoch']}")
+        return RunState(state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"], state["history"])
+
+    def _start(self) -> RunState:
+        run = RunState()
+        if self.settings.get("prior_init", False):  # on every rank, so that all start alike
+            priors = target_priors(self.data, self.split["train"], len(self.data.classes))
+            done = init_priors(self.model, priors)
+            if done and self.rt.is_main:
+                self.log(f"heads started from the training split's priors: {', '.join(done)}")
+        if not self.rt.is_main:
+            return run
+        batch = max(self.settings["batch_size"], 1)
+        initial = evaluate_split(self.model, self.criterion, self.data, self.split["train"][:256], self.rt, batch)
+        weights = {h: self.spec.losses[h].weight for h in self.spec.losses}
+        run.initial = {h: initial[f"loss_{h}"] * weights[h] for h in weights if f"loss_{h}" in initial}
+        scale = f" (density target × {self.settings['density_scale']:.3g})" if "density" in self.data.targets else ""
+        self.log(
+            "initial weighted losses (256 training particles): "
+            + ", ".join(f"{h} {v:.3g}" for h, v in run.initial.items())
+            + scale
+        )
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / "spec.yaml", self.spec.to_yaml())
+        atomic_write_text(self.out / "split.json", json.dumps(self.split) + "\n")
+        return run
+
+    def train_epoch(self, epoch: int) -> tuple[dict[str, Any], torch.Tensor]:
+        """One pass over the training split (this rank's shard); the record and the permutation."""
+        rt, settings = self.rt, self.settings
+        torch.manual_seed(settings["seed"] * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(settings["seed"] * 7919 + epoch)
+        perm = torch.tensor(self.split["train"])[torch.randperm(len(self.split["train"]), generator=gen)]
+        shard = perm[: len(perm) // rt.world * rt.world][rt.rank :: rt.world]
+        per_rank = max(1, settings["batch_size"] // rt.world)
+        bounds = batch_bounds(len(shard), per_rank)
+        self.step.train()
+        sums: dict[str, float] = {}
+        seen = 0
+        started = time.perf_counter()
+
+        def load(b: tuple[int, int]):  # read and augment one batch (in the prefetch thread)
+            idx = shard[b[0] : b[1]]
+            x, targets, present = self.data.batch(idx)
+            if self.augment != "none":
+                moved = augment({"x": x, **targets}, self.augment, gen, self.measured)
+                x, targets = moved.pop("x"), moved
+            return b[0] // per_rank + 1, len(idx), x, targets, present
+
+        enabled = self.config.progress and rt.is_main
+        with Progress(len(bounds), f"epoch {epoch}", "batches", self.log, enabled=enabled) as bar:
+            for number, b, x, targets, present in prefetch(bounds, load):
+                result = self._step(epoch, number, x, targets, present)
+                seen += b
+                sums["loss"] = sums.get("loss", 0.0) + float(result.total.detach()) * b
+                for task, value in result.tasks.items():
+                    sums[f"loss_{task}"] = sums.get(f"loss_{task}", 0.0) + float(value.detach()) * b
+                bar.update()
+        seconds = time.perf_counter() - started
+        record: dict[str, Any] = {"epoch": epoch}
+        record.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})
+        record["train_samples_per_s"] = seen * rt.world / seconds if seconds else 0.0
+        return record, perm
+
+    def _step(self, epoch: int, number: int, x, targets, present):
+        rt = self.rt
+        x = rt.input(x)
+        targets = {k: v.to(rt.device, non_blocking=True) for k, v in targets.items()}
+        present = {k: v.to(rt.device, non_blocking=True) for k, v in present.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        with rt.autocast():
+            result = self.trainer(x, targets, present)
+        if not torch.isfinite(result.total):
+            bad = [t for t, v in result.tasks.items() if not torch.isfinite(v)]
+            raise TrainingError(
+                f"the loss became {float(result.total.detach())} at epoch {epoch}, batch {number} "
+                f"(tasks: {', '.join(bad) or 'weighting'}); lower the learning rate (now {self.settings['lr']}) "
+                f"or check the data. The last good state is in {self.out / 'last.pt'}"
+            )
+        self.scaler.scale(result.total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return result
+
+    def validate_and_save(self, epoch: int, record: dict[str, Any], perm: torch.Tensor) -> None:
+        """Precise BN, validation, early-stopping bookkeeping, checkpoints and the epoch's line."""
+        run, batch = self.run, max(self.settings["batch_size"], 1)
+        if self.settings.get("precise_bn"):
+            precise_bn(self.model, self.data, perm[: self.settings["precise_bn"]], self.rt, batch)
+        val = evaluate_split(self.model, self.criterion, self.data, self.split["val"], self.rt, batch)
+        record.update({f"val_{k}": v for k, v in val.items()})
+        improved = val["loss"] < run.best_loss
+        if improved:
+            run.best_loss, run.best_epoch, run.bad_epochs = val["loss"], epoch, 0
+        else:
+            run.bad_epochs += 1
+        run.epoch = epoch
+        run.history.append(record)
+        ckpt = self._checkpoint()
+        if improved:
+            save_checkpoint(self.out / "best.pt", ckpt)
+        save_checkpoint(self.out / "last.pt", ckpt)
+        atomic_write_text(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.history))
+        shown = {k: v for k, v in record.items() if k.startswith("val_") and not k.startswith("val_loss_")}
+        self.log(
+            f"epoch {epoch}: train loss {record['train_loss']:.4f}, "
+            + ", ".join(f"{k[4:]} {v:.4f}" for k, v in shown.items())
+            + f", {record['train_samples_per_s']:.1f} samples/s"
+            + (" *" if improved else "")
+        )
+
+    def _checkpoint(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "spec": self.spec.to_dict(),
+            "classes": self.data.classes,
+            "settings": self.settings,
+            "split": self.split,
+            "epoch": run.epoch,
+            "best_loss": run.best_loss,
+            "best_epoch": run.best_epoch,
+            "bad_epochs": run.bad_epochs,
+            "history": run.history,
+            "step": self.step.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "voxel_size": self.data.voxel_size,
+            "data_fingerprint": self.data.fingerprint,
+            "normalisation": "per-subtomogram zero mean, unit variance",
+        }
+
+    @property
+    def going(self) -> bool:
+        return self.run.epoch < self.settings["epochs"] and self.run.bad_epochs < self.settings["patience"]
+
+
 def train(
     spec: Spec | str | Path,
     data_dir: str | Path,
@@ -301,221 +323,43 @@ def train(
     """
     config = config or TrainConfig()
     out = Path(out)
-    rt = make_runtime(config.device, config.precision)
-    state = _prepare_run(out, resume, log)
-    if state is not None:
-        spec = load_spec(state["spec"])
-        settings = dict(state["settings"])
-        for key in ("epochs", "patience"):  # a resumed run may be given more time, nothing else
-            if getattr(config, key) is not None:
-                settings[key] = getattr(config, key)
-        classes = state["classes"]
-    else:
-        spec = spec if isinstance(spec, Spec) else load_spec(spec)
-        settings = config.resolved(spec)
-        classes = None
-    data = load_dataset(data_dir, classes=classes, box=spec.input.shape, in_memory=config.in_memory)
-    classes = data.classes
-    split = state["split"] if state is not None else stratified_split(data.labels, settings["seed"])
-    if state is None:
-        settings["density_scale"] = density_scale(data, split["train"])
-    data.scale_density(settings.get("density_scale", 1.0))
-    resolved = plan(spec)  # the model and the loss are built from this one resolution
-    spec, notes = fit_classes(spec, resolved.targets, len(classes))
-    if notes:
-        resolved = plan(spec)
-    for note in notes:
-        log(f"note: {note}")
-    missing = sorted(set(resolved.targets.values()) - set(data.targets))
-    for kind in missing:
-        log(f"note: the dataset has no {kind} targets; those heads get no training signal")
-    torch.manual_seed(settings["seed"])
-    model = rt.module(build_model(resolved))
-    criterion = build_loss(resolved).to(rt.device)
-    step = TrainStep(model, criterion)
-    params = list(step.parameters())
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(settings["optimizer"])
-    if opt_cls is not None:
-        optimizer = opt_cls(
-            params, lr=settings["lr"], betas=tuple(settings["betas"]), weight_decay=settings["weight_decay"]
-        )
-    else:
-        optimizer = torch.optim.SGD(params, lr=settings["lr"], momentum=0.9, weight_decay=settings["weight_decay"])
-    scaler = torch.amp.GradScaler(enabled=rt.dtype == torch.float16 and rt.device.type == "cuda")
-    if state is not None:
-        step.load_state_dict(state["step"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        run = RunState(state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"], state["history"])
-        log(f"resuming {out} after epoch {run.epoch}")
-    else:
-        run = RunState()
-        if settings.get("prior_init", False):
-            done = init_priors(model, target_priors(data, split["train"], len(classes)))
-            if done and rt.is_main:
-                log(f"heads started from the training split's priors: {', '.join(done)}")
-        if rt.is_main:
-            initial = evaluate_split(model, criterion, data, split["train"][:256], rt, max(settings["batch_size"], 1))
-            weights = {h: spec.losses[h].weight for h in spec.losses}
-            run.initial = {h: initial[f"loss_{h}"] * weights[h] for h in weights if f"loss_{h}" in initial}
-            log(
-                "initial weighted losses (256 training particles): "
-                + ", ".join(f"{h} {v:.3g}" for h, v in run.initial.items())
-                + (f" (density target × {settings['density_scale']:.3g})" if "density" in data.targets else "")
-            )
-        if rt.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "spec.yaml", spec.to_yaml())
-            atomic_write_text(out / "split.json", json.dumps(split) + "\n")
-    trainer = step
-    if rt.world > 1:
-        trainer = torch.nn.parallel.DistributedDataParallel(
-            step, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
-        )
-    if not split["val"]:
-        raise DataError(f"{data_dir}: too few particles for a validation split ({len(data)})")
-    batch = settings["batch_size"]
-    per_rank = max(1, batch // rt.world)
-    if rt.is_main:
+    r = _Run(spec, data_dir, out, config, _prepare_run(out, resume, log), log)
+    s = r.settings
+    if r.rt.is_main:
         log(
-            f"training {spec.name} on {len(split['train'])} / validating on {len(split['val'])} particles "
-            f"({rt.describe()}, batch {batch}, lr {settings['lr']}, ≤ {settings['epochs']} epochs, "
-            f"patience {settings['patience']})"
+            f"training {r.spec.name} on {len(r.split['train'])} / validating on {len(r.split['val'])} particles "
+            f"({r.rt.describe()}, batch {s['batch_size']}, lr {s['lr']}, ≤ {s['epochs']} epochs, "
+            f"patience {s['patience']})"
         )
-    augmenting = {True: "flip", False: "none"}.get(settings["augment"], settings["augment"])  # older runs: a bool
-    measured = measured_frequencies(data.root, data.box, data.voxel_size) if augmenting == "rotate" else None
     started = time.perf_counter()
-    while run.epoch < settings["epochs"] and run.bad_epochs < settings["patience"]:
-        epoch = run.epoch + 1
-        torch.manual_seed(settings["seed"] * 1_000_003 + epoch)
-        gen = torch.Generator().manual_seed(settings["seed"] * 7919 + epoch)
-        perm = torch.tensor(split["train"])[torch.randperm(len(split["train"]), generator=gen)]
-        usable = len(perm) // rt.world * rt.world
-        shard = perm[:usable][rt.rank :: rt.world]
-        step.train()
-        sums: dict[str, float] = {}
-        seen = 0
-        bounds = batch_bounds(len(shard), per_rank)
-        bar = Progress(len(bounds), f"epoch {epoch}", "batches", log, enabled=config.progress and rt.is_main)
-        t0 = time.perf_counter()
-
-        def load(bounds: tuple[int, int], shard=shard, gen=gen):  # read and augment one batch
-            idx = shard[bounds[0] : bounds[1]]
-            x, targets, present = data.batch(idx)
-            if augmenting != "none":
-                moved = augment({"x": x, **targets}, augmenting, gen, measured)
-                x, targets = moved.pop("x"), moved
-            return bounds, idx, x, targets, present
-
-        for (start, _), idx, x, targets, present in prefetch(bounds, load):
-            x = rt.input(x)
-            targets = {k: v.to(rt.device, non_blocking=True) for k, v in targets.items()}
-            present = {k: v.to(rt.device, non_blocking=True) for k, v in present.items()}
-            optimizer.zero_grad(set_to_none=True)
-            with rt.autocast():
-                result = trainer(x, targets, present)
-            if not torch.isfinite(result.total):
-                bad = [t for t, v in result.tasks.items() if not torch.isfinite(v)]
-                raise TrainingError(
-                    f"the loss became {float(result.total.detach())} at epoch {epoch}, batch {start // per_rank + 1} "
-                    f"(tasks: {', '.join(bad) or 'weighting'}); lower the learning rate (now {settings['lr']}) "
-                    f"or check the data. The last good state is in {out / 'last.pt'}"
-                )
-            scaler.scale(result.total).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            b = len(idx)
-            seen += b
-            sums["loss"] = sums.get("loss", 0.0) + float(result.total.detach()) * b
-            for task, value in result.tasks.items():
-                sums[f"loss_{task}"] = sums.get(f"loss_{task}", 0.0) + float(value.detach()) * b
-            bar.update()
-        bar.close()
-        train_seconds = time.perf_counter() - t0
-        record: dict[str, Any] = {"epoch": epoch}
-        record.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})
-        record["train_samples_per_s"] = seen * rt.world / train_seconds if train_seconds else 0.0
+    while r.going:
+        epoch = r.run.epoch + 1
+        record, perm = r.train_epoch(epoch)
         stop = torch.zeros(1)
-        if rt.is_main:
-            if settings.get("precise_bn"):
-                precise_bn(model, data, perm[: settings["precise_bn"]], rt, max(batch, 1))
-            val = evaluate_split(model, criterion, data, split["val"], rt, max(batch, 1))
-            record.update({f"val_{k}": v for k, v in val.items()})
-            improved = val["loss"] < run.best_loss
-            if improved:
-                run.best_loss, run.best_epoch, run.bad_epochs = val["loss"], epoch, 0
-            else:
-                run.bad_epochs += 1
-            run.epoch = epoch
-            run.history.append(record)
-            ckpt = {
-                "spec": spec.to_dict(),
-                "classes": classes,
-                "settings": settings,
-                "split": split,
-                "epoch": run.epoch,
-                "best_loss": run.best_loss,
-                "best_epoch": run.best_epoch,
-                "bad_epochs": run.bad_epochs,
-                "history": run.history,
-                "step": step.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "voxel_size": data.voxel_size,
-                "data_fingerprint": data.fingerprint,
-                "normalisation": "per-subtomogram zero mean, unit variance",
-            }
-            if improved:
-                save_checkpoint(out / "best.pt", ckpt)
-            save_checkpoint(out / "last.pt", ckpt)
-            atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.history))
-            shown = {k: v for k, v in record.items() if k.startswith("val_") and not k.startswith("val_loss_")}
-            log(
-                f"epoch {epoch}: train loss {record['train_loss']:.4f}, "
-                + ", ".join(f"{k[4:]} {v:.4f}" for k, v in shown.items())
-                + f", {record['train_samples_per_s']:.1f} samples/s"
-                + (" *" if improved else "")
-            )
-            stop[0] = float(run.bad_epochs >= settings["patience"])
+        if r.rt.is_main:
+            r.validate_and_save(epoch, record, perm)
+            stop[0] = float(r.run.bad_epochs >= s["patience"])
         else:
-            run.epoch = epoch
-        if rt.world > 1:
+            r.run.epoch = epoch
+        if r.rt.world > 1:
             dist.broadcast(stop, 0)
             if stop.item():
                 break
     summary = {
         "run": str(out),
-        "epochs": run.epoch,
-        "best_epoch": run.best_epoch,
-        "best_val_loss": run.best_loss,
-        "stopped_early": run.bad_epochs >= settings["patience"],
-        "initial_weighted_losses": run.initial,
+        "epochs": r.run.epoch,
+        "best_epoch": r.run.best_epoch,
+        "best_val_loss": r.run.best_loss,
+        "stopped_early": r.run.bad_epochs >= s["patience"],
+        "initial_weighted_losses": r.run.initial,
         "seconds": time.perf_counter() - started,
-        "notes": notes,
+        "notes": r.notes,
     }
-    if rt.is_main:
+    if r.rt.is_main:
         from dsmnet.training.figures import training_curves
 
-        training_curves(run.history, out / "curves.png")
+        training_curves(r.run.history, out / "curves.png")
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
-    if rt.world > 1:
+    if r.rt.world > 1:
         dist.barrier()
     return summary
-
-
-def load_trained(
-    run: Path, which: str = "best", rt: Runtime | None = None
-) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
-    """The model and loss of a run folder (or checkpoint file) in eval mode, placed for ``rt``
-    (its device and memory layout; the CPU by default)."""
-    from dsmnet.training.checkpoint import find_checkpoint
-
-    state = load_checkpoint(find_checkpoint(Path(run), which))
-    resolved = plan(state["spec"])
-    step = TrainStep(build_model(resolved), build_loss(resolved))
-    step.load_state_dict(state["step"])
-    step.eval()
-    if rt is None:
-        return step.model, step.criterion, state
-    return rt.module(step.model), step.criterion.to(rt.device), state

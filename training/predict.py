@@ -40,8 +40,8 @@ from dsmnet.dataset.picks import read_picks
 from dsmnet.dataset.star import read_star_blocks, write_star
 from dsmnet.training.data import check_voxels, normalise
 from dsmnet.training.extract import Box, boxes, check_voxel_size
-from dsmnet.training.loop import load_trained
 from dsmnet.training.runtime import make_runtime
+from dsmnet.training.step import load_trained
 
 
 @dataclass

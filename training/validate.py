@@ -1,0 +1,74 @@
+"""The paper's metrics and the loss of a model on a set of particles (validation, evaluation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from dsmnet.training.data import Subtomograms
+from dsmnet.training.metrics import Confusion
+from dsmnet.training.runtime import Runtime
+
+
+@torch.no_grad()
+def evaluate_split(
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
+    data: Subtomograms,
+    indices: list[int],
+    rt: Runtime,
+    batch_size: int,
+    keep: bool = False,
+) -> dict[str, Any]:
+    """Loss and the paper's metrics on ``indices``; with ``keep``, the predictions too."""
+    model.eval()
+    targets_of = dict(model.targets)
+    confusion: dict[str, Confusion] = {}
+    sums: dict[str, float] = {}
+    n = 0
+    kept: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(indices), batch_size):
+        idx = torch.tensor(indices[start : start + batch_size])
+        x, targets, present = data.batch(idx)
+        with rt.autocast():
+            out = model(rt.input(x))
+        out = {k: v.float() for k, v in out.items()}
+        on_device = ({k: v.to(rt.device) for k, v in d.items()} for d in (targets, present))
+        result = criterion(out, *on_device)  # the loss lives where the model does (CUDA included)
+        out = {k: v.cpu() for k, v in out.items()}
+        b = len(idx)
+        n += b
+        sums["loss"] = sums.get("loss", 0.0) + float(result.total) * b
+        for task, value in result.tasks.items():
+            sums[f"loss_{task}"] = sums.get(f"loss_{task}", 0.0) + float(value) * b
+        for head, pred in out.items():
+            kind = targets_of[head]
+            if keep:
+                kept.setdefault(head, []).append(pred.softmax(1) if kind == "class" else pred)
+            if kind not in targets:
+                continue
+            has = present[kind]
+            if kind in ("class", "mask"):
+                k = pred.shape[1]
+                conf = confusion.setdefault(head, Confusion(k))
+                if has.any():
+                    conf.update(pred[has].argmax(1), targets[kind][has])
+            elif has.any():
+                err = ((pred[has] - targets[kind][has].reshape(pred[has].shape)) ** 2).flatten(1).mean(1)
+                sums[f"mse_{head}"] = sums.get(f"mse_{head}", 0.0) + float(err.sum())
+                sums[f"n_{head}"] = sums.get(f"n_{head}", 0.0) + int(has.sum())
+    metrics: dict[str, Any] = {k: v / max(n, 1) for k, v in sums.items() if k.startswith("loss")}
+    for head, conf in confusion.items():
+        if targets_of[head] == "class":
+            metrics[f"acc_{head}"] = conf.accuracy
+        else:
+            metrics[f"pixel_acc_{head}"] = conf.accuracy
+            metrics[f"miou_{head}"] = conf.miou
+    for key in [k for k in sums if k.startswith("mse_")]:
+        head = key.removeprefix("mse_")
+        metrics[key] = sums[key] / max(sums[f"n_{head}"], 1)
+    if keep:
+        metrics["_predictions"] = {h: torch.cat(v) for h, v in kept.items()}
+        metrics["_confusion"] = confusion
+    return metrics
