@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 from pathlib import Path
 
-from bench import cascade, engine_overhead, simulator, training, workers
+from bench import cascade, engine_overhead, memory, simulator, training, workers
 from bench.common import machine
+from dsmnet.core.provenance import git_revision
 
 SUITE = {
     "Engine overhead (spec-built vs hand-written DSM-Net forward)": engine_overhead,
@@ -16,6 +16,7 @@ SUITE = {
     "Training throughput vs the matmul peak": training,
     "Simulator": simulator,
     "Parallel single-threaded trainings vs one on all cores (reproduce's workers)": workers,
+    "Memory and throughput as the dataset grows (lazy vs in memory)": memory,
 }
 
 
@@ -23,8 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("results/bench.md"))
     args = parser.parse_args()
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    lines = ["# dsmnet benchmarks", "", f"`python -m bench` at {rev or 'unknown revision'}; {machine()}.", ""]
+    lines = ["# dsmnet benchmarks", "", f"`python -m bench` at {git_revision()}; {machine()}.", ""]
     for title, module in SUITE.items():
         start = time.perf_counter()
         text = module.report(module.run())

@@ -1,0 +1,217 @@
+"""The study's jobs: simulating its datasets once, training (or resuming, or reusing) and
+evaluating each row, on worker processes that die with the study."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dsmnet.core.build import load_spec
+from dsmnet.core.fsutil import atomic_write_text
+from dsmnet.core.spec import Spec
+from dsmnet.registry.errors import UserError
+from dsmnet.reproduce.scales import Scale
+from dsmnet.simulate.generate import SimulationConfig, simulate
+from dsmnet.simulate.preview import is_dataset
+from dsmnet.training.evaluate import evaluate
+from dsmnet.training.loop import TrainConfig, train
+
+
+class StudyError(UserError, RuntimeError):
+    """The output folder holds results of a different study (scale, spec or data)."""
+
+
+SEEDS = {"A": 11, "B": 12, "A_test": 21, "B_test": 22}  # every dataset its own tomograms and noise
+
+
+def datasets(scale: Scale, out: Path, log=print) -> dict[str, Path]:
+    """Datasets A and B of the scale and their independent test sets (``A_test``, ``B_test``:
+    other tomograms, another seed), simulated once; an existing one made otherwise is an error."""
+    paths = {}
+    wanted_sets = [(name, snr, scale.n) for name, snr in scale.snr.items()]
+    wanted_sets += [(f"{name}_test", snr, scale.test_n) for name, snr in scale.snr.items()]
+    for name, snr, n in wanted_sets:
+        path = out / "data" / name
+        config = SimulationConfig(
+            n=n,
+            classes=scale.classes,
+            snr=snr,
+            seed=SEEDS[name],
+            box=scale.box,
+            tomogram=scale.tomogram,
+            write_tomograms=False,
+        )
+        if is_dataset(path):
+            made = json.loads((path / "simulation.json").read_text()).get("config", {})
+            wanted = json.loads(json.dumps(dataclasses.asdict(config)))
+            differ = sorted(k for k in wanted if made.get(k) != wanted[k])
+            if differ:
+                raise StudyError(
+                    f"{path} was simulated with other settings ({', '.join(f'{k}: {made.get(k)}' for k in differ)}; "
+                    f"scale {scale.name} wants {', '.join(f'{k}: {wanted[k]}' for k in differ)}); "
+                    "use another --out or remove it"
+                )
+        else:
+            log(f"simulating dataset {name} (SNR {snr}) → {path}")
+            simulate(config, path, overwrite=True)
+        paths[name] = path
+    return paths
+
+
+def run_row(
+    spec: Spec | dict,
+    data: Path,
+    run: Path,
+    seed: int,
+    log=print,
+    evaluate_test: bool = True,
+    test: Path | None = None,
+    augment: str = "none",
+) -> dict[str, Any]:
+    """Train (or resume, or reuse) and evaluate one row for one seed."""
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    if (run / "spec.yaml").is_file():
+        trained = load_spec(run / "spec.yaml").to_dict()
+        trained["heads"] = {h: {k: v for k, v in p.items() if k != "classes"} for h, p in trained["heads"].items()}
+        wanted = spec.to_dict()
+        wanted["heads"] = {h: {k: v for k, v in p.items() if k != "classes"} for h, p in wanted["heads"].items()}
+        if trained != wanted:
+            raise StudyError(f"{run} holds a run of another spec than this study's row; use another --out or remove it")
+    if not (run / "summary.json").is_file():
+        resume = (run / "last.pt").is_file()
+        config = TrainConfig(seed=seed, augment=augment, progress=False)
+        train(spec, data, run, config, resume=resume, log=lambda m: log("   ", m))
+    if not evaluate_test:
+        return {}
+    # on the independent test set (every particle of it), else on the run's own test split
+    source, split, folder = (test, "all", "evaluate-independent") if test else (data, "test", "evaluate-test")
+    done = run / folder / "metrics.json"
+    if done.is_file() and done.stat().st_mtime >= (run / "best.pt").stat().st_mtime:
+        metrics = json.loads(done.read_text())
+        if metrics.get("data") == str(source):  # evaluated on this dataset since the last best checkpoint
+            return metrics
+    result = evaluate(run, source, split, out=run / folder)
+    return json.loads((Path(result["out"]) / "metrics.json").read_text())
+
+
+def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
+    """The classical baseline row for one seed (cached in ``folder``)."""
+    from dsmnet.reproduce.baseline import classical_baseline
+
+    path = folder / f"seed{seed}.json"
+    if path.is_file():
+        found = json.loads(path.read_text())
+        if found.get("data") == str(test):
+            return found
+    result = classical_baseline(data, seed, test)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run of the study (rows sharing a spec, dataset and seed share the job)."""
+
+    run: Path
+    spec: dict
+    data: Path
+    seed: int
+    title: str
+    cost: float  # training GFLOPs per sample, to start the longest jobs first
+    evaluate: bool = True
+    test: Path | None = None
+    augment: str = "none"
+
+    def __call__(self, log) -> dict[str, Any]:
+        return run_row(self.spec, self.data, self.run, self.seed, log, self.evaluate, self.test, self.augment)
+
+
+def _cost(spec: Spec) -> float:
+    from dsmnet.core.build import build_model
+    from dsmnet.core.summary import describe
+
+    return describe(build_model(spec))["gflops_per_sample"]
+
+
+def _worker_init(threads: int, parent: int) -> None:
+    import torch
+
+    _die_with_parent(parent)
+    torch.set_num_threads(threads)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to end this worker when the study process dies (killed, or stopped by a batch
+    system): a pool worker otherwise trains on, orphaned, holding a core. Its run resumes from
+    ``last.pt`` when the study is started again. A no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _run_job(job: Job) -> dict[str, Any]:
+    prefix = f"[{job.title}]"
+    return job(lambda *m: print(prefix, *m, flush=True))
+
+
+def run_jobs(jobs: list[Job], workers: int, log=print) -> dict[Path, dict[str, Any]]:
+    """Run the jobs, longest first, on ``workers`` processes that share the cores between them.
+
+    On a CPU two single-threaded trainings side by side do 1.3–1.6× the work of one using both
+    cores (small 3D convolutions scale poorly across threads); see ``bench/README.md``.
+    """
+    jobs = sorted(jobs, key=lambda j: -j.cost)
+    results: dict[Path, dict[str, Any]] = {}
+    if workers <= 1:
+        for i, job in enumerate(jobs):
+            log(f"[{i + 1}/{len(jobs)}] {job.title}")
+            results[job.run] = job(log)
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())
+    ) as pool:
+        futures = {}
+        started = time.perf_counter()
+        for job in jobs:
+            log(f"queued {job.title}")
+            futures[pool.submit(_run_job, job)] = job
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                results[job.run] = future.result()
+            except Exception as err:
+                for other in futures:
+                    other.cancel()  # queued jobs are dropped; the one running elsewhere finishes its run
+                if isinstance(err, UserError):
+                    raise StudyError(f"{job.title} ({job.run}) failed: {err}") from err
+                raise  # a bug: its traceback, not a one-line message
+            log(f"[{len(results)}/{len(jobs)}] finished {job.title} ({(time.perf_counter() - started) / 60:.0f} min)")
+    return results
+
+
+def default_workers() -> int:
+    """Two workers on a multi-core CPU, one on a GPU (one model saturates it)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 1
+    return 2 if (os.cpu_count() or 1) >= 2 else 1

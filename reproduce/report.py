@@ -1,0 +1,187 @@
+"""The study's report: Tables 1–3 beside the paper's figures, the paper's orderings with their
+standard errors, per-class accuracy, learning curves, and the non-convergence rule (written once)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from dsmnet.reproduce.scales import BASELINE, ORDERINGS, PAPER, Scale
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _per_class(table: str, rows: dict[str, list[dict]]) -> list[str]:
+    """Per-class test accuracy of every classifier row (first seed), classes as columns' rows."""
+    have = {
+        row: runs[0]["per_class_accuracy_cls"] for row, runs in rows.items() if runs[0].get("per_class_accuracy_cls")
+    }
+    if BASELINE in rows and rows[BASELINE][0].get("confusion_cls"):
+        confusion = rows[BASELINE][0]["confusion_cls"]
+        names = rows[BASELINE][0]["classes"]
+        have = {
+            BASELINE: {c: (r[i] / sum(r) if sum(r) else 0.0) for i, (c, r) in enumerate(zip(names, confusion))},
+            **have,
+        }
+    if len(have) < 2:
+        return []
+    names = list(next(iter(have.values())))
+    lines = [
+        f"## {table.replace('table', 'Table ')}: per-class test accuracy",
+        "",
+        "| class | " + " | ".join(have) + " |",
+        "|---|" + "---|" * len(have),
+    ]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{have[row].get(name, float('nan')):.2f}" for row in have) + " |")
+    return [*lines, ""]
+
+
+def learning_curves(runs: dict[str, Path], path: Path) -> None:
+    """Validation accuracy and mIoU per epoch of each run (its best epoch marked)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dsmnet.core.fsutil import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (title, run) in enumerate(runs.items()):
+        colour = colours[n % len(colours)]
+        history_file = run / "metrics.jsonl"
+        if not history_file.is_file():
+            continue
+        history = [json.loads(line) for line in history_file.read_text().splitlines()]
+        best = json.loads((run / "summary.json").read_text())["best_epoch"] if (run / "summary.json").is_file() else 0
+        for ax, key in zip(axes, ("val_acc_cls", "val_miou_seg")):
+            points = [(h["epoch"], h[key]) for h in history if key in h]
+            if points:
+                ax.plot(*zip(*points), label=title, color=colour)
+                ax.plot([e for e, _ in points if e == best], [v for e, v in points if e == best], "o", color=colour)
+    for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
+        ax.set_xlabel("epoch (● best, by validation loss)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+
+
+def _describe(s: Scale) -> str:
+    return (
+        f"Scale: {s.n} subtomograms per dataset, {s.classes} classes, {s.box}³ boxes at 10 Å/voxel, tomograms "
+        f"{'×'.join(map(str, s.tomogram))}, SNR A {s.snr['A']} / B {s.snr['B']}; backbone widths "
+        f"{', '.join(map(str, s.widths))}, classifier width {s.hidden}; batch {s.batch}, ≤ {s.epochs} epochs, "
+        f"patience {s.patience}; seeds {', '.join(map(str, s.seeds))} (mean ± standard deviation); "
+        f"augmentation {s.augment}; classifier pooling {s.pool}. Trained on the 8:1:1 split's training part "
+        f"(model selection on its validation part); **metrics on an independent test set of {s.test_n} "
+        "subtomograms** simulated from other tomograms with another seed. A row marked *did not converge* has "
+        "test accuracy below 2/C or target IoU below 0.1. The paper column gives Liu et al.'s own figures "
+        "(pixel accuracy / mIoU / object accuracy, %; * = the paper's 'fails to converge'). "
+        f"{BASELINE}: shrinkage LDA on 51 rotation-invariant features around the box centre "
+        "(`dsmnet.reproduce.baseline`), the simple baseline every CNN row is set against."
+    )
+
+
+def why_failed(metrics: dict[str, Any], classes: int) -> list[str]:
+    """The non-convergence rule (the paper's "fails to converge"): a classifier below twice chance
+    accuracy (2/C) or a segmenter whose target IoU is below 0.1; empty when the run converged,
+    else what it does instead (one class for every particle, no target voxels)."""
+    why = []
+    m = metrics["metrics"]
+    if "acc_cls" in m and m["acc_cls"] < 2.0 / classes:
+        confusion = metrics.get("confusion_cls")
+        predicted = sum(1 for column in zip(*confusion) if sum(column)) if confusion else None
+        if predicted == 1:
+            why.append("predicts one class for every particle")
+        else:
+            why.append(f"predicts {predicted} classes" if predicted else f"accuracy {m['acc_cls']:.2f} < 2/C")
+    iou = metrics.get("iou_seg")
+    if iou and iou[1] < 0.1:
+        why.append(f"target IoU {iou[1]:.2f}")
+    return why
+
+
+def failed(metrics: dict[str, Any], classes: int) -> bool:
+    """Whether a run did not converge (:func:`why_failed` has a reason)."""
+    return bool(why_failed(metrics, classes))
+
+
+def _values(runs: list[dict], key: str) -> list[float]:
+    return [r["metrics"][key] for r in runs if key in r["metrics"]]
+
+
+def _table(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, str]:
+    header = ["model", "pixel accuracy", "mIoU", "object accuracy", "paper (pixel acc / mIoU / acc)", "note"]
+    lines = [f"## {table.replace('table', 'Table ')}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["model", "seeds", "pixel_acc_mean", "miou_mean", "acc_mean", "pixel_acc", "miou", "acc", "failed"])
+    for row, runs in rows.items():
+        pa, miou, acc = _values(runs, "pixel_acc_seg"), _values(runs, "miou_seg"), _values(runs, "acc_cls")
+        bad = [r for r in runs if failed(r, scale.classes)]
+        why = sorted({w for r in bad for w in why_failed(r, scale.classes)})
+        note = f"did not converge ({len(bad)}/{len(runs)} seeds: {'; '.join(why)})" if bad else ""
+        figures = PAPER.get(table, {}).get(row)
+        paper = " / ".join(figures) if figures else "—"
+        lines.append(f"| {row} | {_fmt(pa)} | {_fmt(miou)} | {_fmt(acc)} | {paper} | {note} |")
+        mean = lambda v: f"{statistics.mean(v):.4f}" if v else ""  # noqa: E731
+        writer.writerow([row, len(runs), mean(pa), mean(miou), mean(acc), pa, miou, acc, len(bad)])
+    return "\n".join(lines) + "\n", buf.getvalue()
+
+
+def _orderings(results: dict) -> list[str]:
+    out = []
+    key = {"acc": "acc_cls", "miou": "miou_seg"}
+    for table, better, worse, metric in ORDERINGS:
+        rows = results.get(table, {})
+        if better not in rows or worse not in rows:
+            continue
+        va, vb = _values(rows[better], key[metric]), _values(rows[worse], key[metric])
+        a = statistics.mean(va or [float("nan")])
+        b = statistics.mean(vb or [float("nan")])
+        verdict = "held" if a > b else "did not hold"
+        if len(va) > 1 and len(va) == len(vb):  # the same seeds, in the same order, for every row
+            wins = sum(x > y for x, y in zip(va, vb))
+            verdict += f" ({wins}/{len(va)} seeds)"
+        line = f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f} — **{verdict}**"
+        se = _accuracy_se(rows[better], rows[worse]) if metric == "acc" else None
+        if se is not None:
+            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e.)" + (", within noise" if abs(a - b) < 2 * se else "")
+        out.append(line)
+    return out
+
+
+def _accuracy_se(better: list[dict], worse: list[dict]) -> float | None:
+    """Binomial standard error of the difference of two mean test accuracies, treating the rows'
+    test sets as independent (they are the same particles, so this errs on the cautious side)."""
+
+    def variance(runs: list[dict]) -> float | None:
+        parts = []
+        for r in runs:
+            n = sum(map(sum, r.get("confusion_cls") or []))
+            if not n or "acc_cls" not in r["metrics"]:
+                return None
+            p = r["metrics"]["acc_cls"]
+            parts.append(p * (1 - p) / n)
+        return sum(parts) / len(parts) ** 2 if parts else None
+
+    va, vb = variance(better), variance(worse)
+    return None if va is None or vb is None else math.sqrt(va + vb)

@@ -1,0 +1,148 @@
+"""The study's settings: the scales (what differs between the paper's runs and a CPU-sized run),
+the rows of the paper's Tables 1–3 as variants of the base specs, and the paper's own figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dsmnet.core.ablation import weight_grid, with_heads
+from dsmnet.core.build import load_spec, plan
+from dsmnet.core.spec import Spec
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Everything that differs between the paper's settings and a CPU-sized run; the same for every row."""
+
+    name: str
+    n: int
+    box: int
+    tomogram: tuple[int, int, int]
+    widths: tuple[int, ...]
+    hidden: int
+    batch: int
+    epochs: int
+    patience: int
+    seeds: tuple[int, ...]
+    classes: int = 22
+    snr: dict[str, float] = field(default_factory=lambda: {"A": 0.06, "B": 0.01})
+    augment: str = "rotate"  # a random rotation per particle, the wedge kept (see training.augment)
+    pool: str | None = "flatten"  # every classifier flattens into a batch-normalised FC layer; None: each spec's own
+    test_n: int = 3000  # the independent test set: other tomograms, another seed
+
+
+SCALES = {
+    "paper": Scale("paper", 3205, 40, (200, 400, 400), (32, 64, 128), 1024, 64, 100, 15, (0, 1), pool=None),
+    # The paper's 3205 particles (~146 per class); 34³ is the smallest even box holding the largest
+    # complex (cct_4v8r, 33 voxels across at 10 Å); half the paper's widths; the paper's classifier
+    # width (its cost is negligible); batch 16 gives 160 updates per epoch. At this size the
+    # models are data-limited, not step-limited: with 80 particles per class the Cls subnet
+    # overfits after ~18 epochs at 0.33 validation accuracy, with 146 per class it passes 0.37 by
+    # epoch 7 for fewer samples seen. With rot180 augmentation (4 orientations per particle) the
+    # Cls subnet still overfit by epoch ~12 (validation accuracy 0.47, results/mini-rot180); with
+    # "rotate" (every orientation) it was still learning at epoch 23 (0.51). ≤ 30 epochs,
+    # patience 6: one DSM-Net run takes ~50 minutes on one core.
+    "mini": Scale("mini", 3205, 34, (160, 320, 320), (16, 32, 64), 1024, 16, 30, 6, (0,)),
+}
+
+# (row, base spec, heads kept or None for the whole base, loss-weight grid)
+TABLE1 = [
+    ("DSRF3D-v2", "dsrf3d_v2", None, {}),
+    ("Cls subnet", "dsmnet", ("cls",), {}),
+    ("SSN3D-ED", "ssn3d_ed", None, {}),
+    ("Seg subnet", "dsmnet", ("seg",), {}),
+    ("Cls+Rec", "dsmnet", ("cls", "rec"), {}),
+    ("Cls+Seg", "dsmnet", ("cls", "seg"), {}),
+    ("DSM-Net", "dsmnet", ("cls", "seg", "rec"), {}),
+]
+TABLE2 = [r for r in TABLE1 if r[0] in ("DSRF3D-v2", "SSN3D-ED", "Cls subnet", "Seg subnet", "DSM-Net")]
+# the 1:1 and 1:10 rows are DSM-Net's own weights, i.e. Table 1's Cls+Rec and Cls+Seg runs (reused)
+TABLE3 = [
+    ("Cls+Rec 1:1", "dsmnet", ("cls", "rec"), {}),
+    ("Cls+Rec 1:10", "dsmnet", ("cls", "rec"), {"rec": [10.0]}),
+    ("Cls+Seg 1:10", "dsmnet", ("cls", "seg"), {}),
+    ("Cls+Seg 1:100", "dsmnet", ("cls", "seg"), {"seg": [100.0]}),
+]
+TABLES = {"table1": ("A", TABLE1), "table2": ("B", TABLE2), "table3": ("A", TABLE3)}
+# the paper's own figures (pixel acc, mIoU, object acc; %), from ../shared/paper/tables.md;
+# "*" = the paper marks the model as failing to converge, "-" = not applicable
+PAPER = {
+    "table1": {
+        "DSRF3D-v2": ("-", "-", "*"),
+        "Cls subnet": ("-", "-", "76.24"),
+        "SSN3D-ED": ("98.99", "84.68", "-"),
+        "Seg subnet": ("99.03", "87.07", "-"),
+        "Cls+Rec": ("-", "-", "81.87"),
+        "Cls+Seg": ("99.22", "88.70", "84.37"),
+        "DSM-Net": ("99.21", "89.00", "93.75"),
+    },
+    "table2": {
+        "DSRF3D-v2": ("-", "-", "*"),
+        "SSN3D-ED": ("98.15", "76.43", "-"),
+        "Cls subnet": ("-", "-", "43.75"),
+        "Seg subnet": ("98.37", "79.70", "-"),
+        "DSM-Net": ("98.59", "81.40", "53.12"),
+    },
+    "table3": {
+        "Cls+Rec 1:1": ("-", "-", "81.56"),
+        "Cls+Rec 1:10": ("-", "-", "81.87"),
+        "Cls+Seg 1:10": ("99.22", "88.70", "84.37"),
+        "Cls+Seg 1:100": ("99.23", "88.63", "82.81"),
+    },
+}
+# the orderings the paper reports, as (better row, worse row, metric)
+ORDERINGS = [
+    ("table1", "DSM-Net", "Cls subnet", "acc"),
+    ("table1", "DSM-Net", "DSRF3D-v2", "acc"),
+    ("table1", "Cls subnet", "DSRF3D-v2", "acc"),
+    ("table1", "DSM-Net", "Seg subnet", "miou"),
+    ("table1", "DSM-Net", "SSN3D-ED", "miou"),
+    ("table1", "Seg subnet", "SSN3D-ED", "miou"),
+    ("table1", "Cls+Seg", "Cls subnet", "acc"),
+    ("table1", "Cls+Rec", "Cls subnet", "acc"),
+    ("table2", "DSM-Net", "Cls subnet", "acc"),
+    ("table2", "DSM-Net", "Seg subnet", "miou"),
+    # not the paper's: every CNN classifier against the classical baseline
+    ("table1", "DSM-Net", "Classical (LDA)", "acc"),
+    ("table1", "Cls subnet", "Classical (LDA)", "acc"),
+    ("table2", "DSM-Net", "Classical (LDA)", "acc"),
+]
+
+
+def scaled(spec: Spec, scale: Scale) -> Spec:
+    """The spec at ``scale``: box, backbone widths, classifier width, batch, epochs, patience.
+    Classification heads are found by their registered target; only the parameters a head has
+    are set."""
+    resolved = plan(spec)
+    data = spec.to_dict()
+    data["input"]["shape"] = [scale.box] * 3
+    data["backbone"]["widths"] = list(scale.widths)
+    for name, part in resolved.heads.items():
+        if part.component.cls.target != "class":
+            continue
+        head, accepts = data["heads"][name], part.component.params.model_fields
+        if "hidden" in accepts:
+            head["hidden"] = [scale.hidden] * len(head.get("hidden", [1024]))
+        head["classes"] = scale.classes
+        if scale.pool is not None and "pool" in accepts:
+            head["pool"] = scale.pool
+            if "norm" in accepts:
+                head["norm"] = "batch" if scale.pool == "flatten" else head.get("norm", "none")
+    data.setdefault("training", {}).update(batch_size=scale.batch, epochs=scale.epochs, patience=scale.patience)
+    return load_spec(data)
+
+
+def variant(base: str, heads: tuple[str, ...] | None, grid: dict, scale: Scale) -> Spec:
+    """One row's spec, made from its base spec by the ablation generator's two steps: the head
+    subset, then the loss weights (one value per loss)."""
+    spec = load_spec(base)
+    if heads is not None:
+        spec = with_heads(spec, heads)
+    if grid:
+        spec = weight_grid(spec, {k: v[:1] for k, v in grid.items()})[0]
+    return scaled(spec, scale)
+
+
+HOLDOUT = "pseudo_groel"
+BASELINE = "Classical (LDA)"
+BASELINE_TABLES = ("table1", "table2")
