@@ -141,3 +141,34 @@ def test_every_user_error_derives_from_one_base():
     for error in (PluginError, SpecError, OutputError, DataError, StudyError, SimulationError, StructureError,
                   TrainingError):
         assert issubclass(error, UserError), error
+
+
+def test_predict_refuses_users_bad_files_in_one_line(trained_run, tmp_path):
+    """With a real run: picks in a file that is not MRC, a truncated tomogram, picks without
+    coordinates, a folder without subtomograms, and --tomogram without --picks."""
+    not_mrc = tmp_path / "TS_01.mrc"
+    not_mrc.write_bytes(b"\x00" * 100)
+    truncated = tmp_path / "TS_02.mrc"
+    import mrcfile
+    import numpy as np
+
+    with mrcfile.new(truncated) as mrc:
+        mrc.set_data(np.zeros((20, 20, 20), np.int16))
+    truncated.write_bytes(truncated.read_bytes()[:3000])
+    picks = tmp_path / "picks.star"
+    picks.write_text("data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnCoordinateZ #3\n5 5 5\n")
+    nocoords = tmp_path / "nocoords.star"
+    nocoords.write_text("data_particles\n\nloop_\n_rlnTomoName #1\nTS_01\n")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "not an MRC": (["--tomogram", str(not_mrc), "--picks", str(picks)], f"{not_mrc}: not a readable MRC file"),
+        "truncated": (["--tomogram", str(truncated), "--picks", str(picks)], f"{truncated}: not a readable MRC file"),
+        "no coordinates": (["--tomogram", str(truncated), "--picks", str(nocoords)], "no particle coordinates"),
+        "empty folder": ([str(tmp_path / "empty")], "no particles.star and no .mrc subtomograms"),
+        "no picks": ([str(tmp_path / "empty"), "--tomogram", str(not_mrc)], "--tomogram/--tomograms need --picks"),
+    }
+    for name, (argv, message) in cases.items():
+        proc = run("predict", str(trained_run), *argv, "--out", str(tmp_path / "out"))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (name, proc.stderr)
+        assert not (tmp_path / "out").exists()
