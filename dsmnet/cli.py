@@ -343,20 +343,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tomogram_arguments(p: argparse.ArgumentParser) -> None:
+    """What extract and predict share: where the tomograms are, their voxel size, the border."""
+    p.add_argument("--tomograms", help=TOMOGRAMS_HELP)
+    p.add_argument(
+        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
+    )
+    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="picks whose box crosses the border")
+
+
 def _extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("tomogram", nargs="?", help="tomogram MRC (or give --tomograms)")
     p.add_argument("picks", help=PICKS_HELP)
-    p.add_argument("--tomograms", help=TOMOGRAMS_HELP)
     p.add_argument("--out", required=True, help="dataset folder to write")
     p.add_argument("--box", type=int, default=40, help="box side in voxels (default 40)")
     p.add_argument(
         "--voxel-size", type=float, default=10.0, help="voxel size of the boxes in Å (default 10, the model's)"
     )
-    p.add_argument(
-        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
-    )
+    _tomogram_arguments(p)
     p.add_argument("--rescale", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
-    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="boxes crossing the border")
     p.add_argument("--overwrite", action="store_true")
 
 
@@ -393,12 +398,8 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tomogram", help="the tomogram the --picks are in (boxes cut at the model's voxel size)")
     p.add_argument("--picks", help=PICKS_HELP)
-    p.add_argument("--tomograms", help=TOMOGRAMS_HELP)
     p.add_argument("--out", required=True, help="folder for predictions.star, per-class STARs and maps")
-    p.add_argument(
-        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
-    )
-    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="picks whose box crosses the border")
+    _tomogram_arguments(p)
     p.add_argument(
         "--skip-bad", action="store_true", help="skip (and list in skipped.star) subtomograms that cannot be predicted"
     )

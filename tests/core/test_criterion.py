@@ -8,22 +8,9 @@ import torch.nn.functional as F
 
 import dsmnet
 
-SPEC = {
-    "name": "t",
-    "input": {"shape": [16, 16, 16]},
-    "backbone": {"type": "resnet3d", "widths": [4, 8, 16]},
-    "decoder": {"type": "deconv3d"},
-    "heads": {
-        "cls": {"type": "classifier", "classes": 3, "hidden": [8]},
-        "seg": {"type": "segmenter"},
-        "rec": {"type": "reconstructor"},
-    },
-    "losses": {
-        "cls": {"type": "cross_entropy", "weight": 1},
-        "seg": {"type": "cross_entropy", "weight": 10},
-        "rec": {"type": "mse", "weight": 1},
-    },
-}
+from tests.conftest import TINY
+
+SPEC = {**TINY, "name": "t", "input": {"shape": [16, 16, 16]}}  # the shared tiny spec at 16³
 
 
 def batch(n=4, size=16):
