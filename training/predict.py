@@ -24,7 +24,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,38 @@ class _Reader:
         check_voxels(volume, Path(p.name))
 
 
+@dataclass
+class _Source:
+    """What to predict: the particles (streamed), their STAR blocks, and the tomograms if any."""
+
+    items: Iterable[Particle]
+    total: int
+    blocks: dict[str, Any]
+    voxel: float  # Å: the voxel size the boxes are at
+    groups: list = field(default_factory=list)  # per tomogram its picks (for the maps)
+    data_dir: Path | None = None
+
+    @classmethod
+    def of(cls, source, tomogram, picks, tomograms, box: int, want: float, rescale, border, in_memory, log) -> _Source:
+        if picks is not None:
+            if source is not None:
+                raise DataError("give either subtomograms (DATA) or a tomogram's picks (--picks), not both")
+            groups = read_picks(picks, tomogram, tomograms)
+            voxel = want or groups[0].tomogram.voxel_size
+            check_voxel_size(groups, voxel, rescale, log)
+            items = (Particle(b.row, b.name, box=b) for g in groups for b in boxes(g, box, voxel, border))
+            return cls(items, sum(len(g.rows) for g in groups), read_star_blocks(picks), voxel, groups)
+        if source is None:
+            raise DataError("nothing to predict: give a dataset folder, a folder of MRCs or a STAR file, or --picks")
+        if tomogram is not None or tomograms is not None:
+            raise DataError("--tomogram/--tomograms need --picks (the particles' positions)")
+        particles, blocks, data_dir = file_particles(Path(source))
+        if in_memory:
+            for p in particles:
+                p.volume = read_mrc(p.path)
+        return cls(particles, len(particles), blocks, want, [], data_dir)
+
+
 def predict(
     run: str | Path,
     source: str | Path | None,
@@ -185,36 +217,15 @@ def predict(
     want = float(state.get("voxel_size") or 0.0)
     classes = state["classes"]
     unscale = 1.0 / state["settings"].get("density_scale", 1.0)  # densities back in the dataset's units
-    if picks is not None:
-        if source is not None:
-            raise DataError("give either subtomograms (DATA) or a tomogram's picks (--picks), not both")
-        groups = read_picks(picks, tomogram, tomograms)
-        voxel = want or groups[0].tomogram.voxel_size
-        check_voxel_size(groups, voxel, rescale, log)
-        blocks = read_star_blocks(picks)
-        total = sum(len(g.rows) for g in groups)
-        items: Iterable[Particle] = (
-            Particle(b.row, b.name, box=b) for g in groups for b in boxes(g, box[0], voxel, border)
-        )
-        data_dir = None
-    elif source is not None:
-        if tomogram is not None or tomograms is not None:
-            raise DataError("--tomogram/--tomograms need --picks (the particles' positions)")
-        particles, blocks, data_dir = file_particles(Path(source))
-        if in_memory:
-            for p in particles:
-                p.volume = read_mrc(p.path)
-        voxel, total, items, groups = want, len(particles), particles, []
-    else:
-        raise DataError("nothing to predict: give a dataset folder, a folder of MRCs or a STAR file, or --picks")
+    src = _Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log)
     reader = _Reader(box, want, skip_bad)
     skipped: list[tuple[Particle, str]] = []
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad(), ThreadPoolExecutor(1) as pool:
-        paint = {id(g): TomogramMaps(g, tmp, classes, voxel) for g in groups} if maps else {}
-        writer = _Writer(model, rt, classes, unscale, tmp, out, data_dir, paint, voxel)
-        bar = Progress(total, "predict", "particles", log, enabled=progress)
-        batches = _batches(items, batch_size)
+        paint = {id(g): TomogramMaps(g, tmp, classes, src.voxel) for g in src.groups} if maps else {}
+        writer = _Writer(model, rt, classes, unscale, tmp, out, src.data_dir, paint, src.voxel)
+        bar = Progress(src.total, "predict", "particles", log, enabled=progress)
+        batches = _batches(src.items, batch_size)
 
         def read_next():  # cut or read, and check, the next batch (in the reader thread)
             batch = next(batches, None)
@@ -231,7 +242,7 @@ def predict(
         rows = writer.rows
         if not rows:
             raise DataError(f"{source or picks}: no particle could be predicted ({len(skipped)} skipped)")
-        _write_tables(tmp, blocks, rows, skipped, classes)
+        _write_tables(tmp, src.blocks, rows, skipped, classes)
         for maker in paint.values():
             maker.close()
     for _, why in skipped:
