@@ -77,6 +77,7 @@ class Volumes:
             stacked = [self.read(int(i)) for i in items]
             dtype = np.int8 if self.kind == "mask" else np.float32
             out = torch.from_numpy(np.stack(stacked) if stacked else np.zeros((0, *self.item_shape), dtype))
+            rest = (slice(None), *rest) if rest else ()  # the other indices apply to each item
         return out[rest] if rest else out
 
     def load(self) -> torch.Tensor:

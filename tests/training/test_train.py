@@ -261,3 +261,19 @@ def test_density_target_is_scaled_so_the_three_losses_start_at_one_order(small_d
     data = loop.load_dataset(small_data)
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert float(data.targets["density"][split["train"]].std()) * scale == pytest.approx(1.0, rel=1e-3)
+
+
+def test_lazy_volumes_index_like_the_tensors_in_memory(small_data):
+    lazy = loop.load_dataset(small_data)
+    held = loop.load_dataset(small_data, in_memory=True)
+    assert isinstance(held.x, torch.Tensor) and not isinstance(lazy.x, torch.Tensor)
+    idx = torch.tensor([5, 0, 7])
+    mask = torch.zeros(len(held), dtype=torch.bool)
+    mask[[1, 4]] = True
+    for index in (3, slice(2, 6), idx, idx.numpy(), [5, 0], mask, (slice(None), 0), (idx, 0), (4, 0)):
+        assert torch.equal(lazy.x[index], held.x[index]), index
+    for kind in ("mask", "density"):
+        assert torch.equal(lazy.targets[kind][idx], held.targets[kind][idx])
+    lazy.scale_density(2.0)
+    held.scale_density(2.0)
+    assert torch.equal(lazy.targets["density"][idx], held.targets["density"][idx])
