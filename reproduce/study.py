@@ -48,27 +48,8 @@ from dsmnet.reproduce.scales import (  # noqa: F401
 )
 
 
-def reproduce(
-    scale_name: str,
-    out: Path,
-    log=print,
-    tables: tuple[str, ...] = tuple(TABLES),
-    with_discovery: bool = True,
-    seeds: tuple[int, ...] | None = None,
-    workers: int | None = None,
-    rows: tuple[str, ...] | None = None,
-    report_only: bool = False,
-) -> dict[str, Any]:
-    """Run the study at a scale; writes ``table{1,2,3}.md/.csv``, ``summary.md`` and every run's
-    test ``metrics/…json`` into ``out``. ``rows`` keeps only the rows of those names;
-    ``report_only`` trains nothing and reports the runs that have finished."""
-    scale = SCALES[scale_name]
-    if seeds:
-        scale = dataclasses.replace(scale, seeds=tuple(seeds))
-    workers = workers or default_workers()
-    start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = datasets(scale, out, log)
+def _command(scale_name: str, out: Path, seeds, tables, rows, with_discovery: bool) -> str:
+    """The command line that makes these results (for the summary)."""
     command = f"dsmnet reproduce --scale {scale_name} --out {out}" + (
         f" --seeds {','.join(map(str, seeds))}" if seeds else ""
     )
@@ -78,8 +59,12 @@ def reproduce(
         command += " --rows '" + ",".join(rows) + "'"
     if not with_discovery:
         command += " --no-discover"
-    revision = git_revision()
-    # every (table, row, seed) → its run folder; identical runs (Table 3's 1:1 and 1:10 rows) are one job
+    return command
+
+
+def _plan(scale: Scale, out: Path, paths: dict[str, Path], tables, rows) -> tuple[dict, dict[Path, Job]]:
+    """Every (table, row, seed) → its run folder, and one job per run folder (identical runs, such
+    as Table 3's 1:1 and 1:10 rows, are one job)."""
     plan: dict[str, list[tuple[str, Path]]] = {}
     jobs: dict[Path, Job] = {}
     for table in tables:
@@ -97,32 +82,33 @@ def reproduce(
                 jobs.setdefault(
                     run, Job(run, spec.to_dict(), paths[dataset], seed, title, cost, True, test, scale.augment)
                 )
-    discovery_run = None
-    if with_discovery:
-        from dsmnet.reproduce.discover import without_class
+    return plan, jobs
 
-        reduced = without_class(paths["A"], out / "data" / f"A_without_{HOLDOUT}", HOLDOUT)
-        spec = variant("dsmnet", None, {}, scale)
-        discovery_run = out / "runs" / f"A_without_{HOLDOUT}" / "dsmnet" / f"seed{scale.seeds[0]}"
-        title = f"discovery · DSM-Net without {HOLDOUT} · seed {scale.seeds[0]}"
-        jobs[discovery_run] = Job(
-            discovery_run, spec.to_dict(), reduced, scale.seeds[0], title, _cost(spec), False, None, scale.augment
-        )
-    if report_only:  # redraw from the finished runs; train nothing
-        finished = {run: j for run, j in jobs.items() if (run / "summary.json").is_file()}
-        for job in jobs.values():
-            if job.run not in finished:
-                log(f"not finished, left out: {job.title}")
-        jobs = finished
-        if discovery_run is not None and discovery_run not in jobs:
-            discovery_run = None
-        command += " --report"
-    log(f"{len(jobs)} training runs on {workers} worker(s)")
-    metrics = run_jobs(list(jobs.values()), workers, log)
-    plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
 
+def _discovery_job(scale: Scale, out: Path, paths: dict[str, Path]) -> Job:
+    """DSM-Net trained on dataset A without the held-out class (paper §3.5)."""
+    from dsmnet.reproduce.discover import without_class
+
+    reduced = without_class(paths["A"], out / "data" / f"A_without_{HOLDOUT}", HOLDOUT)
+    spec = variant("dsmnet", None, {}, scale)
+    run = out / "runs" / f"A_without_{HOLDOUT}" / "dsmnet" / f"seed{scale.seeds[0]}"
+    title = f"discovery · DSM-Net without {HOLDOUT} · seed {scale.seeds[0]}"
+    return Job(run, spec.to_dict(), reduced, scale.seeds[0], title, _cost(spec), False, None, scale.augment)
+
+
+def _finished(jobs: dict[Path, Job], log) -> dict[Path, Job]:
+    finished = {run: j for run, j in jobs.items() if (run / "summary.json").is_file()}
+    for job in jobs.values():
+        if job.run not in finished:
+            log(f"not finished, left out: {job.title}")
+    return finished
+
+
+def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics) -> tuple[dict, list[str]]:
+    """Tables 1–3 with the baseline row, the orderings, per-class accuracy and the learning curves;
+    every run's test metrics kept in ``out/metrics``."""
     results: dict[str, dict[str, list[dict]]] = {}
-    summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), ""]
+    summary: list[str] = []
     for table in tables:
         results[table] = {}
         dataset = TABLES[table][0]
@@ -150,23 +136,68 @@ def reproduce(
             "Learning curves (validation accuracy and mIoU per epoch, every run): `learning_curves.png`.",
             "",
         ]
+    return results, summary
+
+
+def _report_discovery(run: Path, paths: dict[str, Path], out: Path) -> tuple[dict, list[str]]:
+    from dsmnet.reproduce.discover import discover
+
+    found = discover(run, paths["A"], HOLDOUT, out / "discover")
+    fsc = found.get("fsc", {})
+    return found, [
+        f"## Unseen-structure discovery ({HOLDOUT} held out)",
+        "",
+        f"k-means (k = {found['k']}) on {found['feature_dim']}-d classifier features of all {found['particles']} "
+        f"particles: {found['holdout_share_in_dominant_cluster']:.2f} of the {found['holdout_particles']} held-out "
+        f"particles fall in one cluster, whose purity is {found['dominant_cluster_purity']:.2f}. Recovered "
+        f"densities of the held-out particles: FSC 0.5 at {fsc.get('resolution_0.5', float('nan')):.1f} Å, "
+        f"0.143 at {fsc.get('resolution_0.143', float('nan')):.1f} Å. Figures: `discover/tsne.png`, "
+        "`discover/recovery.png`, `discover/fsc_holdout.png`.",
+        "",
+    ]
+
+
+def reproduce(
+    scale_name: str,
+    out: Path,
+    log=print,
+    tables: tuple[str, ...] = tuple(TABLES),
+    with_discovery: bool = True,
+    seeds: tuple[int, ...] | None = None,
+    workers: int | None = None,
+    rows: tuple[str, ...] | None = None,
+    report_only: bool = False,
+) -> dict[str, Any]:
+    """Run the study at a scale; writes ``table{1,2,3}.md/.csv``, ``summary.md`` and every run's
+    test ``metrics/…json`` into ``out``. ``rows`` keeps only the rows of those names;
+    ``report_only`` trains nothing and reports the runs that have finished."""
+    scale = SCALES[scale_name]
+    if seeds:
+        scale = dataclasses.replace(scale, seeds=tuple(seeds))
+    workers = workers or default_workers()
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = datasets(scale, out, log)
+    command = _command(scale_name, out, seeds, tables, rows, with_discovery)
+    revision = git_revision()
+    plan, jobs = _plan(scale, out, paths, tables, rows)
+    discovery_run = None
+    if with_discovery:
+        job = _discovery_job(scale, out, paths)
+        discovery_run, jobs[job.run] = job.run, job
+    if report_only:  # redraw from the finished runs; train nothing
+        jobs = _finished(jobs, log)
+        discovery_run = discovery_run if discovery_run in jobs else None
+        command += " --report"
+    log(f"{len(jobs)} training runs on {workers} worker(s)")
+    metrics = run_jobs(list(jobs.values()), workers, log)
+    plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
+    results, lines = _report_tables(scale, out, paths, tables, plan, metrics)
+    summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), "", *lines]
     found = None
     if discovery_run is not None:
-        from dsmnet.reproduce.discover import discover
-
-        found = discover(discovery_run, paths["A"], HOLDOUT, out / "discover")
-        fsc = found.get("fsc", {})
-        summary += [
-            f"## Unseen-structure discovery ({HOLDOUT} held out)",
-            "",
-            f"k-means (k = {found['k']}) on {found['feature_dim']}-d classifier features of all {found['particles']} "
-            f"particles: {found['holdout_share_in_dominant_cluster']:.2f} of the {found['holdout_particles']} held-out "
-            f"particles fall in one cluster, whose purity is {found['dominant_cluster_purity']:.2f}. Recovered "
-            f"densities of the held-out particles: FSC 0.5 at {fsc.get('resolution_0.5', float('nan')):.1f} Å, "
-            f"0.143 at {fsc.get('resolution_0.143', float('nan')):.1f} Å. Figures: `discover/tsne.png`, "
-            "`discover/recovery.png`, `discover/fsc_holdout.png`.",
-            "",
-        ]
+        found, lines = _report_discovery(discovery_run, paths, out)
+        summary += lines
     seconds = time.perf_counter() - start
     total, invocations = _add_wall_time(out, seconds)
     summary[2] = (
