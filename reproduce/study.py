@@ -129,7 +129,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics) -> tup
     summary += ["## The paper's orderings", ""] + _orderings(results) + [""]
     for table in tables:
         summary += _per_class(table, results[table])
-    curves = {f"{TABLES[t][0]} · {row}": run for t in tables for row, run in plan.get(t, [])}
+    curves = {f"{TABLES[t][0]} · {row} · {run.name}": run for t in tables for row, run in plan.get(t, [])}
     if curves:
         learning_curves(curves, out / "learning_curves.png")
         summary += [
