@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import dsmnet
 from bench.common import interleaved, matmul_gflops
 from bench.handwritten import HandDSMNet
-from dsmnet.training.runtime import make_runtime
+from dsmnet.training.runtime import keep_freed_memory, make_runtime
 from dsmnet.training.step import TrainStep
 
 
@@ -71,6 +71,7 @@ def naive(batch: int, steps: int) -> float:
 def engine(batch: int, steps: int) -> tuple[float, str]:
     torch.manual_seed(0)
     rt = make_runtime("cpu")
+    keep_freed_memory()  # as training does (no-op with DSMNET_KEEP_FREED_MEMORY=0)
     spec = dsmnet.load_spec("dsmnet")
     step = TrainStep(rt.module(dsmnet.build_model(spec)), dsmnet.build_loss(spec))
     opt = torch.optim.Adam(step.parameters(), lr=1e-3, betas=(0.9, 0.99))

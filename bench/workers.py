@@ -37,13 +37,14 @@ def _spec(row: str):
 def _throughput(row: str, threads: int, steps: int, barrier=None) -> float:
     """Samples/s of the engine's training step for one row at the mini scale."""
     from dsmnet.core.build import build_loss, build_model
-    from dsmnet.training.runtime import make_runtime
+    from dsmnet.training.runtime import keep_freed_memory, make_runtime
     from dsmnet.training.step import TrainStep
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     spec = _spec(row)
     rt = make_runtime("cpu")
+    keep_freed_memory()  # as training does
     model = build_model(spec)
     step = rt.module(TrainStep(model, build_loss(spec)))
     opt = torch.optim.Adam(step.parameters(), 1e-3, betas=(0.9, 0.99))

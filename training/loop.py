@@ -35,7 +35,7 @@ from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import load_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
-from dsmnet.training.runtime import Precision, Runtime, make_runtime
+from dsmnet.training.runtime import Precision, Runtime, keep_freed_memory, make_runtime
 from dsmnet.training.step import TrainStep
 from dsmnet.training.validate import evaluate_split
 
@@ -131,6 +131,8 @@ class _Run:
         if state is None:
             self.settings["density_scale"] = density_scale(self.data, self.split["train"])
         self.data.scale_density(self.settings.get("density_scale", 1.0))
+        if self.rt.device.type == "cpu":  # after the dataset is opened: its pass over every file stays out
+            keep_freed_memory()
         self.spec, self.resolved, self.notes = self._fit(spec)
         torch.manual_seed(self.settings["seed"])
         self.model = self.rt.module(build_model(self.resolved))

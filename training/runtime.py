@@ -94,8 +94,6 @@ def make_runtime(device: str = "auto", precision: Precision = "auto") -> Runtime
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    if dev.type == "cpu":
-        keep_freed_memory()
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
