@@ -11,16 +11,19 @@ spectrum, so nothing aliases.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 from scipy import ndimage
 
-from dsmnet.dataset.mrc import DataError
+from dsmnet.dataset.mrc import mmap_mrc
 
 _MARGIN = 4  # voxels of context kept around a resampled box for the spline and the filter
+
+
+def same_voxel_size(a: float, b: float) -> bool:
+    """Whether two voxel sizes agree to 0.1 %, so that boxes are sliced, not resampled."""
+    return abs(a - b) <= 1e-3 * b
 
 
 class TomogramBoxes:
@@ -33,16 +36,11 @@ class TomogramBoxes:
         self.path = Path(path)
         self.box = box
         self.scale = voxel_size / tomogram_voxel_size  # tomogram voxels per model voxel
-        self.resample = abs(self.scale - 1.0) > 1e-3
+        self.resample = not same_voxel_size(voxel_size, tomogram_voxel_size)
         self._mrc = None
 
     def __enter__(self) -> TomogramBoxes:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self._mrc = mrcfile.mmap(self.path, mode="r", permissive=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DataError(f"{self.path}: not a readable MRC file ({exc})") from None
+        self._mrc = mmap_mrc(self.path)
         self.data = self._mrc.data
         self.shape = np.array(self.data.shape)
         return self

@@ -39,6 +39,23 @@ def read_mrc(path: str | Path, *, dtype: np.dtype | type = np.float32) -> tuple[
     return data, voxel
 
 
+def mmap_mrc(path: str | Path) -> mrcfile.mrcmemmap.MrcMemmap:
+    """Open an MRC file memory-mapped, read-only (a tomogram: nothing is read until indexed).
+
+    Raises:
+        DataError: missing or corrupt, naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such MRC file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mrcfile.mmap(path, mode="r", permissive=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable MRC file ({exc})") from None
+
+
 def write_mrc(path: str | Path, data: np.ndarray, voxel_size: float) -> None:
     """Write a volume atomically with its voxel size (Å). float64 is stored as float32, bool as int8."""
     path = Path(path)

@@ -20,16 +20,14 @@ pixel size``).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import pandas as pd
 
 from dsmnet.dataset import layout
-from dsmnet.dataset.mrc import DataError
+from dsmnet.dataset.mrc import DataError, mmap_mrc
 from dsmnet.dataset.star import read_star, read_star_blocks
 
 RELION4 = layout.COORDS
@@ -51,17 +49,10 @@ class TomogramInfo:
 
 def tomogram_info(path: Path) -> TomogramInfo:
     """Read a tomogram's header only (shape, voxel size, origin)."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such tomogram (MRC file)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
-                shape = tuple(int(n) for n in mrc.data.shape)
-                voxel = float(mrc.voxel_size.x)
-                origin = tuple(float(mrc.header.origin[k]) for k in ("x", "y", "z"))
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable MRC file ({exc})") from None
+    with mmap_mrc(path) as mrc:
+        shape = tuple(int(n) for n in mrc.data.shape)
+        voxel = float(mrc.voxel_size.x)
+        origin = tuple(float(mrc.header.origin[k]) for k in ("x", "y", "z"))
     if len(shape) != 3:
         raise DataError(f"{path}: expected a 3D tomogram, got shape {shape}")
     return TomogramInfo(path, shape, voxel, origin)  # type: ignore[arg-type]

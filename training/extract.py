@@ -18,7 +18,7 @@ import pandas as pd
 from dsmnet.core.fsutil import atomic_dir
 from dsmnet.core.progress import Progress
 from dsmnet.dataset import layout
-from dsmnet.dataset.boxes import TomogramBoxes
+from dsmnet.dataset.boxes import TomogramBoxes, same_voxel_size
 from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.picks import Picks, read_picks
 from dsmnet.dataset.star import write_star
@@ -45,7 +45,7 @@ def check_voxel_size(picks: list[Picks], voxel_size: float, rescale: bool, log=p
     """Say when a tomogram will be resampled to ``voxel_size``; refuse it with ``rescale`` off."""
     for p in picks:
         have = p.tomogram.voxel_size
-        if abs(have - voxel_size) <= 1e-3 * voxel_size:
+        if same_voxel_size(have, voxel_size):
             continue
         if not rescale:
             raise DataError(
@@ -115,7 +115,7 @@ def extract(
         "extracted": len(rows),
         "skipped": skipped,
         "voxel_size": voxel_size,
-        "rescaled": any(abs(p.tomogram.voxel_size - voxel_size) > 1e-3 * voxel_size for p in groups),
+        "rescaled": not all(same_voxel_size(p.tomogram.voxel_size, voxel_size) for p in groups),
         "convention": groups[0].convention,
         "out": str(out),
     }

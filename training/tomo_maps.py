@@ -14,12 +14,13 @@ a segmentation head has no masks and writes no label map; one without a recovery
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 
+from dsmnet.dataset.boxes import same_voxel_size
+from dsmnet.dataset.mrc import mmap_mrc
 from dsmnet.dataset.picks import Picks
 from dsmnet.training.extract import Box
 
@@ -29,13 +30,13 @@ class TomogramMaps:
         info = picks.tomogram
         self.info, self.classes = info, classes
         self.scale = voxel_size / info.voxel_size  # tomogram voxels per model voxel
+        self.resampled = not same_voxel_size(voxel_size, info.voxel_size)  # as the boxes were cut
         self.stem = info.path.stem
         self.folder = folder / "tomograms"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.relative = Path("tomograms") / f"{self.stem}_labels.mrc"
         self._labels = self._density = None
         self._prob = None
-        self.placed = 0
         self.positions = picks.positions
 
     def _open(self, name: str, dtype) -> mrcfile.mrcfile.MrcFile:
@@ -51,12 +52,12 @@ class TomogramMaps:
         centre = box.picks.positions[box.index]
         half = n // 2
         shape = self.info.shape
-        if abs(self.scale - 1.0) <= 1e-3:
-            lo = np.round(centre).astype(int) - half
-            first, last = lo, lo + n - 1
-        else:
+        if self.resampled:
             first = np.ceil(centre - half * self.scale).astype(int)
             last = np.floor(centre + (n - 1 - half) * self.scale).astype(int)
+        else:  # the box was the slice around the rounded pick
+            first = np.round(centre).astype(int) - half
+            last = first + n - 1
         first, last = np.maximum(first, 0), np.minimum(last, np.array(shape) - 1)
         if (last < first).any():
             return None
@@ -65,7 +66,7 @@ class TomogramMaps:
             t = np.arange(first[axis], last[axis] + 1)
             m = (
                 np.round((t - centre[axis]) / self.scale + half)
-                if abs(self.scale - 1.0) > 1e-3
+                if self.resampled
                 else t - (np.round(centre[axis]) - half)
             )
             index.append(np.clip(m.astype(int), 0, n - 1))
@@ -101,7 +102,6 @@ class TomogramMaps:
         if density is not None:
             dens = self._density.data[region]
             dens[better] = density[grid][better]
-        self.placed += 1
 
     def close(self) -> None:
         if self._labels is None:
@@ -125,9 +125,7 @@ class TomogramMaps:
         from matplotlib.colors import ListedColormap
         from matplotlib.patches import Patch
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tomo = mrcfile.mmap(self.info.path, mode="r", permissive=True)
+        tomo = mmap_mrc(self.info.path)
         try:
             nz = self.info.shape[0]
             zs = sorted(
