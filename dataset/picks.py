@@ -28,7 +28,7 @@ import pandas as pd
 
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, mmap_mrc
-from dsmnet.dataset.star import read_star, read_star_blocks
+from dsmnet.dataset.star import particles_block, read_star, read_star_blocks
 
 RELION4 = layout.COORDS
 RELION5 = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
@@ -73,8 +73,11 @@ def convention(table: pd.DataFrame, source: Path) -> str:
 def _tomograms_star(path: Path) -> dict[str, dict]:
     """Per tomogram name: its file (if named) and RELION's size and pixel size, from a RELION-5
     ``tomograms.star`` (block ``global``)."""
-    table = read_star(path, block="global" if "global" in read_star_blocks(path) else None)
-    if layout.TOMO not in table.columns:
+    blocks = read_star_blocks(path)
+    table = blocks.get("global", next(iter(blocks.values()), None))
+    if isinstance(table, dict):
+        table = pd.DataFrame([table])
+    if not isinstance(table, pd.DataFrame) or layout.TOMO not in table.columns:
         raise DataError(f"{path}: no {layout.TOMO} column (not a RELION tomograms.star)")
     out = {}
     for _, row in table.iterrows():
@@ -123,10 +126,12 @@ def read_picks(
     tomogram: str | Path | None = None,
     tomograms: str | Path | None = None,
     coords_voxel_size: float | None = None,
+    blocks: dict | None = None,
 ) -> list[Picks]:
     """The picks of a STAR file, grouped by tomogram, as voxel positions in each tomogram.
 
     Args:
+        blocks: the STAR file's blocks, when the caller has read them already (to write back).
         tomogram: the one tomogram the picks belong to (rows of other ``rlnTomoName`` are left out).
         tomograms: a folder of tomograms named after ``rlnTomoName``, or a RELION ``tomograms.star``.
         coords_voxel_size: RELION-4 coordinates given in pixels of this size (Å) rather than in
@@ -136,7 +141,7 @@ def read_picks(
         DataError: no coordinates, no tomogram for a name, a tomogram without a voxel size, etc.
     """
     star = Path(star)
-    table = read_star(star)
+    table = read_star(star) if blocks is None else particles_block(blocks, star)
     kind = convention(table, star)
     if table.empty:
         raise DataError(f"{star}: no particles")

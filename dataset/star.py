@@ -26,14 +26,23 @@ def read_star(path: str | Path, block: str | None = None) -> pd.DataFrame:
     Raises:
         DataError: missing or unreadable file, or no such block.
     """
-    data = read_star_blocks(path)
-    if not data:
+    return particles_block(read_star_blocks(path), path, block)
+
+
+def particles_block(blocks: dict, path: str | Path, block: str | None = None) -> pd.DataFrame:
+    """One of a STAR file's blocks (as read by :func:`read_star_blocks`) as a table: the named
+    one, ``particles``, or the first.
+
+    Raises:
+        DataError: no blocks, or no such block, naming ``path``.
+    """
+    if not blocks:
         raise DataError(f"{path}: no data blocks")
     if block is None:
-        block = "particles" if "particles" in data else next(iter(data))
-    if block not in data:
-        raise DataError(f"{path}: no data block {block!r} (blocks: {', '.join(data)})")
-    table = data[block]
+        block = "particles" if "particles" in blocks else next(iter(blocks))
+    if block not in blocks:
+        raise DataError(f"{path}: no data block {block!r} (blocks: {', '.join(blocks)})")
+    table = blocks[block]
     return table if isinstance(table, pd.DataFrame) else pd.DataFrame([table])
 
 

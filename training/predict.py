@@ -37,7 +37,7 @@ from dsmnet.core.progress import Progress
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, read_mrc, write_mrc
 from dsmnet.dataset.picks import read_picks
-from dsmnet.dataset.star import read_star_blocks, write_star
+from dsmnet.dataset.star import particles_block, read_star_blocks, write_star
 from dsmnet.training.data import check_voxels, normalise
 from dsmnet.training.extract import Box, boxes, check_voxel_size
 from dsmnet.training.runtime import make_runtime
@@ -84,9 +84,8 @@ def file_particles(source: Path) -> tuple[list[Particle], dict[str, Any], Path |
     if not star.exists():
         raise DataError(f"{source}: no such dataset folder, folder of MRC files or STAR file")
     blocks = read_star_blocks(star)
-    block = "particles" if "particles" in blocks else next(iter(blocks), None)
-    table = blocks.get(block) if block else None
-    if not isinstance(table, pd.DataFrame) or table.empty:
+    table = particles_block(blocks, star)
+    if table.empty:
         raise DataError(f"{star}: no particles table")
     if layout.IMAGE not in table.columns:
         raise DataError(
@@ -172,11 +171,12 @@ class _Source:
         if picks is not None:
             if source is not None:
                 raise DataError("give either subtomograms (DATA) or a tomogram's picks (--picks), not both")
-            groups = read_picks(picks, tomogram, tomograms)
+            blocks = read_star_blocks(picks)  # read once: the picks, and the blocks to write back
+            groups = read_picks(picks, tomogram, tomograms, blocks=blocks)
             voxel = want or groups[0].tomogram.voxel_size
             check_voxel_size(groups, voxel, rescale, log)
             items = (Particle(b.row, b.name, box=b) for g in groups for b in boxes(g, box, voxel, border))
-            return cls(items, sum(len(g.rows) for g in groups), read_star_blocks(picks), voxel, groups)
+            return cls(items, sum(len(g.rows) for g in groups), blocks, voxel, groups)
         if source is None:
             raise DataError("nothing to predict: give a dataset folder, a folder of MRCs or a STAR file, or --picks")
         if tomogram is not None or tomograms is not None:
