@@ -28,7 +28,7 @@ ROWS = {"Cls subnet": ("cls",), "DSM-Net": ("cls", "seg", "rec"), "SSN3D-ED": No
 
 
 def _spec(row: str):
-    from dsmnet.reproduce.study import SCALES, variant
+    from dsmnet.reproduce.scales import SCALES, variant
 
     heads = ROWS[row]
     return variant("dsmnet" if heads else "ssn3d_ed", heads, {}, SCALES["mini"])

@@ -19,33 +19,9 @@ from typing import Any
 
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.provenance import git_revision
-from dsmnet.reproduce.jobs import (  # noqa: F401  (StudyError, Job, run_jobs… are the study's API)
-    Job,
-    StudyError,
-    _cost,
-    _worker_init,
-    baseline,
-    datasets,
-    default_workers,
-    run_jobs,
-    run_row,
-)
-from dsmnet.reproduce.report import _describe, _orderings, _per_class, _table, failed, learning_curves  # noqa: F401
-from dsmnet.reproduce.scales import (  # noqa: F401
-    BASELINE,
-    BASELINE_TABLES,
-    HOLDOUT,
-    ORDERINGS,
-    PAPER,
-    SCALES,
-    TABLE1,
-    TABLE2,
-    TABLE3,
-    TABLES,
-    Scale,
-    scaled,
-    variant,
-)
+from dsmnet.reproduce.jobs import Job, _cost, baseline, datasets, default_workers, run_jobs
+from dsmnet.reproduce.report import _describe, _orderings, _per_class, _table, learning_curves
+from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, SCALES, TABLES, Scale, variant
 
 
 def _command(scale_name: str, out: Path, seeds, tables, rows, with_discovery: bool) -> str:

@@ -119,9 +119,10 @@ def test_every_command_refuses_bad_input_in_one_line_with_exit_2(tmp_path):
 
 def test_a_failing_study_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     from dsmnet.reproduce import study
+    from dsmnet.reproduce.jobs import StudyError
 
     def fails(*_args, **_kwargs):
-        raise study.StudyError(f"{tmp_path}/data/A was simulated with other settings")
+        raise StudyError(f"{tmp_path}/data/A was simulated with other settings")
 
     monkeypatch.setattr(study, "reproduce", fails)
     assert main(["reproduce", "--out", str(tmp_path)]) == 2
@@ -133,7 +134,7 @@ def test_every_user_error_derives_from_one_base():
     from dsmnet.core.fsutil import OutputError
     from dsmnet.dataset.mrc import DataError
     from dsmnet.registry.errors import UserError
-    from dsmnet.reproduce.study import StudyError
+    from dsmnet.reproduce.jobs import StudyError
     from dsmnet.simulate.crowding import SimulationError
     from dsmnet.simulate.density import StructureError
     from dsmnet.training.loop import TrainingError

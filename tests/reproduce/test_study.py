@@ -9,7 +9,9 @@ import pytest
 
 from dsmnet.dataset.mrc import DataError
 from dsmnet.reproduce.discover import discover, without_class
-from dsmnet.reproduce.study import SCALES, TABLE1, TABLE3, _orderings, _table, failed, variant
+from dsmnet.reproduce.jobs import StudyError
+from dsmnet.reproduce.report import _orderings, _table, failed
+from dsmnet.reproduce.scales import SCALES, TABLE1, TABLE3, variant
 from dsmnet.training.loop import TrainConfig, train
 
 
@@ -123,10 +125,10 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     assert "summed over the 2 invocations" in (tmp_path / "toy" / "summary.md").read_text()
     # results of another scale in the same folder are refused, naming what differs
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2))
-    with pytest.raises(study.StudyError, match="holds a run of another spec"):
+    with pytest.raises(StudyError, match="holds a run of another spec"):
         study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, n=40))
-    with pytest.raises(study.StudyError, match="simulated with other settings .n: 36.*wants n: 40"):
+    with pytest.raises(StudyError, match="simulated with other settings .n: 36.*wants n: 40"):
         study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
 
 
@@ -136,7 +138,7 @@ def test_a_failing_job_names_itself_and_stops_the_queue(tmp_path, tiny_spec):
 
     spec = load_spec(tiny_spec).to_dict()
     jobs = [study.Job(tmp_path / f"run{i}", spec, tmp_path / "no-such-data", 0, f"row {i}", float(i)) for i in range(3)]
-    with pytest.raises(study.StudyError, match=r"row \d \(.*run\d\) failed: .*no-such-data"):
+    with pytest.raises(StudyError, match=r"row \d \(.*run\d\) failed: .*no-such-data"):
         study.run_jobs(jobs, workers=2, log=lambda _: None)
 
 

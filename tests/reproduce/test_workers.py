@@ -14,7 +14,7 @@ import pytest
 SCRIPT = """
 import multiprocessing, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
-from dsmnet.reproduce.study import _worker_init
+from dsmnet.reproduce.jobs import _worker_init
 
 if __name__ == "__main__":
     context = multiprocessing.get_context("spawn")
