@@ -47,13 +47,16 @@ class Volumes:
     def shape(self) -> tuple[int, ...]:
         return (len(self.paths), *self.item_shape)
 
+    @property
+    def dtype(self) -> type:
+        return np.int8 if self.kind == "mask" else np.float32
+
     def read(self, i: int) -> np.ndarray:
         path = self.paths[i]
         volume_shape = self.item_shape[-3:]
         if path is None:
-            return np.zeros(self.item_shape, np.int8 if self.kind == "mask" else np.float32)
-        dtype = np.int8 if self.kind == "mask" else np.float32
-        volume, _ = read_mrc(path, dtype=dtype)
+            return np.zeros(self.item_shape, self.dtype)
+        volume, _ = read_mrc(path, dtype=self.dtype)
         if tuple(volume.shape) != tuple(volume_shape):
             raise DataError(f"{path}: size {volume.shape} differs from its subtomogram's {volume_shape}")
         if self.kind == "x":
@@ -75,8 +78,7 @@ class Volumes:
                 array = index.numpy() if isinstance(index, torch.Tensor) else np.asarray(index)
                 items = np.flatnonzero(array) if array.dtype == bool else array.reshape(-1)
             stacked = [self.read(int(i)) for i in items]
-            dtype = np.int8 if self.kind == "mask" else np.float32
-            out = torch.from_numpy(np.stack(stacked) if stacked else np.zeros((0, *self.item_shape), dtype))
+            out = torch.from_numpy(np.stack(stacked) if stacked else np.zeros((0, *self.item_shape), self.dtype))
             rest = (slice(None), *rest) if rest else ()  # the other indices apply to each item
         return out[rest] if rest else out
 
