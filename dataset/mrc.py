@@ -17,23 +17,29 @@ class DataError(UserError, ValueError):
     """A data file is missing, unreadable or inconsistent; the message names it."""
 
 
-def read_mrc(path: str | Path, *, dtype: np.dtype | type = np.float32) -> tuple[np.ndarray, float]:
-    """Read a 3D MRC volume and its voxel size (Å; the x spacing).
-
-    Raises:
-        DataError: missing, corrupt, or not 3D.
-    """
+def _open(path: str | Path, opener):
+    """``opener`` (``mrcfile.open`` or ``mrcfile.mmap``) on ``path``, read-only and strict; a
+    missing or corrupt file is a DataError naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such MRC file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with mrcfile.open(path, permissive=False, mode="r") as mrc:
-                data = np.asarray(mrc.data, dtype=dtype).copy()
-                voxel = float(mrc.voxel_size.x)
+            return opener(path, mode="r", permissive=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable MRC file ({exc})") from None
+
+
+def read_mrc(path: str | Path, *, dtype: np.dtype | type = np.float32) -> tuple[np.ndarray, float]:
+    """Read a 3D MRC volume and its voxel size (Å; the x spacing).
+
+    Raises:
+        DataError: missing, corrupt, or not 3D.
+    """
+    with _open(path, mrcfile.open) as mrc:
+        data = np.asarray(mrc.data, dtype=dtype).copy()
+        voxel = float(mrc.voxel_size.x)
     if data.ndim != 3:
         raise DataError(f"{path}: expected a 3D volume, got shape {data.shape}")
     return data, voxel
@@ -45,15 +51,7 @@ def mmap_mrc(path: str | Path) -> mrcfile.mrcmemmap.MrcMemmap:
     Raises:
         DataError: missing or corrupt, naming the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such MRC file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return mrcfile.mmap(path, mode="r", permissive=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable MRC file ({exc})") from None
+    return _open(path, mrcfile.mmap)
 
 
 def write_mrc(path: str | Path, data: np.ndarray, voxel_size: float) -> None:
