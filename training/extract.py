@@ -31,10 +31,13 @@ class Box:
     """One particle's box: its table row (the input's columns), the box and where it came from."""
 
     index: int  # position of the particle in its tomogram's picks
-    row: dict[str, Any]
     volume: np.ndarray
     inside: bool
     picks: Picks
+
+    @property
+    def row(self) -> dict[str, Any]:
+        return self.picks.rows.iloc[self.index].to_dict()
 
     @property
     def name(self) -> str:
@@ -61,10 +64,10 @@ def boxes(picks: Picks, box: int, voxel_size: float, border: str = "skip") -> It
     if border not in ("skip", "pad"):
         raise DataError(f"border must be 'skip' or 'pad', got {border!r}")
     with TomogramBoxes(picks.tomogram.path, box, voxel_size, picks.tomogram.voxel_size) as cutter:
-        for i, ((_, row), centre) in enumerate(zip(picks.rows.iterrows(), picks.positions)):
+        for i, centre in enumerate(picks.positions):
             volume, inside = cutter.cut(centre)
             if inside or border == "pad":
-                yield Box(i, row.to_dict(), volume, inside, picks)
+                yield Box(i, volume, inside, picks)
 
 
 def extract(
@@ -101,10 +104,11 @@ def extract(
             for b in boxes(picks, box, voxel_size, border):
                 name = f"subtomograms/{len(rows) + 1:06d}.mrc"
                 write_mrc(tmp / name, b.volume, voxel_size)
-                b.row.update(
+                row = b.row
+                row.update(
                     {layout.IMAGE: name, "dsmTomogram": str(picks.tomogram.path), "dsmPadded": int(not b.inside)}
                 )
-                rows.append(b.row)
+                rows.append(row)
                 kept += 1
                 bar.update()
             skipped += len(picks.rows) - kept

@@ -24,7 +24,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,19 @@ from dsmnet.training.step import load_trained
 
 @dataclass
 class Particle:
-    """One subtomogram to predict: its row, a name for messages, and how to read it."""
+    """One subtomogram to predict: its row of the input table, a name for messages, and how to
+    read it. The row is a position in a table shared by every particle, not a copy."""
 
-    row: dict[str, Any]
+    table: pd.DataFrame
+    i: int  # position in ``table``
     name: str
     path: Path | None = None  # an MRC subtomogram, read when its batch comes
     box: Box | None = None  # or a box cut from a tomogram
     volume: tuple[np.ndarray, float] | None = None  # or read already (in_memory)
+
+    @property
+    def row(self) -> dict[str, Any]:
+        return self.table.iloc[self.i].to_dict()
 
 
 def _image_path(name: str, star: Path) -> Path:
@@ -69,17 +75,17 @@ def _image_path(name: str, star: Path) -> Path:
     return beside if beside.exists() or not path.exists() else path
 
 
-def file_particles(source: Path) -> tuple[list[Particle], dict[str, Any], Path | None]:
-    """The particles of a dataset folder, a folder of MRCs or a STAR file; the STAR file's blocks
-    (to write back whole) and the dataset folder whose relative paths the output must rewrite
-    (None for a folder of MRCs, whose paths are given whole, and for a STAR file, whose paths
-    stay as RELION wrote them)."""
+def file_particles(source: Path) -> tuple[Iterator[Particle], int, dict[str, Any], Path | None]:
+    """The particles of a dataset folder, a folder of MRCs or a STAR file (streamed), how many,
+    the STAR file's blocks (to write back whole) and the dataset folder whose relative paths the
+    output must rewrite (None for a folder of MRCs, whose paths are given whole, and for a STAR
+    file, whose paths stay as RELION wrote them)."""
     if source.is_dir() and not (source / layout.PARTICLES).is_file():
         files = sorted(p for p in source.iterdir() if p.suffix in (".mrc", ".rec", ".map"))
         if not files:
             raise DataError(f"{source}: no {layout.PARTICLES} and no .mrc subtomograms")
-        rows = [Particle({layout.IMAGE: str(p)}, str(p), path=p) for p in files]
-        return rows, {}, None
+        table = pd.DataFrame({layout.IMAGE: [str(p) for p in files]})
+        return (Particle(table, i, str(p), path=p) for i, p in enumerate(files)), len(files), {}, None
     star = source / layout.PARTICLES if source.is_dir() else source
     if not star.exists():
         raise DataError(f"{source}: no such dataset folder, folder of MRC files or STAR file")
@@ -92,11 +98,10 @@ def file_particles(source: Path) -> tuple[list[Particle], dict[str, Any], Path |
             f"{star}: no {layout.IMAGE} column (the subtomogram of each particle); for picks, "
             "give the tomogram: dsmnet predict RUN --tomogram T.mrc --picks P.star"
         )
-    rows = []
-    for _, row in table.iterrows():
-        path = _image_path(str(row[layout.IMAGE]), star)
-        rows.append(Particle(row.to_dict(), str(path), path=path))
-    return rows, blocks, (source if source.is_dir() else None)  # a RELION STAR keeps its own paths
+    table = table.reset_index(drop=True)
+    paths = [_image_path(str(name), star) for name in table[layout.IMAGE]]  # a 2D stack is refused up front
+    items = (Particle(table, i, str(path), path=path) for i, path in enumerate(paths))
+    return items, len(table), blocks, (source if source.is_dir() else None)  # a RELION STAR keeps its paths
 
 
 def _load(p: Particle) -> tuple[np.ndarray, float | None]:
@@ -175,17 +180,16 @@ class _Source:
             groups = read_picks(picks, tomogram, tomograms, blocks=blocks)
             voxel = want or groups[0].tomogram.voxel_size
             check_voxel_size(groups, voxel, rescale, log)
-            items = (Particle(b.row, b.name, box=b) for g in groups for b in boxes(g, box, voxel, border))
+            items = (Particle(g.rows, b.index, b.name, box=b) for g in groups for b in boxes(g, box, voxel, border))
             return cls(items, sum(len(g.rows) for g in groups), blocks, voxel, groups)
         if source is None:
             raise DataError("nothing to predict: give a dataset folder, a folder of MRCs or a STAR file, or --picks")
         if tomogram is not None or tomograms is not None:
             raise DataError("--tomogram/--tomograms need --picks (the particles' positions)")
-        particles, blocks, data_dir = file_particles(Path(source))
+        items, total, blocks, data_dir = file_particles(Path(source))
         if in_memory:
-            for p in particles:
-                p.volume = read_mrc(p.path)
-        return cls(particles, len(particles), blocks, want, [], data_dir)
+            items = [replace(p, volume=read_mrc(p.path)) for p in items]
+        return cls(items, total, blocks, want, [], data_dir)
 
 
 def predict(
@@ -239,17 +243,17 @@ def predict(
             writer(good, x)
             bar.update(n)
         bar.close()
-        rows = writer.rows
-        if not rows:
+        if not writer.count:
             raise DataError(f"{source or picks}: no particle could be predicted ({len(skipped)} skipped)")
-        _write_tables(tmp, src.blocks, rows, skipped, classes)
+        table = writer.table()
+        _write_tables(tmp, src.blocks, table, skipped, classes)
         for maker in paint.values():
             maker.close()
     for _, why in skipped:
         log(f"skipped {why}")
-    counts = pd.Series([r.get(layout.CLASS_NAME) for r in rows]).value_counts().to_dict()
+    counts = table[layout.CLASS_NAME].value_counts().to_dict() if layout.CLASS_NAME in table else {}
     return {
-        "particles": len(rows),
+        "particles": len(table),
         "skipped": len(skipped),
         "classes": {str(k): int(v) for k, v in counts.items() if k is not None},
         "out": str(out),
@@ -259,13 +263,19 @@ def predict(
 
 
 class _Writer:
-    """Turns a batch's outputs into table rows, and masks and densities into files or maps."""
+    """Runs the model on a batch; masks and densities go to files or maps as they come, and each
+    particle's table row is kept as a reference into its input table plus its predicted class and
+    probabilities (arrays), so memory does not grow with the rows' columns."""
 
     def __init__(self, model, rt, classes, unscale, tmp: Path, out: Path, data_dir: Path | None, paint, voxel: float):
         self.model, self.rt, self.classes, self.unscale = model, rt, classes, unscale
         self.targets = dict(model.targets)
         self.tmp, self.out, self.data_dir, self.paint, self.voxel = tmp, out, data_dir, paint, voxel
-        self.rows: list[dict] = []
+        self.tables: dict[int, pd.DataFrame] = {}  # id → an input table the particles are rows of
+        self.refs: list[np.ndarray] = []  # per batch: (table id, row position) of each particle
+        self.probs: list[np.ndarray] = []  # per batch: every class's probability
+        self.files: set[str] = set()  # the per-particle outputs written: layout.MASK, layout.DENSITY
+        self.count = 0
 
     def __call__(self, good: list[Particle], x: np.ndarray) -> None:
         if not good:
@@ -273,54 +283,69 @@ class _Writer:
         with self.rt.autocast():
             pred = self.model(self.rt.input(torch.from_numpy(x)))
         pred = {k: v.float().cpu() for k, v in pred.items()}
+        kinds = {self.targets[head]: value for head, value in pred.items()}
+        prob = kinds["class"].softmax(1) if "class" in kinds else None
+        if prob is not None and not (finite := torch.isfinite(prob).all(1)).all():
+            bad = good[int((~finite).nonzero()[0])]  # never a NaN probability in a STAR file
+            raise DataError(f"{bad.name}: the model's class probabilities are not finite")
+        masks = kinds["mask"].argmax(1).numpy().astype(np.int8) if "mask" in kinds else None
+        densities = (kinds["density"][:, 0].numpy() * self.unscale).astype(np.float32) if "density" in kinds else None
         for j, p in enumerate(good):
-            self.rows.append(self._row(p, {head: value[j] for head, value in pred.items()}))
+            mask = None if masks is None else masks[j]
+            density = None if densities is None else densities[j]
+            self._files(p, self.count + j + 1, mask, density, prob[j] if prob is not None else None)
+        for p in good:
+            self.tables.setdefault(id(p.table), p.table)
+        self.refs.append(np.array([(id(p.table), p.i) for p in good], dtype=np.int64))
+        if prob is not None:
+            self.probs.append(prob.numpy().astype(np.float32))
+        self.count += len(good)
 
-    def _row(self, p: Particle, pred: dict[str, torch.Tensor]) -> dict:
-        record = dict(p.row)
-        if self.data_dir is not None and layout.IMAGE in record:  # paths stay valid from the output folder
-            record[layout.IMAGE] = os.path.relpath(self.data_dir / str(record[layout.IMAGE]), self.out)
-        mask = density = None
-        k, probability = None, 1.0
-        for head, value in pred.items():
-            kind = self.targets[head]
-            if kind == "class":
-                prob = value.softmax(0)
-                if not torch.isfinite(prob).all():  # never a NaN probability in a STAR file
-                    raise DataError(f"{p.name}: the model's class probabilities are not finite")
-                k = int(prob.argmax())
-                probability = float(prob[k])
-                if layout.CLASS_NUMBER in record and "dsmInputClassNumber" not in record:
-                    record["dsmInputClassNumber"] = record[layout.CLASS_NUMBER]
-                record.update(
-                    {layout.CLASS_NUMBER: k + 1, layout.CLASS_NAME: self.classes[k], "dsmClassProbability": probability}
-                )
-                record.update({f"dsmProb_{c}": float(v) for c, v in zip(self.classes, prob)})
-            elif kind == "mask":
-                mask = value.argmax(0).numpy().astype(np.int8)
-            else:
-                density = (value[0].numpy() * self.unscale).astype(np.float32)
+    def _files(self, p: Particle, number: int, mask, density, prob) -> None:
         if p.box is not None and self.paint:
-            self.paint[id(p.box.picks)].add(p.box, mask, density, k, probability)
-            return record
-        stem = f"{len(self.rows) + 1:06d}"
-        if mask is not None:
-            write_mrc(self.tmp / "masks" / f"{stem}.mrc", mask, self.voxel)
-            record[layout.MASK] = f"masks/{stem}.mrc"
-        if density is not None:
-            write_mrc(self.tmp / "densities" / f"{stem}.mrc", density, self.voxel)
-            record[layout.DENSITY] = f"densities/{stem}.mrc"
-        return record
+            k = int(prob.argmax()) if prob is not None else None
+            self.paint[id(p.box.picks)].add(p.box, mask, density, k, float(prob[k]) if k is not None else 1.0)
+            return
+        for name, volume, folder in ((layout.MASK, mask, "masks"), (layout.DENSITY, density, "densities")):
+            if volume is not None:
+                write_mrc(self.tmp / folder / f"{number:06d}.mrc", volume, self.voxel)
+                self.files.add(name)
+
+    def table(self) -> pd.DataFrame:
+        """The predicted particles' rows: their input columns (in prediction order), an input
+        class number kept as ``dsmInputClassNumber``, then the predictions."""
+        refs = np.concatenate(self.refs)
+        parts = []
+        for key, table in self.tables.items():
+            at = np.flatnonzero(refs[:, 0] == key)
+            parts.append(table.iloc[refs[at, 1]].set_axis(at))
+        table = pd.concat(parts).sort_index() if len(parts) > 1 else parts[0].reset_index(drop=True)
+        if self.data_dir is not None and layout.IMAGE in table:  # paths stay valid from the output folder
+            table[layout.IMAGE] = [os.path.relpath(self.data_dir / str(n), self.out) for n in table[layout.IMAGE]]
+        if self.probs:
+            prob = np.concatenate(self.probs)
+            k = prob.argmax(1)
+            if layout.CLASS_NUMBER in table and "dsmInputClassNumber" not in table:
+                table["dsmInputClassNumber"] = table[layout.CLASS_NUMBER]
+            table[layout.CLASS_NUMBER] = k + 1
+            table[layout.CLASS_NAME] = np.asarray(self.classes, dtype=object)[k]
+            table["dsmClassProbability"] = prob[np.arange(len(k)), k].astype(float)
+            for c, column in zip(self.classes, prob.T):
+                table[f"dsmProb_{c}"] = column.astype(float)
+        numbers = np.arange(1, len(table) + 1)
+        for name, folder in ((layout.MASK, "masks"), (layout.DENSITY, "densities")):
+            if name in self.files:
+                table[name] = [f"{folder}/{n:06d}.mrc" for n in numbers]
+        return table
 
 
-def _write_tables(tmp: Path, blocks: dict, rows: list[dict], skipped: list[tuple[Particle, str]], classes) -> None:
+def _write_tables(tmp: Path, blocks: dict, table: pd.DataFrame, skipped: list[tuple[Particle, str]], classes) -> None:
     """predictions.star (the input's other blocks kept), one STAR per predicted class, skipped.star."""
     name = (
         "particles"
         if "particles" in blocks or not blocks
         else next(k for k, v in blocks.items() if isinstance(v, pd.DataFrame))
     )
-    table = pd.DataFrame(rows)
 
     def whole(particles: pd.DataFrame) -> dict:
         out = {k: v for k, v in blocks.items() if k != name}

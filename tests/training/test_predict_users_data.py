@@ -177,8 +177,8 @@ def test_label_maps_put_each_mask_where_its_particle_is_and_overlaps_to_the_more
     maps = TomogramMaps(picks, tmp_path, list(CLASSES), voxel_size=10.0)
     ball = np.indices((16, 16, 16)) - 8.0
     ball = ((ball**2).sum(0) <= 9).astype(np.int8)  # radius 3 model voxels = 30 Å
-    maps.add(Box(0, {}, None, True, picks), ball, ball.astype(np.float32), 0, 0.6)
-    maps.add(Box(1, {}, None, True, picks), ball, 2 * ball.astype(np.float32), 2, 0.9)
+    maps.add(Box(0, None, True, picks), ball, ball.astype(np.float32), 0, 0.6)
+    maps.add(Box(1, None, True, picks), ball, 2 * ball.astype(np.float32), 2, 0.9)
     maps.close()
     with (
         mrcfile.open(tmp_path / "tomograms" / "t_labels.mrc") as labels,
