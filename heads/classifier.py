@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,6 +23,31 @@ def log_prior(frequencies: torch.Tensor, classes: int) -> torch.Tensor:
     return (log - log.mean()).float()
 
 
+class ShellPool(nn.Module):
+    """Each channel's mean and standard deviation over spherical shells about the map's centre.
+
+    A subtomogram's particle sits at the box centre in a random orientation: shell statistics are
+    invariant to rotations about the centre (up to the grid) yet keep how far from the centre a
+    feature lies, which is what tells the target from its crowding neighbours — global pooling
+    keeps neither, flattening keeps both but must learn every orientation. Shells are 1 voxel
+    thick (distances rounded), up to the corners.
+    """
+
+    def __init__(self, size: tuple[int, ...]):
+        super().__init__()
+        grid = np.indices(size) - (np.array(size) - 1)[:, None, None, None] / 2  # numpy: built on any device
+        shell = np.sqrt((grid**2).sum(0)).round().astype(int).ravel()
+        weights = np.eye(shell.max() + 1, dtype=np.float32)[:, shell]
+        self.register_buffer("weights", torch.tensor(weights / weights.sum(1, keepdims=True)), persistent=False)
+        self.shells = len(weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2).float()
+        mean = flat @ self.weights.T
+        var = (flat.square() @ self.weights.T - mean.square()).clamp_min(0)
+        return torch.cat([mean, (var + 1e-6).sqrt()], 1).flatten(1).to(x.dtype)
+
+
 class Classifier(nn.Module):
     """Pool the encoder's deepest map, then fully connected layers with dropout, then class logits.
 
@@ -34,7 +60,8 @@ class Classifier(nn.Module):
         hidden: widths of the hidden fully connected layers (their last output is the feature
             vector used for unseen-structure discovery).
         dropout: dropout after each hidden layer.
-        pool: ``avg`` or ``max`` (global) pooling, or ``flatten`` the whole map.
+        pool: ``avg`` or ``max`` (global) pooling, ``flatten`` the whole map, or ``shells``
+            (each channel's mean and s.d. over spherical shells about the centre, :class:`ShellPool`).
         act: activation after each hidden layer.
         norm: normalisation of each hidden layer before its activation: ``none`` (the papers'),
             ``batch`` (BatchNorm1d) or ``layer`` (LayerNorm). Without it a wide flattened input
@@ -53,7 +80,7 @@ class Classifier(nn.Module):
         classes: Classes = 22,
         hidden: tuple[Width, ...] = (1024,),
         dropout: Probability = 0.7,
-        pool: Literal["avg", "max", "flatten"] = "avg",
+        pool: Literal["avg", "max", "flatten", "shells"] = "avg",
         act: Act = "relu",
         norm: Literal["none", "batch", "layer"] = "none",
     ):
@@ -62,9 +89,13 @@ class Classifier(nn.Module):
             self.pool = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten())
         elif pool == "max":
             self.pool = nn.Sequential(nn.AdaptiveMaxPool3d(1), nn.Flatten())
+        elif pool == "shells":
+            self.pool = ShellPool(in_shape.size)
         else:
             self.pool = nn.Flatten()
-        width = in_shape.numel if pool == "flatten" else in_shape.channels
+        width = {"flatten": in_shape.numel, "shells": 2 * in_shape.channels * getattr(self.pool, "shells", 0)}.get(
+            pool, in_shape.channels
+        )
         layers: list[nn.Module] = []
         for h in hidden:
             layers.append(nn.Linear(width, h, bias=norm != "batch"))  # BatchNorm's shift is the bias

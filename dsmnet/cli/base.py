@@ -1,0 +1,49 @@
+"""What every command module shares: the command registry, the CLI's user error, common help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+
+from dsmnet.registry.errors import UserError
+
+
+class UsageError(UserError):
+    """Bad command-line input, reported as ``dsmnet: error: …`` with exit code 2."""
+
+
+COMMANDS: list[tuple[tuple, dict, Callable[[argparse.ArgumentParser], None], Callable]] = []
+
+
+def command(*names: str, arguments: Callable[[argparse.ArgumentParser], None], **kwargs):
+    """Register a subcommand: its name and help, the function adding its arguments (written just
+    above its handler), and the handler."""
+
+    def register(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS.append((names, kwargs, arguments, handler))
+        return handler
+
+    return register
+
+
+PICKS_HELP = (
+    "STAR file of picks: RELION-4 rlnCoordinateX/Y/Z (0-based pixels of the tomogram) or RELION-5 "
+    "rlnCenteredCoordinateX/Y/ZAngst (Å from the tomogram's centre), detected from the columns"
+)
+TOMOGRAMS_HELP = (
+    "a folder of tomograms named after rlnTomoName, or a RELION tomograms.star (picks from several tomograms)"
+)
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def tomogram_arguments(p: argparse.ArgumentParser) -> None:
+    """What extract and predict share: where the tomograms are, their voxel size, the border."""
+    p.add_argument("--tomograms", help=TOMOGRAMS_HELP)
+    p.add_argument(
+        "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
+    )
+    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="picks whose box crosses the border")

@@ -1,0 +1,168 @@
+"""Commands that make or cut data: ``simulate``, ``structures``, ``extract``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dsmnet.cli.base import PICKS_HELP, UsageError, command, print_json, tomogram_arguments
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        z, y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X voxels (e.g. 200,400,400), got {text!r}") from None
+    return z, y, x
+
+
+def _classes(text: str) -> int | list[str]:
+    return int(text) if text.isdigit() else [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _simulate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="A", help="A (SNR 0.06) or B (SNR 0.01): 3205 subtomograms of 22 classes")
+    p.add_argument("--out", help="the dataset folder to write")
+    p.add_argument("--n", type=int, help="number of subtomograms (balanced over the classes)")
+    p.add_argument("--classes", type=_classes, help="how many library classes (the first N), or names a,b,c")
+    p.add_argument("--snr", type=float, help="signal-to-noise ratio")
+    p.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
+    p.add_argument("--box", type=int, help="subtomogram side in voxels (default 40)")
+    p.add_argument("--tomogram", type=_shape, help="tomogram shape Z,Y,X in voxels (default 200,400,400)")
+    p.add_argument("--crowding", type=float, help="volume fraction inside molecules (default 0.05)")
+    p.add_argument(
+        "--mode", choices=["fourier", "projection"], help="imaging: fourier (fast) or projection (tilt series)"
+    )
+    p.add_argument("--no-tomograms", action="store_true", help="do not write the whole tomograms")
+    p.add_argument("--preview", help="write a PNG of what was made (alone: of the dataset the PNG lies in)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+
+
+@command(
+    "simulate",
+    help="simulate crowded tomograms and extract subtomograms with ground truth",
+    arguments=_simulate_arguments,
+)
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from dsmnet.simulate.generate import SimulationConfig, simulate
+    from dsmnet.simulate.preview import is_dataset, write_preview
+
+    if args.out is None:
+        if args.preview is None:
+            raise UsageError("give --out DIR (where to write the dataset) and/or --preview PNG")
+        folder = Path(args.preview).parent
+        if not is_dataset(folder):
+            raise UsageError(f"{folder} is not a dataset: simulate one with --out {folder} first")
+        print(write_preview(folder, Path(args.preview)))
+        return 0
+    config = SimulationConfig.preset(
+        args.preset,
+        n=args.n,
+        classes=args.classes,
+        snr=args.snr,
+        seed=args.seed,
+        box=args.box,
+        tomogram=args.tomogram,
+        crowding=args.crowding,
+        mode=args.mode,
+        write_tomograms=False if args.no_tomograms else None,
+    )
+    summary = simulate(config, Path(args.out), overwrite=args.overwrite, progress=print)
+    print(
+        f"wrote {summary['subtomograms']} subtomograms of {len(summary['per_class'])} classes to {args.out} "
+        f"in {summary['seconds']:.1f} s (measured SNR {summary['measured_snr']:.4f})"
+    )
+    if args.preview:
+        print(write_preview(Path(args.out), Path(args.preview)))
+    return 0
+
+
+def _structures_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "add"])
+    p.add_argument("file", nargs="?", help="with add: a PDB or mmCIF file")
+    p.add_argument("--name", help="with add: the class name")
+    p.add_argument("--assembly", help="with add: a biological assembly id from the file")
+    p.add_argument("--voxel-size", type=float, default=10.0, help="Å per voxel (default 10)")
+    p.add_argument("--box", type=int, default=40, help="the largest structure accepted, in voxels (default 40)")
+    p.add_argument(
+        "--library", help="user library folder (default $DSMNET_LIBRARY or ~/.local/share/dsmnet/structures)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("structures", help="the structure library: list, or add your own PDB/mmCIF", arguments=_structures_arguments)
+def cmd_structures(args: argparse.Namespace) -> int:
+    from dsmnet.simulate.library import add_structure, load_library, user_library_dir
+
+    library = Path(args.library) if args.library else None
+    if args.action == "add":
+        if not args.file or not args.name:
+            raise UsageError("usage: dsmnet structures add FILE --name NAME")
+        s = add_structure(
+            Path(args.file),
+            args.name,
+            library=library,
+            voxel_size=args.voxel_size,
+            max_box=args.box,
+            assembly=args.assembly,
+        )
+        print(
+            f"added {s.name}: {s.mass_kda} kDa, {s.box}³ voxels at {s.voxel_size} Å → {library or user_library_dir()}"
+        )
+        return 0
+    rows = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "mass_kda": s.mass_kda,
+            "box": s.box,
+            "voxel_size": s.voxel_size,
+            "description": s.description,
+        }
+        for s in load_library(library).values()
+    ]
+    if args.json:
+        print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['name']:<30}{r['kind']:<8}{r['mass_kda']:>9.1f} kDa {r['box']:>4}³  {r['description']}")
+    return 0
+
+
+def _extract_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("tomogram", nargs="?", help="tomogram MRC (or give --tomograms)")
+    p.add_argument("picks", help=PICKS_HELP)
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--box", type=int, default=40, help="box side in voxels (default 40)")
+    p.add_argument(
+        "--voxel-size", type=float, default=10.0, help="voxel size of the boxes in Å (default 10, the model's)"
+    )
+    tomogram_arguments(p)
+    p.add_argument("--rescale", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    p.add_argument("--overwrite", action="store_true")
+
+
+@command(
+    "extract",
+    help="cut subtomograms from tomograms at picked positions, at the model's voxel size",
+    arguments=_extract_arguments,
+)
+def cmd_extract(args: argparse.Namespace) -> int:
+    from dsmnet.training.extract import extract
+
+    r = extract(
+        args.picks,
+        args.out,
+        tomogram=args.tomogram,
+        tomograms=args.tomograms,
+        box=args.box,
+        voxel_size=args.voxel_size,
+        rescale=not args.no_rescale,
+        border=args.border,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"extracted {r['extracted']} subtomograms ({r['skipped']} skipped at the border; {r['convention']} picks) "
+        f"at {r['voxel_size']:g} Å → {r['out']}"
+    )
+    return 0

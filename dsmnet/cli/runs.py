@@ -1,0 +1,157 @@
+"""Commands on trained runs: ``train``, ``evaluate``, ``predict``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from dsmnet.cli.base import PICKS_HELP, UsageError, command, tomogram_arguments
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="a spec file or built-in name")
+    p.add_argument("--data", required=True, help="dataset folder (particles.star + MRC files)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, metrics, figures")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--lr", type=float, help="learning rate (spec default: 1e-3)")
+    p.add_argument("--batch-size", type=int, help="global batch size (spec default: 64)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (spec default: 100)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (spec default: 15)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="autocast dtype")
+    p.add_argument(
+        "--augment",
+        nargs="?",
+        const="rot180",
+        default="none",
+        choices=("none", "flip", "rot180", "rotate"),
+        help="wedge-preserving augmentation: rot180 (the default when given: 180° rotations about z, y or x, "
+        "keeping the molecule's hand), flip (random flips, which also mirror it) or rotate (a random rotation "
+        "per particle, then only the data's measured frequencies kept: wedge and band limit)",
+    )
+    p.add_argument(
+        "--no-prior-init",
+        action="store_true",
+        help="start heads from zero biases instead of the training split's class/voxel frequencies and mean density",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+@command("train", help="train a spec on a dataset (the paper's protocol by default)", arguments=_train_arguments)
+def cmd_train(args: argparse.Namespace) -> int:
+    from dsmnet.training.loop import TrainConfig, train
+
+    config = TrainConfig(
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        augment=args.augment,
+        prior_init=not args.no_prior_init,
+        progress=not args.no_progress,
+    )
+    summary = train(args.spec, args.data, args.out, config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"done: {summary['epochs']} epochs, best validation loss {summary['best_val_loss']:.4f} at epoch "
+            f"{summary['best_epoch']}{' (early stop)' if summary['stopped_early'] else ''} → {args.out}"
+        )
+    return 0
+
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (or checkpoint file)")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="test", help="train, val, test (of the run's split) or all")
+    p.add_argument("--out", help="output folder (default RUN/evaluate-SPLIT)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("evaluate", help="metrics, confusion matrix, FSC and figures of a trained run", arguments=_evaluate_arguments)
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dsmnet.training.evaluate import evaluate, table
+
+    results = evaluate(args.run, args.data, args.split, args.out, args.device)
+    print(
+        json.dumps({k: v for k, v in results.items() if not k.startswith(("confusion", "fsc"))}, indent=1)
+        if args.json
+        else table(results)
+    )
+    print(f"wrote {results['out']}")
+    return 0
+
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (or checkpoint file)")
+    p.add_argument(
+        "data", nargs="?", help="a dataset folder, a folder of MRC subtomograms or a STAR file with rlnImageName"
+    )
+    p.add_argument("--tomogram", help="the tomogram the --picks are in (boxes cut at the model's voxel size)")
+    p.add_argument("--picks", help=PICKS_HELP)
+    p.add_argument("--out", required=True, help="folder for predictions.star, per-class STARs and maps")
+    tomogram_arguments(p)
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip (and list in skipped.star) subtomograms that cannot be predicted"
+    )
+    p.add_argument("--no-maps", action="store_true", help="no tomogram-sized label and density maps")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true")
+
+
+@command(
+    "predict",
+    help="classes, masks and densities for subtomograms, or for a tomogram's picks (with label maps)",
+    arguments=_predict_arguments,
+)
+def cmd_predict(args: argparse.Namespace) -> int:
+    from dsmnet.training.predict import predict
+
+    if args.data is None and args.picks is None:
+        raise UsageError("predict needs DATA (a dataset folder, a folder of MRCs or a STAR file) or --picks")
+    r = predict(
+        args.run,
+        args.data,
+        args.out,
+        tomogram=args.tomogram,
+        picks=args.picks,
+        tomograms=args.tomograms,
+        rescale=not args.no_rescale,
+        border=args.border,
+        skip_bad=args.skip_bad,
+        maps=not args.no_maps,
+        device=args.device,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    classes = ", ".join(f"{k} {v}" for k, v in sorted(r["classes"].items(), key=lambda kv: -kv[1])[:5])
+    print(
+        f"predicted {r['particles']} particles ({r['skipped']} skipped) on {r['device']} → {r['out']}/predictions.star"
+        + (f"; most predicted: {classes}" if classes else "")
+    )
+    for m in r["maps"]:
+        print(f"label map {m}")
+    return 0
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo", help="demo folder (default demo/)")
+    p.add_argument("--fresh", action="store_true", help="start over instead of reusing demo/ parts")
+
+
+@command(
+    "demo", help="simulate, train DSM-Net, evaluate: the main job end to end (make demo)", arguments=_demo_arguments
+)
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dsmnet.training.demo import run_demo
+
+    return run_demo(Path(args.out), fresh=args.fresh)
