@@ -137,6 +137,59 @@ def _extractable(tomo: Tomogram, shape: tuple[int, ...], box: int) -> list:
     return [m for m in tomo.molecules if all(half <= c <= s - half for c, s in zip(m.centre, shape))]
 
 
+def _write_particle(tmp: Path, config: SimulationConfig, m, noisy: np.ndarray, index: int, tomogram: str, name: str):
+    """Write one molecule's subtomogram (cut from the noisy tomogram), mask and density; return
+    its row of ``particles.star``."""
+    lo = m.centre - config.box // 2
+    region = tuple(slice(int(a), int(a) + config.box) for a in lo)
+    volumes = {
+        "subtomograms": noisy[region],
+        "masks": paste(m.region.astype(np.int8), m.corner, config.box, m.centre),
+        "densities": paste(m.density, m.corner, config.box, m.centre),
+    }
+    files = {kind: f"{kind}/{index:06d}.mrc" for kind in volumes}
+    for kind, volume in volumes.items():
+        write_mrc(tmp / files[kind], volume, config.voxel_size)
+    rot, tilt, psi = relion_angles(m.rotation)
+    z, y, x = (float(c) for c in m.centre)
+    return {
+        layout.TOMO: tomogram,
+        "rlnCoordinateX": x,
+        "rlnCoordinateY": y,
+        "rlnCoordinateZ": z,
+        "rlnAngleRot": rot,
+        "rlnAngleTilt": tilt,
+        "rlnAnglePsi": psi,
+        layout.CLASS_NUMBER: m.cls + 1,
+        layout.CLASS_NAME: name,
+        layout.IMAGE: files["subtomograms"],
+        layout.MASK: files["masks"],
+        layout.DENSITY: files["densities"],
+    }
+
+
+def _summary(config: SimulationConfig, structures, have: np.ndarray, n: int, tomograms: list[dict]) -> dict:
+    """What ``simulation.json`` records: the settings, counts, SNR (nominal and measured) and library."""
+    snrs = [t["measured_snr"] for t in tomograms]
+    return {
+        "config": config.as_dict(),
+        "subtomograms": n,
+        "per_class": {s.name: int(h) for s, h in zip(structures, have)},
+        "tomograms": tomograms,
+        "snr": {
+            "nominal": config.snr,
+            "convention": "AITom (Xu lab): nominal = unfiltered clean-tomogram variance / variance of the "
+            "noise added, half before the CTF and half after; CTF envelope and band limit at 1/(4 nm)",
+            "measured_total": float(np.mean(snrs)),
+            "measured_in_band": float(np.mean([t["measured_snr_in_band"] for t in tomograms])),
+        },
+        "measured_snr": float(np.mean(snrs)),
+        "library": {s.name: hashlib.sha256(s.density.tobytes()).hexdigest() for s in structures},
+        "mask": "the target's region: its own density at its structure's contour (the level enclosing "
+        "1.21 Å³/Da of its mass), closed with a 2 nm ball and cavities filled; neighbours excluded",
+    }
+
+
 def simulate(
     config: SimulationConfig,
     out: Path,
@@ -162,7 +215,6 @@ def simulate(
     have = np.zeros(len(structures), int)
     rows, tomograms = [], []
     start = time.perf_counter()
-    half = config.box // 2
     # a bar on a terminal; in a log the per-tomogram lines below already say how far it got
     bar = Progress(config.n, "simulate", "subtomograms", log=lambda _msg: None, enabled=progress is not None)
     with atomic_dir(out, overwrite=overwrite) as tmp, bar:
@@ -178,38 +230,10 @@ def simulate(
                     continue
                 have[m.cls] += 1
                 made += 1
-                index = len(rows) + 1
-                lo = m.centre - half
-                region = tuple(slice(int(a), int(a) + config.box) for a in lo)
-                sub = imaged.noisy[region]
-                density = paste(m.density, m.corner, config.box, m.centre)
-                mask = paste(m.region.astype(np.int8), m.corner, config.box, m.centre)
-                files = {kind: f"{kind}/{index:06d}.mrc" for kind in ("subtomograms", "masks", "densities")}
-                write_mrc(tmp / files["subtomograms"], sub, config.voxel_size)
-                write_mrc(tmp / files["masks"], mask, config.voxel_size)
-                write_mrc(tmp / files["densities"], density, config.voxel_size)
-                rot, tilt, psi = relion_angles(m.rotation)
-                z, y, x = (float(c) for c in m.centre)
-                rows.append(
-                    {
-                        layout.TOMO: name,
-                        "rlnCoordinateX": x,
-                        "rlnCoordinateY": y,
-                        "rlnCoordinateZ": z,
-                        "rlnAngleRot": rot,
-                        "rlnAngleTilt": tilt,
-                        "rlnAnglePsi": psi,
-                        layout.CLASS_NUMBER: m.cls + 1,
-                        layout.CLASS_NAME: structures[m.cls].name,
-                        layout.IMAGE: files["subtomograms"],
-                        layout.MASK: files["masks"],
-                        layout.DENSITY: files["densities"],
-                    }
-                )
+                rows.append(_write_particle(tmp, config, m, imaged.noisy, len(rows) + 1, name, structures[m.cls].name))
             if config.write_tomograms:
-                write_mrc(tmp / "tomograms" / f"{name}.mrc", imaged.noisy, config.voxel_size)
-                write_mrc(tmp / "tomograms" / f"{name}_clean.mrc", tomo.clean, config.voxel_size)
-                write_mrc(tmp / "tomograms" / f"{name}_labels.mrc", tomo.labels, config.voxel_size)
+                for suffix, volume in (("", imaged.noisy), ("_clean", tomo.clean), ("_labels", tomo.labels)):
+                    write_mrc(tmp / "tomograms" / f"{name}{suffix}.mrc", volume, config.voxel_size)
             tomograms.append(
                 {
                     "name": name,
@@ -237,24 +261,7 @@ def simulate(
             for i, s in enumerate(structures)
         ]
         (tmp / layout.CLASSES).write_text(json.dumps(classes, indent=1) + "\n")
-        snrs = [t["measured_snr"] for t in tomograms]
-        summary = {
-            "config": config.as_dict(),
-            "subtomograms": len(rows),
-            "per_class": {s.name: int(h) for s, h in zip(structures, have)},
-            "tomograms": tomograms,
-            "snr": {
-                "nominal": config.snr,
-                "convention": "AITom (Xu lab): nominal = unfiltered clean-tomogram variance / variance of the "
-                "noise added, half before the CTF and half after; CTF envelope and band limit at 1/(4 nm)",
-                "measured_total": float(np.mean(snrs)),
-                "measured_in_band": float(np.mean([t["measured_snr_in_band"] for t in tomograms])),
-            },
-            "measured_snr": float(np.mean(snrs)),
-            "library": {s.name: hashlib.sha256(s.density.tobytes()).hexdigest() for s in structures},
-            "mask": "the target's region: its own density at its structure's contour (the level enclosing "
-            "1.21 Å³/Da of its mass), closed with a 2 nm ball and cavities filled; neighbours excluded",
-        }
+        summary = _summary(config, structures, have, len(rows), tomograms)
         (tmp / layout.SIMULATION).write_text(json.dumps(summary, indent=1) + "\n")
     summary["seconds"] = time.perf_counter() - start
     return summary
