@@ -55,6 +55,32 @@ def without_class(src: Path, dst: Path, holdout: str) -> Path:
 
 
 @torch.no_grad()
+def _features(model, data, rt, cls_head: str, rec_head: str | None):
+    """Every particle's classifier feature vector (numpy) and, with a density head, its recovered density."""
+    feats, recs = [], []
+    for start in range(0, len(data), 64):
+        x = rt.input(data.x[start : start + 64])
+        with rt.autocast():
+            feats.append(model.features(x, cls_head).float().cpu())
+            if rec_head is not None:
+                recs.append(model(x)[rec_head].float().cpu())
+    return torch.cat(feats).numpy(), (torch.cat(recs) if recs else None)
+
+
+def _holdout_fsc(recovered: torch.Tensor, data, held: np.ndarray, holdout: str, out: Path) -> dict[str, Any]:
+    """FSC of the held-out class's recovered densities against the true ones, with its figures."""
+    pred = recovered[torch.from_numpy(held)][:, 0]
+    truth = data.targets["density"][torch.from_numpy(held)][:, 0]
+    curve = fsc_curve(pred, truth).numpy().mean(0)
+    fsc_figure(curve, data.voxel_size, out / "fsc_holdout.png", label=f"{holdout}: recovered vs true")
+    _recovery_figure(truth[:4].numpy(), pred[:4].numpy(), out / "recovery.png")
+    return {
+        "curve": curve.tolist(),
+        "resolution_0.5": resolution(curve, data.voxel_size, 0.5),
+        "resolution_0.143": resolution(curve, data.voxel_size, 0.143),
+    }
+
+
 def discover(
     run: str | Path, data_dir: str | Path, holdout: str, out: str | Path, device: str = "auto"
 ) -> dict[str, Any]:
@@ -73,14 +99,7 @@ def discover(
     data = load_dataset(data_dir, box=tuple(state["spec"]["input"]["shape"]))
     if holdout not in data.classes:
         raise DataError(f"{data_dir}: no class {holdout!r} (classes: {', '.join(data.classes)})")
-    feats, recs = [], []
-    for start in range(0, len(data), 64):
-        x = rt.input(data.x[start : start + 64])
-        with rt.autocast():
-            feats.append(model.features(x, cls_head).float().cpu())
-            if rec_head is not None:
-                recs.append(model(x)[rec_head].float().cpu())
-    features = torch.cat(feats).numpy()
+    features, recovered = _features(model, data, rt, cls_head, rec_head)
     labels = data.labels
     held = labels == data.classes.index(holdout)
     k = len(data.classes)
@@ -102,17 +121,8 @@ def discover(
     out.mkdir(parents=True, exist_ok=True)
     embedding = TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(features)
     _tsne_figure(embedding, labels, held, data.classes, holdout, out / "tsne.png")
-    if rec_head is not None and "density" in data.targets:
-        pred = torch.cat(recs)[torch.from_numpy(held)][:, 0]
-        truth = data.targets["density"][torch.from_numpy(held)][:, 0]
-        curve = fsc_curve(pred, truth).numpy().mean(0)
-        result["fsc"] = {
-            "curve": curve.tolist(),
-            "resolution_0.5": resolution(curve, data.voxel_size, 0.5),
-            "resolution_0.143": resolution(curve, data.voxel_size, 0.143),
-        }
-        fsc_figure(curve, data.voxel_size, out / "fsc_holdout.png", label=f"{holdout}: recovered vs true")
-        _recovery_figure(truth[:4].numpy(), pred[:4].numpy(), out / "recovery.png")
+    if recovered is not None and "density" in data.targets:
+        result["fsc"] = _holdout_fsc(recovered, data, held, holdout, out)
     atomic_write_text(out / "discover.json", json.dumps(result, indent=1) + "\n")
     pd.DataFrame(
         {

@@ -86,6 +86,22 @@ def _region(corner: np.ndarray, size: int) -> tuple[slice, slice, slice]:
     return tuple(slice(int(c), int(c) + size) for c in corner)  # type: ignore[return-value]
 
 
+def _position(s: Structure, shape: tuple[int, int, int], taken: np.ndarray, rng: np.random.Generator, tries: int):
+    """A random orientation of ``s`` and a random position where it overlaps nothing placed yet
+    (its exclusion zone against ``taken``), tried ``tries`` times: (rotation, rotated density,
+    corner, the box's slices), or None."""
+    rotation = Rotation.random(random_state=rng)
+    density = rotate(s.density, rotation)
+    exclusion = density > EXCLUSION * s.contour
+    b = density.shape[0]
+    for _ in range(tries):
+        corner = np.array([rng.integers(0, n - b + 1) for n in shape])
+        box = _region(corner, b)
+        if not (taken[box] & exclusion).any():
+            return rotation, density, corner, box
+    return None
+
+
 def crowd(
     shape: tuple[int, int, int],
     structures: list[Structure],
@@ -127,18 +143,12 @@ def crowd(
             if filled >= target and len(plan) == len(order):
                 break
             s = structures[int(cls)]
-            rotation = Rotation.random(random_state=rng)
-            density = rotate(s.density, rotation)
-            exclusion = density > EXCLUSION * s.contour
-            b = density.shape[0]
-            for _ in range(max_tries):
-                corner = np.array([rng.integers(0, n - b + 1) for n in shape])
-                box = _region(corner, b)
-                if not (taken[box] & exclusion).any():
-                    break
-            else:
+            found = _position(s, shape, taken, rng, max_tries)
+            if found is None:
                 continue
-            taken[box] |= exclusion
+            rotation, density, corner, box = found
+            b = density.shape[0]
+            taken[box] |= density > EXCLUSION * s.contour
             clean[box] += density
             inside = density >= s.contour
             own = region(density, s.contour, s.voxel_size) & ~(labels[box] > 0)  # neighbours excluded

@@ -181,6 +181,35 @@ def read_classes(root: Path) -> list[str] | None:
         raise DataError(f"{path}: not a class list ({exc})") from None
 
 
+def _class_names(root: Path, table: pd.DataFrame, classes: list[str] | None) -> list[str] | None:
+    """The class names labels index: ``classes`` (a checkpoint's; the dataset's ``classes.json``
+    must agree), else ``classes.json``, else the names found in the table."""
+    own = read_classes(root)
+    if classes and own and own != classes:
+        raise DataError(
+            f"{root / layout.CLASSES}: the class names ({', '.join(own)}) do not match the model's "
+            f"({', '.join(classes)})"
+        )
+    names = classes or own
+    if names is None and layout.CLASS_NAME in table.columns:
+        names = sorted({n for n in table[layout.CLASS_NAME].astype(str) if n and n != "<NA>"})
+    return names
+
+
+def _check_subtomogram(path: Path, box: tuple[int, ...] | None, shape: tuple[int, ...] | None):
+    """Read and check one subtomogram (read again when a batch needs it): the model's box, the
+    same size as the others, finite and not constant. Its shape and voxel size."""
+    sub, vs = read_mrc(path)
+    if box is not None and tuple(sub.shape) != tuple(box):
+        raise DataError(
+            f"{path}: subtomogram is {'×'.join(map(str, sub.shape))}, but the model takes {'×'.join(map(str, box))}"
+        )
+    if shape is not None and sub.shape != shape:
+        raise DataError(f"{path}: size {sub.shape} differs from {shape}")
+    check_voxels(sub, path)
+    return sub.shape, vs
+
+
 def load_dataset(
     root: str | Path,
     classes: list[str] | None = None,
@@ -206,15 +235,7 @@ def load_dataset(
     table = read_star(star)
     if layout.IMAGE not in table.columns:
         raise DataError(f"{star}: no {layout.IMAGE} column (the subtomogram of each particle)")
-    own = read_classes(root) if targets else None
-    if classes and own and own != classes:
-        raise DataError(
-            f"{root / layout.CLASSES}: the class names ({', '.join(own)}) do not match the model's "
-            f"({', '.join(classes)})"
-        )
-    names = classes or own
-    if names is None and targets and layout.CLASS_NAME in table.columns:
-        names = sorted({n for n in table[layout.CLASS_NAME].astype(str) if n and n != "<NA>"})
+    names = _class_names(root, table, classes) if targets else classes
     n = len(table)
     if n == 0:
         raise DataError(f"{star}: no particles")
@@ -224,15 +245,8 @@ def load_dataset(
     shape, voxel = None, None
     for i, (_, row) in enumerate(table.iterrows()):
         path = root / _cell(row, layout.IMAGE)
-        sub, vs = read_mrc(path)  # checked once here; read again when a batch needs it
-        if box is not None and tuple(sub.shape) != tuple(box):
-            raise DataError(
-                f"{path}: subtomogram is {'×'.join(map(str, sub.shape))}, but the model takes {'×'.join(map(str, box))}"
-            )
-        if shape is not None and sub.shape != shape:
-            raise DataError(f"{path}: size {sub.shape} differs from {shape}")
-        shape, voxel = shape or sub.shape, voxel or vs
-        check_voxels(sub, path)
+        sub_shape, vs = _check_subtomogram(path, box, shape)
+        shape, voxel = shape or sub_shape, voxel or vs
         images.append(path)
         name = _cell(row, layout.CLASS_NAME) if targets else None
         if name is not None and names is not None:

@@ -73,9 +73,20 @@ def evaluate(
             confusion_figure(conf.matrix.numpy(), data.classes, out / f"confusion_{head}.png")
         else:
             results[f"iou_{head}"] = conf.iou()
+    results.update(_fsc(model.targets, preds, data, indices, out))
+    _figure(model.targets, preds, data, indices, figure_rows, out / "fig3.png")
+    atomic_write_text(out / "metrics.json", json.dumps(results, indent=1) + "\n")
+    results["out"] = str(out)
+    return results
+
+
+def _fsc(targets_of: dict, preds: dict, data, indices: list[int], out: Path) -> dict[str, Any]:
+    """Per density head: the mean FSC of the recovered densities against the true ones, its
+    resolutions at 0.5 and 0.143, and its figure."""
+    results: dict[str, Any] = {}
     idx = torch.tensor(indices)
     for head, pred in preds.items():
-        if model.targets[head] != "density" or "density" not in data.targets:
+        if targets_of[head] != "density" or "density" not in data.targets:
             continue
         has = data.present["density"][idx]
         if not has.any():
@@ -89,9 +100,6 @@ def evaluate(
             "voxel_size": data.voxel_size,
         }
         fsc_figure(mean, data.voxel_size, out / f"fsc_{head}.png")
-    _figure(model.targets, preds, data, indices, figure_rows, out / "fig3.png")
-    atomic_write_text(out / "metrics.json", json.dumps(results, indent=1) + "\n")
-    results["out"] = str(out)
     return results
 
 

@@ -1,6 +1,7 @@
 """Prediction on users' data: classes with every class's probability, masks and densities.
 
-Four kinds of input, all read lazily (a batch at a time, the next one read while the model runs):
+Four kinds of input (:mod:`dsmnet.training.sources`), all read lazily (a batch at a time, the next
+one read while the model runs):
 
 * a dsmnet dataset folder (``particles.star`` + subtomograms, e.g. from ``dsmnet extract``);
 * a folder of MRC subtomograms made by other tools;
@@ -22,9 +23,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,92 +35,12 @@ import torch
 from dsmnet.core.fsutil import atomic_dir
 from dsmnet.core.progress import Progress
 from dsmnet.dataset import layout
-from dsmnet.dataset.mrc import DataError, read_mrc, write_mrc
-from dsmnet.dataset.picks import read_picks
-from dsmnet.dataset.star import particles_block, read_star_blocks, write_star
+from dsmnet.dataset.mrc import DataError, write_mrc
+from dsmnet.dataset.star import write_star
 from dsmnet.training.data import check_voxels, normalise
-from dsmnet.training.extract import Box, boxes, check_voxel_size
 from dsmnet.training.runtime import make_runtime
+from dsmnet.training.sources import Particle, Source, batches, load
 from dsmnet.training.step import load_trained
-
-
-@dataclass
-class Particle:
-    """One subtomogram to predict: its row of the input table, a name for messages, and how to
-    read it. The row is a position in a table shared by every particle, not a copy."""
-
-    table: pd.DataFrame
-    i: int  # position in ``table``
-    name: str
-    path: Path | None = None  # an MRC subtomogram, read when its batch comes
-    box: Box | None = None  # or a box cut from a tomogram
-    volume: tuple[np.ndarray, float] | None = None  # or read already (in_memory)
-
-    @property
-    def row(self) -> dict[str, Any]:
-        return self.table.iloc[self.i].to_dict()
-
-
-def _image_path(name: str, star: Path) -> Path:
-    if "@" in name:
-        raise DataError(
-            f"{star}: {layout.IMAGE} {name!r} is an image in a 2D stack (RELION-5's default "
-            "subtomograms); predict from the tomogram instead (--tomogram/--tomograms with --picks), "
-            "or extract 3D subtomograms (relion_tomo_subtomo without --stack2d)"
-        )
-    path = Path(name)
-    if path.is_absolute():
-        return path
-    beside = star.parent / path
-    return beside if beside.exists() or not path.exists() else path
-
-
-def file_particles(source: Path) -> tuple[Iterator[Particle], int, dict[str, Any], Path | None]:
-    """The particles of a dataset folder, a folder of MRCs or a STAR file (streamed), how many,
-    the STAR file's blocks (to write back whole) and the dataset folder whose relative paths the
-    output must rewrite (None for a folder of MRCs, whose paths are given whole, and for a STAR
-    file, whose paths stay as RELION wrote them)."""
-    if source.is_dir() and not (source / layout.PARTICLES).is_file():
-        files = sorted(p for p in source.iterdir() if p.suffix in (".mrc", ".rec", ".map"))
-        if not files:
-            raise DataError(f"{source}: no {layout.PARTICLES} and no .mrc subtomograms")
-        table = pd.DataFrame({layout.IMAGE: [str(p) for p in files]})
-        return (Particle(table, i, str(p), path=p) for i, p in enumerate(files)), len(files), {}, None
-    star = source / layout.PARTICLES if source.is_dir() else source
-    if not star.exists():
-        raise DataError(f"{source}: no such dataset folder, folder of MRC files or STAR file")
-    blocks = read_star_blocks(star)
-    table = particles_block(blocks, star)
-    if table.empty:
-        raise DataError(f"{star}: no particles table")
-    if layout.IMAGE not in table.columns:
-        raise DataError(
-            f"{star}: no {layout.IMAGE} column (the subtomogram of each particle); for picks, "
-            "give the tomogram: dsmnet predict RUN --tomogram T.mrc --picks P.star"
-        )
-    table = table.reset_index(drop=True)
-    paths = [_image_path(str(name), star) for name in table[layout.IMAGE]]  # a 2D stack is refused up front
-    items = (Particle(table, i, str(path), path=path) for i, path in enumerate(paths))
-    return items, len(table), blocks, (source if source.is_dir() else None)  # a RELION STAR keeps its paths
-
-
-def _load(p: Particle) -> tuple[np.ndarray, float | None]:
-    if p.volume is not None:
-        return p.volume
-    if p.box is not None:
-        return p.box.volume, None
-    return read_mrc(p.path)
-
-
-def _batches(items: Iterable[Particle], size: int) -> Iterator[list[Particle]]:
-    batch: list[Particle] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class _Reader:
@@ -133,7 +53,7 @@ class _Reader:
         good, volumes, bad = [], [], []
         for p in batch:
             try:
-                volume, vs = _load(p)
+                volume, vs = load(p)
                 self.check(p, volume, vs)
             except DataError as exc:
                 if not self.skip_bad:
@@ -158,38 +78,6 @@ class _Reader:
                 f"dsmnet extract --voxel-size {want:g}, or predict from the tomogram (--tomogram)"
             )
         check_voxels(volume, Path(p.name))
-
-
-@dataclass
-class _Source:
-    """What to predict: the particles (streamed), their STAR blocks, and the tomograms if any."""
-
-    items: Iterable[Particle]
-    total: int
-    blocks: dict[str, Any]
-    voxel: float  # Å: the voxel size the boxes are at
-    groups: list = field(default_factory=list)  # per tomogram its picks (for the maps)
-    data_dir: Path | None = None
-
-    @classmethod
-    def of(cls, source, tomogram, picks, tomograms, box: int, want: float, rescale, border, in_memory, log) -> _Source:
-        if picks is not None:
-            if source is not None:
-                raise DataError("give either subtomograms (DATA) or a tomogram's picks (--picks), not both")
-            blocks = read_star_blocks(picks)  # read once: the picks, and the blocks to write back
-            groups = read_picks(picks, tomogram, tomograms, blocks=blocks)
-            voxel = want or groups[0].tomogram.voxel_size
-            check_voxel_size(groups, voxel, rescale, log)
-            items = (Particle(g.rows, b.index, b.name, box=b) for g in groups for b in boxes(g, box, voxel, border))
-            return cls(items, sum(len(g.rows) for g in groups), blocks, voxel, groups)
-        if source is None:
-            raise DataError("nothing to predict: give a dataset folder, a folder of MRCs or a STAR file, or --picks")
-        if tomogram is not None or tomograms is not None:
-            raise DataError("--tomogram/--tomograms need --picks (the particles' positions)")
-        items, total, blocks, data_dir = file_particles(Path(source))
-        if in_memory:
-            items = [replace(p, volume=read_mrc(p.path)) for p in items]
-        return cls(items, total, blocks, want, [], data_dir)
 
 
 def predict(
@@ -221,28 +109,14 @@ def predict(
     want = float(state.get("voxel_size") or 0.0)
     classes = state["classes"]
     unscale = 1.0 / state["settings"].get("density_scale", 1.0)  # densities back in the dataset's units
-    src = _Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log)
+    src = Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log)
     reader = _Reader(box, want, skip_bad)
-    skipped: list[tuple[Particle, str]] = []
     out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad(), ThreadPoolExecutor(1) as pool:
+    with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad():
         paint = {id(g): TomogramMaps(g, tmp, classes, src.voxel) for g in src.groups} if maps else {}
         writer = _Writer(model, rt, classes, unscale, tmp, out, src.data_dir, paint, src.voxel)
-        bar = Progress(src.total, "predict", "particles", log, enabled=progress)
-        batches = _batches(src.items, batch_size)
-
-        def read_next():  # cut or read, and check, the next batch (in the reader thread)
-            batch = next(batches, None)
-            return None if batch is None else (len(batch), *reader(batch))
-
-        ahead = pool.submit(read_next)
-        while (result := ahead.result()) is not None:
-            ahead = pool.submit(read_next)  # the next batch is read while the model runs on this one
-            n, good, x, bad = result
-            skipped += bad
-            writer(good, x)
-            bar.update(n)
-        bar.close()
+        with Progress(src.total, "predict", "particles", log, enabled=progress) as bar:
+            skipped = _read_ahead(batches(src.items, batch_size), reader, writer, bar)
         if not writer.count:
             raise DataError(f"{source or picks}: no particle could be predicted ({len(skipped)} skipped)")
         table = writer.table()
@@ -337,6 +211,26 @@ class _Writer:
             if name in self.files:
                 table[name] = [f"{folder}/{n:06d}.mrc" for n in numbers]
         return table
+
+
+def _read_ahead(batches: Iterator[list[Particle]], reader: _Reader, writer: _Writer, bar: Progress):
+    """Predict every batch, the next one read (cut or read, and checked) in a thread while the
+    model runs on this one; the particles skipped, with why."""
+    skipped: list[tuple[Particle, str]] = []
+
+    def read_next():
+        batch = next(batches, None)
+        return None if batch is None else (len(batch), *reader(batch))
+
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(read_next)
+        while (result := ahead.result()) is not None:
+            ahead = pool.submit(read_next)
+            n, good, x, bad = result
+            skipped += bad
+            writer(good, x)
+            bar.update(n)
+    return skipped
 
 
 def _write_tables(tmp: Path, blocks: dict, table: pd.DataFrame, skipped: list[tuple[Particle, str]], classes) -> None:
