@@ -73,8 +73,10 @@ def run_row(
     evaluate_test: bool = True,
     test: Path | None = None,
     augment: str = "none",
+    tta: bool = False,
 ) -> dict[str, Any]:
-    """Train (or resume, or reuse) and evaluate one row for one seed."""
+    """Train (or resume, or reuse) and evaluate one row for one seed (with ``tta``, averaged over
+    the four 180° turns)."""
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if (run / "spec.yaml").is_file():
         trained = load_spec(run / "spec.yaml").to_dict()
@@ -91,12 +93,13 @@ def run_row(
         return {}
     # on the independent test set (every particle of it), else on the run's own test split
     source, split, folder = (test, "all", "evaluate-independent") if test else (data, "test", "evaluate-test")
+    folder += "-tta" if tta else ""
     done = run / folder / "metrics.json"
     if done.is_file() and done.stat().st_mtime >= (run / "best.pt").stat().st_mtime:
         metrics = json.loads(done.read_text())
         if metrics.get("data") == str(source):  # evaluated on this dataset since the last best checkpoint
             return metrics
-    result = evaluate(run, source, split, out=run / folder)
+    result = evaluate(run, source, split, out=run / folder, tta=tta)
     return json.loads((Path(result["out"]) / "metrics.json").read_text())
 
 
@@ -128,9 +131,10 @@ class Job:
     evaluate: bool = True
     test: Path | None = None
     augment: str = "none"
+    tta: bool = False
 
     def __call__(self, log) -> dict[str, Any]:
-        return run_row(self.spec, self.data, self.run, self.seed, log, self.evaluate, self.test, self.augment)
+        return run_row(self.spec, self.data, self.run, self.seed, log, self.evaluate, self.test, self.augment, self.tta)
 
 
 def _cost(spec: Spec) -> float:

@@ -85,6 +85,7 @@ def learning_curves(runs: dict[str, Path], path: Path) -> None:
 
 
 def _describe(s: Scale) -> str:
+    tta = ", each CNN's outputs averaged over the four wedge-preserving 180° turns (test-time augmentation)"
     return (
         f"Scale: {s.n} subtomograms per dataset, {s.classes} classes, {s.box}³ boxes at 10 Å/voxel, tomograms "
         f"{'×'.join(map(str, s.tomogram))}, SNR A {s.snr['A']} / B {s.snr['B']}; backbone widths "
@@ -92,7 +93,9 @@ def _describe(s: Scale) -> str:
         f"patience {s.patience}; seeds {', '.join(map(str, s.seeds))} (mean ± standard deviation); "
         f"augmentation {s.augment}; classifier pooling {s.pool}. Trained on the 8:1:1 split's training part "
         f"(model selection on its validation part); **metrics on an independent test set of {s.test_n} "
-        "subtomograms** simulated from other tomograms with another seed. A row marked *did not converge* has "
+        "subtomograms** simulated from other tomograms with another seed"
+        + (tta if s.tta else "")
+        + ". A row marked *did not converge* has "
         "test accuracy below 2/C or target IoU below 0.1. The paper column gives Liu et al.'s own figures "
         "(pixel accuracy / mIoU / object accuracy, %; * = the paper's 'fails to converge'). "
         f"{BASELINE}: shrinkage LDA on 51 rotation-invariant features around the box centre "

@@ -29,6 +29,7 @@ class Scale:
     augment: str = "rotate"  # a random rotation per particle, the wedge kept (see training.augment)
     pool: str | None = "flatten"  # every classifier flattens into a batch-normalised FC layer; None: each spec's own
     test_n: int = 3000  # the independent test set: other tomograms, another seed
+    tta: bool = False  # test metrics averaged over the four wedge-preserving 180° turns (training.tta)
 
 
 SCALES = {
@@ -42,7 +43,8 @@ SCALES = {
     # Cls subnet still overfit by epoch ~12 (validation accuracy 0.47, results/mini-rot180); with
     # "rotate" (every orientation) it was still learning at epoch 23 (0.51). ≤ 30 epochs,
     # patience 6: one DSM-Net run takes ~50 minutes on one core.
-    "mini": Scale("mini", 3205, 34, (160, 320, 320), (16, 32, 64), 1024, 16, 30, 6, (0,)),
+    # Test metrics averaged over the four 180° turns: +0.019 accuracy for the Cls subnet (seed 0).
+    "mini": Scale("mini", 3205, 34, (160, 320, 320), (16, 32, 64), 1024, 16, 30, 6, (0,), tta=True),
 }
 
 # (row, base spec, heads kept or None for the whole base, loss-weight grid)

@@ -58,7 +58,8 @@ def run_demo(out: Path, fresh: bool = False) -> int:
     if not (run / "summary.json").is_file():
         resume = (run / "last.pt").is_file()
         print(f"2/3 {'resuming' if resume else 'training'} {SPEC} → {run}")
-        train(SPEC, data, run, TrainConfig(augment="rot180", progress=True), resume=resume, log=lambda m: print("   ", m))
+        config = TrainConfig(augment="rot180", progress=True)
+        train(SPEC, data, run, config, resume=resume, log=lambda m: print("   ", m))
     else:
         print(f"2/3 reusing the trained run in {run}")
     times["train"] = time.perf_counter() - t

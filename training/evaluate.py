@@ -17,6 +17,7 @@ from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
 from dsmnet.training.metrics import fsc_curve, resolution
 from dsmnet.training.runtime import make_runtime
 from dsmnet.training.step import load_trained
+from dsmnet.training.tta import with_turns
 from dsmnet.training.validate import evaluate_split
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
@@ -29,14 +30,17 @@ def evaluate(
     out: str | Path | None = None,
     device: str = "auto",
     figure_rows: int = 6,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run's best checkpoint on a dataset split; writes ``metrics.json`` and figures.
 
-    ``split`` names a split of the run (the dataset must be the one it was trained on) or ``all``.
+    ``split`` names a split of the run (the dataset must be the one it was trained on) or ``all``;
+    ``tta`` averages every output over the four wedge-preserving 180° turns (:mod:`~dsmnet.training.tta`).
     """
     run = Path(run)
     rt = make_runtime(device)
     model, criterion, state = load_trained(run, "best", rt)
+    model = with_turns(model, tta)
     spec_box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
     data.scale_density(state["settings"].get("density_scale", 1.0))  # metrics in the units it was trained in
@@ -62,6 +66,7 @@ def evaluate(
         "split": split,
         "particles": len(indices),
         "epoch": state["best_epoch"],
+        "tta": "rot180x4" if tta else None,
         "metrics": m,
     }
     out.mkdir(parents=True, exist_ok=True)

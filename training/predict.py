@@ -41,6 +41,7 @@ from dsmnet.training.data import check_voxels, normalise
 from dsmnet.training.runtime import make_runtime
 from dsmnet.training.sources import Particle, Source, batches, load
 from dsmnet.training.step import load_trained
+from dsmnet.training.tta import with_turns
 
 
 class _Reader:
@@ -97,14 +98,17 @@ def predict(
     overwrite: bool = False,
     progress: bool = True,
     in_memory: bool = False,
+    tta: bool = False,
     log=print,
 ) -> dict[str, Any]:
     """Predict every particle of ``source`` (or of ``picks`` in ``tomogram``/``tomograms``);
-    ``in_memory`` reads every subtomogram file before predicting (the benchmark's comparison)."""
+    ``in_memory`` reads every subtomogram file before predicting (the benchmark's comparison);
+    ``tta`` averages every output over the four wedge-preserving 180° turns (4× the time)."""
     from dsmnet.training.tomo_maps import TomogramMaps
 
     rt = make_runtime(device)
     model, _, state = load_trained(Path(run), "best", rt)
+    model = with_turns(model, tta)
     box = tuple(state["spec"]["input"]["shape"])
     want = float(state.get("voxel_size") or 0.0)
     classes = state["classes"]

@@ -65,11 +65,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+TTA_HELP = "average every output over the four wedge-preserving 180° turns (4× the time; +0.02 accuracy measured)"
+
+
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder (or checkpoint file)")
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--split", default="test", help="train, val, test (of the run's split) or all")
     p.add_argument("--out", help="output folder (default RUN/evaluate-SPLIT)")
+    p.add_argument("--tta", action="store_true", help=TTA_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -78,7 +82,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dsmnet.training.evaluate import evaluate, table
 
-    results = evaluate(args.run, args.data, args.split, args.out, args.device)
+    results = evaluate(args.run, args.data, args.split, args.out, args.device, tta=args.tta)
     print(
         json.dumps({k: v for k, v in results.items() if not k.startswith(("confusion", "fsc"))}, indent=1)
         if args.json
@@ -101,6 +105,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
         "--skip-bad", action="store_true", help="skip (and list in skipped.star) subtomograms that cannot be predicted"
     )
     p.add_argument("--no-maps", action="store_true", help="no tomogram-sized label and density maps")
+    p.add_argument("--tta", action="store_true", help=TTA_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -132,6 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        tta=args.tta,
     )
     classes = ", ".join(f"{k} {v}" for k, v in sorted(r["classes"].items(), key=lambda kv: -kv[1])[:5])
     print(

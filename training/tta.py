@@ -1,0 +1,47 @@
+"""Test-time augmentation: a model's outputs averaged over the four wedge-preserving 180° turns.
+
+The identity and the 180° rotations about z, y and x (each two flips) are proper rotations that
+map the missing wedge of a single-axis tilt series onto itself and keep the molecule's hand — the
+same turns as the ``rot180`` augmentation. Each view's dense outputs are turned back (the turns
+are their own inverses), so masks and densities average voxel by voxel with no interpolation;
+class scores are averaged as log-probabilities (a normalised geometric mean of the four views'
+probabilities). Inference costs four forward passes.
+
+Measured on the mini study's independent test set (3000 particles of dataset A, Cls subnet seed 0
+trained with ``rotate``): object accuracy 0.509 in one view, 0.528 averaged over the four.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# the dims of an N, C, D, H, W tensor each turn flips: identity, 180° about z, about y, about x
+ROT180: tuple[tuple[int, ...], ...] = ((), (3, 4), (2, 4), (2, 3))
+
+
+class Turns(nn.Module):
+    """``model`` averaged over ``turns`` (default :data:`ROT180`); its ``targets`` are the model's."""
+
+    def __init__(self, model: nn.Module, turns: tuple[tuple[int, ...], ...] = ROT180):
+        super().__init__()
+        self.model, self.turns = model, turns
+        self.targets = dict(model.targets)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        total: dict[str, torch.Tensor] = {}
+        for dims in self.turns:
+            out = self.model(x.flip(dims) if dims else x)
+            for head, value in out.items():
+                value = value.float()
+                if self.targets[head] == "class":
+                    value = value.log_softmax(1)
+                elif dims:
+                    value = value.flip(dims)
+                total[head] = total[head] + value if head in total else value
+        return {head: value / len(self.turns) for head, value in total.items()}
+
+
+def with_turns(model: nn.Module, tta: bool) -> nn.Module:
+    """``model`` itself, or averaged over the four 180° turns when ``tta``."""
+    return Turns(model) if tta else model
