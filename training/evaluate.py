@@ -57,8 +57,9 @@ def evaluate(
     if not indices:
         raise DataError(f"{data_dir}: the {split} split is empty")
     out = Path(out) if out else (run if run.is_dir() else run.parent) / f"evaluate-{split}"
-    m = evaluate_split(model, criterion, data, indices, rt, batch_size=32, keep=True)
-    preds: dict[str, torch.Tensor] = m.pop("_predictions")
+    picks = _figure_picks(data.labels[indices], figure_rows)
+    sink = _Sink(model.targets, data, indices, picks)
+    m = evaluate_split(model, criterion, data, indices, rt, batch_size=32, sink=sink)
     confusion = m.pop("_confusion")
     results: dict[str, Any] = {
         "run": str(run),
@@ -78,44 +79,68 @@ def evaluate(
             confusion_figure(conf.matrix.numpy(), data.classes, out / f"confusion_{head}.png")
         else:
             results[f"iou_{head}"] = conf.iou()
-    results.update(_fsc(model.targets, preds, data, indices, out))
-    _figure(model.targets, preds, data, indices, figure_rows, out / "fig3.png")
+    results.update(sink.fsc(out))
+    _figure(model.targets, sink.kept, data, indices, picks, out / "fig3.png")
     atomic_write_text(out / "metrics.json", json.dumps(results, indent=1) + "\n")
     results["out"] = str(out)
     return results
 
 
-def _fsc(targets_of: dict, preds: dict, data, indices: list[int], out: Path) -> dict[str, Any]:
-    """Per density head: the mean FSC of the recovered densities against the true ones, its
-    resolutions at 0.5 and 0.143, and its figure."""
-    results: dict[str, Any] = {}
-    idx = torch.tensor(indices)
-    for head, pred in preds.items():
-        if targets_of[head] != "density" or "density" not in data.targets:
-            continue
-        has = data.present["density"][idx]
-        if not has.any():
-            continue
-        curves = fsc_curve(pred[has][:, 0], data.targets["density"][idx][has][:, 0]).numpy()
-        mean = curves.mean(0)
-        results[f"fsc_{head}"] = {
-            "curve": mean.tolist(),
-            "resolution_0.5": resolution(mean, data.voxel_size, 0.5),
-            "resolution_0.143": resolution(mean, data.voxel_size, 0.143),
-            "voxel_size": data.voxel_size,
-        }
-        fsc_figure(mean, data.voxel_size, out / f"fsc_{head}.png")
-    return results
+class _Sink:
+    """Takes each batch's outputs: sums every density head's FSC curves (against the true
+    densities) and keeps the outputs of the figure's particles only — memory stays that of a batch."""
+
+    def __init__(self, targets_of: dict, data, indices: list[int], picks: list[int]):
+        self.targets_of, self.data, self.indices = dict(targets_of), data, indices
+        self.picks = {j: row for row, j in enumerate(picks)}
+        self.kept: dict[str, list[torch.Tensor | None]] = {h: [None] * len(picks) for h in self.targets_of}
+        self.sums: dict[str, tuple[torch.Tensor, int]] = {}
+
+    def __call__(self, start: int, out: dict[str, torch.Tensor]) -> None:
+        for head, pred in out.items():
+            kind = self.targets_of[head]
+            for j in range(start, start + len(pred)):
+                if j in self.picks:
+                    self.kept[head][self.picks[j]] = pred[j - start].softmax(0) if kind == "class" else pred[j - start]
+            if kind != "density" or "density" not in self.data.targets:
+                continue
+            idx = torch.tensor(self.indices[start : start + len(pred)])
+            has = self.data.present["density"][idx]
+            if has.any():
+                curves = fsc_curve(pred[has][:, 0], self.data.targets["density"][idx][has][:, 0])
+                total, n = self.sums.get(head, (0.0, 0))
+                self.sums[head] = (curves.sum(0) + total, n + len(curves))
+
+    def fsc(self, out: Path) -> dict[str, Any]:
+        """Per density head: the mean FSC curve, its resolutions at 0.5 and 0.143, and its figure."""
+        results: dict[str, Any] = {}
+        voxel = self.data.voxel_size
+        for head, (total, n) in self.sums.items():
+            mean = (total / n).numpy()
+            results[f"fsc_{head}"] = {
+                "curve": mean.tolist(),
+                "resolution_0.5": resolution(mean, voxel, 0.5),
+                "resolution_0.143": resolution(mean, voxel, 0.143),
+                "voxel_size": voxel,
+            }
+            fsc_figure(mean, voxel, out / f"fsc_{head}.png")
+        return results
 
 
-def _figure(targets_of, preds, data, indices, rows, path) -> None:
-    # one particle per class first, so the figure shows different complexes
-    labels = data.labels[indices]
+def _figure_picks(labels, rows: int) -> list[int]:
+    """Which particles (positions in the evaluated set) the figure shows: one per class first,
+    so that it shows different complexes."""
     first: dict[int, int] = {}
     for j, label in enumerate(labels):
         first.setdefault(int(label), j)
     order = [first[k] for k in sorted(first)]
-    picks = (order + [j for j in range(len(indices)) if j not in order])[:rows]
+    chosen = set(order)
+    return (order + [j for j in range(len(labels)) if j not in chosen])[:rows]
+
+
+def _figure(targets_of, kept, data, indices, picks: list[int], path) -> None:
+    """The paper's Fig. 3 for the ``picks`` (their outputs in ``kept``, one list per head)."""
+    labels = data.labels[indices]
     seg = next((h for h, k in targets_of.items() if k == "mask"), None)
     rec = next((h for h, k in targets_of.items() if k == "density"), None)
     cls = next((h for h, k in targets_of.items() if k == "class"), None)
@@ -128,16 +153,16 @@ def _figure(targets_of, preds, data, indices, rows, path) -> None:
         return (v[0] if v.dim() == 4 else v).numpy()
 
     titles = []
-    for j in picks:
+    for row, j in enumerate(picks):
         true = data.classes[labels[j]] if labels[j] >= 0 and data.classes else "?"
-        guess = data.classes[int(preds[cls][j].argmax())] if cls else None
+        guess = data.classes[int(kept[cls][row].argmax())] if cls else None
         titles.append(f"{true} → {guess}" if guess else true)
     slices_figure(
         np.stack([data.x[indices[j], 0].numpy() for j in picks]),
         [truth("density", j) for j in picks],
         [truth("mask", j) for j in picks],
-        [preds[seg][j].argmax(0).numpy() if seg else None for j in picks],
-        [preds[rec][j, 0].numpy() if rec else None for j in picks],
+        [kept[seg][row].argmax(0).numpy() if seg else None for row in range(len(picks))],
+        [kept[rec][row][0].numpy() if rec else None for row in range(len(picks))],
         titles,
         path,
     )

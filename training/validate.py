@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,15 +20,17 @@ def evaluate_split(
     indices: list[int],
     rt: Runtime,
     batch_size: int,
-    keep: bool = False,
+    sink: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
 ) -> dict[str, Any]:
-    """Loss and the paper's metrics on ``indices``; with ``keep``, the predictions too."""
+    """Loss and the paper's metrics on ``indices``. With ``sink``, each batch's outputs (on the
+    CPU, float) are handed to it with the batch's start in ``indices`` — nothing is kept here, so
+    memory does not grow with the particles — and the confusion matrices are returned too
+    (``_confusion``)."""
     model.eval()
     targets_of = dict(model.targets)
     confusion: dict[str, Confusion] = {}
     sums: dict[str, float] = {}
     n = 0
-    kept: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(indices), batch_size):
         idx = torch.tensor(indices[start : start + batch_size])
         x, targets, present = data.batch(idx)
@@ -37,6 +40,8 @@ def evaluate_split(
         on_device = ({k: v.to(rt.device) for k, v in d.items()} for d in (targets, present))
         result = criterion(out, *on_device)  # the loss lives where the model does (CUDA included)
         out = {k: v.cpu() for k, v in out.items()}
+        if sink is not None:
+            sink(start, out)
         b = len(idx)
         n += b
         sums["loss"] = sums.get("loss", 0.0) + float(result.total) * b
@@ -44,8 +49,6 @@ def evaluate_split(
             sums[f"loss_{task}"] = sums.get(f"loss_{task}", 0.0) + float(value) * b
         for head, pred in out.items():
             kind = targets_of[head]
-            if keep:
-                kept.setdefault(head, []).append(pred.softmax(1) if kind == "class" else pred)
             if kind not in targets:
                 continue
             has = present[kind]
@@ -68,7 +71,6 @@ def evaluate_split(
     for key in [k for k in sums if k.startswith("mse_")]:
         head = key.removeprefix("mse_")
         metrics[key] = sums[key] / max(sums[f"n_{head}"], 1)
-    if keep:
-        metrics["_predictions"] = {h: torch.cat(v) for h, v in kept.items()}
+    if sink is not None:
         metrics["_confusion"] = confusion
     return metrics

@@ -112,7 +112,8 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     assert "on 2 worker(s)" in (tmp_path / "toy" / "summary.md").read_text()
     assert "[A · Cls+Seg 1:100 · seed 0]" in capfd.readouterr().out  # the workers' logs, prefixed
     # a second call reuses every finished run and its test metrics, and sums the wall time
-    metrics = tmp_path / "toy" / "runs" / "A" / "dsmnet-cls+seg-seg=100" / "seed0" / "evaluate-independent" / "metrics.json"
+    run = tmp_path / "toy" / "runs" / "A" / "dsmnet-cls+seg-seg=100" / "seed0"
+    metrics = run / "evaluate-independent-tta" / "metrics.json"  # the mini scale evaluates with tta
     evaluated = metrics.stat().st_mtime_ns
     again = study.reproduce(
         "toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False, workers=1
