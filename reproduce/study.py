@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -189,9 +190,23 @@ def reproduce(
 
 def _add_wall_time(out: Path, seconds: float) -> tuple[float, int]:
     """The study's wall time so far, kept in ``study.json`` across invocations: an interrupted and
-    resumed study, or one re-run to redraw its tables, reports the time all its parts took."""
+    resumed study, or one re-run to redraw its tables, reports the time all its parts took.
+    Each invocation is kept as its (start, end) on the clock and the wall time is the length of
+    their union, so invocations that ran side by side are not counted twice."""
     path = out / "study.json"
     state = json.loads(path.read_text()) if path.is_file() else {}
-    state = {"seconds": state.get("seconds", 0.0) + seconds, "invocations": state.get("invocations", 0) + 1}
+    end = time.time()
+    spans = [*state.get("spans", []), [end - seconds, end]]
+    earlier = state.get("earlier_seconds", 0.0 if "spans" in state else state.get("seconds", 0.0))  # older files
+    wall, reach = 0.0, -math.inf
+    for a, b in sorted(spans):
+        wall += max(0.0, b - max(a, reach))
+        reach = max(reach, b)
+    state = {
+        "seconds": earlier + wall,
+        "invocations": state.get("invocations", 0) + 1,
+        "spans": spans,
+        "earlier_seconds": earlier,
+    }
     atomic_write_text(path, json.dumps(state, indent=1) + "\n")
     return state["seconds"], state["invocations"]

@@ -158,3 +158,13 @@ def test_accuracy_orderings_state_their_standard_error():
     # two seeds: the standard error of the mean of each row
     two = _orderings({"table1": {"DSM-Net": [run(0.8), run(0.8)], "Cls subnet": [run(0.4), run(0.4)]}})
     assert "difference +0.400 ± 0.045 (1 s.e.)" in two[0]
+
+
+def test_wall_time_counts_side_by_side_invocations_once(tmp_path):
+    from dsmnet.reproduce.study import _add_wall_time
+
+    assert _add_wall_time(tmp_path, 100.0) == (pytest.approx(100.0), 1)
+    total, n = _add_wall_time(tmp_path, 50.0)  # ran inside the first one's span (both end now)
+    assert n == 2 and total == pytest.approx(100.0, abs=1.0)
+    (tmp_path / "study.json").write_text(json.dumps({"seconds": 600.0, "invocations": 3}))  # an older file
+    assert _add_wall_time(tmp_path, 60.0) == (pytest.approx(660.0), 4)
