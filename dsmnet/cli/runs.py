@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-TTA_HELP = "average every output over the four wedge-preserving 180° turns (4× the time; +0.02 accuracy measured)"
+TTA_HELP = "average every output over the four wedge-preserving 180° turns (4× the time; +0.01–0.02 accuracy measured)"
 
 
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
