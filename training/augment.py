@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-Augment = Literal["none", "flip", "rot180", "rotate"]
-AUGMENTS: tuple[str, ...] = Augment.__args__  # type: ignore[attr-defined]
+from dsmnet.training.options import Augment
 
 # the three 180° rotations (about z, y, x) as pairs of flipped axes of a [.., z, y, x] volume
-_ROT180 = ((), (-2, -1), (-3, -1), (-3, -2))
+ROT180: tuple[tuple[int, ...], ...] = ((), (-2, -1), (-3, -1), (-3, -2))
 
 
 def measured_frequencies(root: Path | None, box: tuple[int, int, int], voxel_size: float) -> torch.Tensor:
@@ -117,7 +115,7 @@ def augment(
     if kind == "flip":
         dims = tuple(d for d in (-3, -2, -1) if torch.rand((), generator=generator) < 0.5)
     elif kind == "rot180":
-        dims = _ROT180[int(torch.randint(4, (), generator=generator))]
+        dims = ROT180[int(torch.randint(4, (), generator=generator))]
     else:
         dims = ()
     if not dims:

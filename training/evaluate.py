@@ -15,12 +15,11 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.training.data import load_dataset
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
 from dsmnet.training.metrics import fsc_curve, resolution
+from dsmnet.training.options import SPLITS
 from dsmnet.training.runtime import make_runtime
 from dsmnet.training.step import load_trained
 from dsmnet.training.tta import with_turns
 from dsmnet.training.validate import evaluate_split
-
-SPLIT_CHOICES = ("train", "val", "test", "all")
 
 
 def evaluate(
@@ -46,8 +45,8 @@ def evaluate(
     data.scale_density(state["settings"].get("density_scale", 1.0))  # metrics in the units it was trained in
     if split == "all":
         indices = list(range(len(data)))
-    elif split not in SPLIT_CHOICES:
-        raise DataError(f"unknown split {split!r} (allowed: {', '.join(SPLIT_CHOICES)})")
+    elif split not in SPLITS:
+        raise DataError(f"unknown split {split!r} (allowed: {', '.join(SPLITS)})")
     elif data.fingerprint != state.get("data_fingerprint"):
         raise DataError(
             f"{data_dir}: not the dataset {run} was trained on, so its {split} split is unknown; use --split all"

@@ -22,6 +22,7 @@ from dsmnet.dataset.boxes import TomogramBoxes, same_voxel_size
 from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.picks import Picks, read_picks
 from dsmnet.dataset.star import write_star
+from dsmnet.training.options import BORDERS
 
 DEFAULT_VOXEL_SIZE = 10.0  # Å: the paper's 1 nm, dsmnet's simulated data and shipped specs
 
@@ -61,8 +62,8 @@ def check_voxel_size(picks: list[Picks], voxel_size: float, rescale: bool, log=p
 def boxes(picks: Picks, box: int, voxel_size: float, border: str = "skip") -> Iterator[Box]:
     """The boxes of one tomogram's picks, streamed from the memory-mapped tomogram; with
     ``border="skip"`` a box that crosses the tomogram's border is not yielded."""
-    if border not in ("skip", "pad"):
-        raise DataError(f"border must be 'skip' or 'pad', got {border!r}")
+    if border not in BORDERS:
+        raise DataError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
     with TomogramBoxes(picks.tomogram.path, box, voxel_size, picks.tomogram.voxel_size) as cutter:
         for i, centre in enumerate(picks.positions):
             volume, inside = cutter.cut(centre)

@@ -30,12 +30,13 @@ from dsmnet.core.progress import Progress
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
 from dsmnet.registry.errors import UserError
-from dsmnet.training.augment import Augment, augment, measured_frequencies
+from dsmnet.training.augment import augment, measured_frequencies
 from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import load_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
+from dsmnet.training.options import Augment, Precision
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
-from dsmnet.training.runtime import Precision, Runtime, keep_freed_memory, make_runtime
+from dsmnet.training.runtime import Runtime, keep_freed_memory, make_runtime
 from dsmnet.training.step import TrainStep
 from dsmnet.training.validate import evaluate_split
 

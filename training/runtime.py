@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.distributed as dist
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+from dsmnet.training.options import Precision
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# the dims of an N, C, D, H, W tensor each turn flips: identity, 180° about z, about y, about x
-ROT180: tuple[tuple[int, ...], ...] = ((), (3, 4), (2, 4), (2, 3))
+from dsmnet.training.augment import ROT180
 
 
 class Turns(nn.Module):

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 from dsmnet.registry.errors import UserError
+from dsmnet.training.options import BORDERS
 
 
 class UsageError(UserError):
@@ -46,4 +47,4 @@ def tomogram_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
     )
-    p.add_argument("--border", default="skip", choices=["skip", "pad"], help="picks whose box crosses the border")
+    p.add_argument("--border", default="skip", choices=BORDERS, help="picks whose box crosses the border")

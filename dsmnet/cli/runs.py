@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from dsmnet.cli.base import PICKS_HELP, UsageError, command, tomogram_arguments
+from dsmnet.training.options import AUGMENTS, PRECISIONS
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,13 +22,13 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (spec default: 15)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="autocast dtype")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast dtype")
     p.add_argument(
         "--augment",
         nargs="?",
         const="rot180",
         default="none",
-        choices=("none", "flip", "rot180", "rotate"),
+        choices=AUGMENTS,
         help="wedge-preserving augmentation: rot180 (the default when given: 180° rotations about z, y or x, "
         "keeping the molecule's hand), flip (random flips, which also mirror it) or rotate (a random rotation "
         "per particle, then only the data's measured frequencies kept: wedge and band limit)",
