@@ -1,11 +1,12 @@
-"""``make demo``: the main job end to end on an embedded default, in ≤ 10 minutes on 2 CPU cores.
+"""``make demo``: the main job end to end on an embedded default (about half an hour on 2 shared
+CPU cores, measured; see the README).
 
 1. Simulate 2400 subtomograms (32³ at 1 nm, SNR 0.1: cleaner than the paper's dataset A at
    0.06, so that a CPU learns it in minutes) of 8 complexes
    from the built-in library, in crowded tomograms with CTF, MTF and a ±60° missing wedge.
 2. Train ``dsmnet_demo`` — DSM-Net's architecture at half the paper's widths — with the paper's
    protocol (Adam 1e-3, β = (0.9, 0.99), loss weights 1:10:1, early stopping), batch 32,
-   ≤ 12 epochs, random flips.
+   ≤ 12 epochs, ``rot180`` augmentation (random 180° turns, which keep the wedge and the hand).
 3. Evaluate on the held-out test split (10 %, never seen in training or model selection) and
    print the paper's metrics; figures go to ``demo/run/evaluate-test/``.
 
