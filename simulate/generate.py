@@ -168,6 +168,17 @@ def _write_particle(tmp: Path, config: SimulationConfig, m, noisy: np.ndarray, i
     }
 
 
+def _progress_line(t: dict, done: int, n: int) -> str:
+    return (
+        f"{t['name']}: {t['molecules']} molecules, {t['subtomograms']} subtomograms, SNR {t['measured_snr']:.4f} "
+        f"(below 1/(4 nm): {t['measured_snr_in_band']:.4f}) ({done}/{n})"
+    )
+
+
+def _describe(s: Structure) -> dict:
+    return {"description": s.description, "kind": s.kind, "mass_kda": s.mass_kda}
+
+
 def _summary(config: SimulationConfig, structures, have: np.ndarray, n: int, tomograms: list[dict]) -> dict:
     """What ``simulation.json`` records: the settings, counts, SNR (nominal and measured) and library."""
     snrs = [t["measured_snr"] for t in tomograms]
@@ -245,21 +256,14 @@ def simulate(
                 }
             )
             bar.update(made)
-            say(
-                f"{name}: {len(tomo.molecules)} molecules, {made} subtomograms, SNR {imaged.snr:.4f} "
-                f"(below 1/(4 nm): {imaged.snr_in_band:.4f}) "
-                f"({len(rows)}/{config.n})"
-            )
+            say(_progress_line(tomograms[-1], len(rows), config.n))
         else:
             raise SimulationError(
                 f"only {len(rows)} of {config.n} subtomograms after {config.max_tomograms} tomograms; "
                 "raise the crowding or the tomogram size"
             )
         write_star(tmp / layout.PARTICLES, {"particles": pd.DataFrame(rows)})
-        classes = [
-            {"number": i + 1, "name": s.name, "description": s.description, "kind": s.kind, "mass_kda": s.mass_kda}
-            for i, s in enumerate(structures)
-        ]
+        classes = [{"number": i + 1, "name": s.name, **_describe(s)} for i, s in enumerate(structures)]
         (tmp / layout.CLASSES).write_text(json.dumps(classes, indent=1) + "\n")
         summary = _summary(config, structures, have, len(rows), tomograms)
         (tmp / layout.SIMULATION).write_text(json.dumps(summary, indent=1) + "\n")
