@@ -50,7 +50,8 @@ job, data, out, in_memory = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), s
 shutil.rmtree(out, ignore_errors=True)
 if job == "train":
     from dsmnet.core.build import load_spec
-    from dsmnet.training.loop import TrainConfig, train
+    from dsmnet.training.loop import train
+    from dsmnet.training.settings import TrainConfig
     spec = load_spec(json.loads(sys.argv[5]))
     train(spec, data, out, TrainConfig(progress=False, in_memory=in_memory, precise_bn=0), log=lambda _: None)
     history = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]

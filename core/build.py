@@ -82,9 +82,7 @@ def _part(registries: Registries, kind: str, envelope: Envelope, loc: tuple[str,
     return Part(component, params, loc)
 
 
-def _collect(
-    parts: list[tuple[str, Envelope, tuple[str, ...]]], registries: Registries
-) -> dict[tuple[str, ...], Part]:
+def _collect(parts: list[tuple[str, Envelope, tuple[str, ...]]], registries: Registries) -> dict[tuple[str, ...], Part]:
     """Resolve several parts, by their place in the YAML, reporting every problem at once."""
     out, problems = {}, []
     for kind, envelope, loc in parts:
@@ -211,7 +209,9 @@ def build_model(
         return _construct(resolved)
 
 
-def build_loss(spec: Spec | Plan | str | Path | Mapping[str, Any], registries: Registries | None = None) -> MultiTaskLoss:
+def build_loss(
+    spec: Spec | Plan | str | Path | Mapping[str, Any], registries: Registries | None = None
+) -> MultiTaskLoss:
     """Build the multi-task loss of a spec (or its :class:`Plan`): each head's loss and the weighting."""
     resolved = plan(spec, registries)
     losses = {n: p.construct() for n, p in resolved.losses.items()}

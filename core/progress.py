@@ -17,7 +17,9 @@ from tqdm import tqdm
 class Progress:
     """Count ``total`` items of work, shown as ``desc``."""
 
-    def __init__(self, total: int, desc: str, unit: str = "it", log: Callable[[str], None] = print, enabled: bool = True):
+    def __init__(
+        self, total: int, desc: str, unit: str = "it", log: Callable[[str], None] = print, enabled: bool = True
+    ):
         self.total, self.desc, self.unit, self.log = max(int(total), 0), desc, unit, log
         self.done = 0
         self.enabled = enabled

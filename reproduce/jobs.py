@@ -20,7 +20,8 @@ from dsmnet.reproduce.scales import Scale
 from dsmnet.simulate.generate import SimulationConfig, simulate
 from dsmnet.simulate.preview import is_dataset
 from dsmnet.training.evaluate import evaluate
-from dsmnet.training.loop import TrainConfig, train
+from dsmnet.training.loop import train
+from dsmnet.training.settings import TrainConfig
 
 
 class StudyError(UserError, RuntimeError):

@@ -94,8 +94,11 @@ def _rz(angle: float) -> np.ndarray:
 def _ring(subunit: Atoms, n: int, radius: float, z: float = 0.0, flip: bool = False) -> list[Part]:
     base = Rotation.from_euler("x", np.pi).as_matrix() if flip else np.eye(3)
     return [
-        (subunit, _rz(2 * np.pi * k / n) @ base, np.array([radius * np.cos(2 * np.pi * k / n),
-                                                           radius * np.sin(2 * np.pi * k / n), z]))
+        (
+            subunit,
+            _rz(2 * np.pi * k / n) @ base,
+            np.array([radius * np.cos(2 * np.pi * k / n), radius * np.sin(2 * np.pi * k / n), z]),
+        )
         for k in range(n)
     ]
 
@@ -115,7 +118,9 @@ def stacked_rings(layers: list[tuple[Atoms, bool]], n: int) -> Atoms:
     for sub, flip, radius in rings[1:]:
         below = parts[-n:]
         far = 2 * (max(a.radius for a, _, _ in below) + sub.radius + CONTACT)
-        build = lambda dz, z=z: below + _ring(sub, n, radius, z + dz, flip)  # noqa: E731
+        build = lambda dz, z=z, below=below, sub=sub, radius=radius, flip=flip: (  # noqa: E731  (bound now)
+            below + _ring(sub, n, radius, z + dz, flip)
+        )
         # the rings' own interfaces, plus half as much again between the rings
         within = (interface_fraction(below) + interface_fraction(_ring(sub, n, radius, 0.0, flip))) / 2
         step = touching(build, far, within + INTERFACE / 2)

@@ -63,7 +63,8 @@ def tiny_spec(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(small_data, tiny_spec, tmp_path_factory) -> Path:
     """The tiny spec trained for 2 epochs on ``small_data`` (a run folder, shared: read it only)."""
-    from dsmnet.training.loop import TrainConfig, train
+    from dsmnet.training.loop import train
+    from dsmnet.training.settings import TrainConfig
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_spec, small_data, out, TrainConfig(progress=False, epochs=2), log=lambda _: None)

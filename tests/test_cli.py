@@ -104,7 +104,16 @@ def _bad_inputs(tmp: Path) -> dict[str, list[str]]:
         "extract": ["extract", str(not_mrc), str(star), "--out", str(tmp / "boxes")],
         "predict": ["predict", str(tmp / "norun"), str(tmp / "nowhere"), "--out", str(tmp / "p")],
         "reproduce": ["reproduce", "--scale", "huge", "--out", str(tmp / "study")],
-        "discover": ["discover", str(tmp / "norun"), "--data", str(tmp / "nowhere"), "--holdout", "x", "--out", str(tmp / "d2")],
+        "discover": [
+            "discover",
+            str(tmp / "norun"),
+            "--data",
+            str(tmp / "nowhere"),
+            "--holdout",
+            "x",
+            "--out",
+            str(tmp / "d2"),
+        ],
     }
 
 
@@ -137,10 +146,18 @@ def test_every_user_error_derives_from_one_base():
     from dsmnet.reproduce.jobs import StudyError
     from dsmnet.simulate.crowding import SimulationError
     from dsmnet.simulate.density import StructureError
-    from dsmnet.training.loop import TrainingError
+    from dsmnet.training.settings import TrainingError
 
-    for error in (PluginError, SpecError, OutputError, DataError, StudyError, SimulationError, StructureError,
-                  TrainingError):
+    for error in (
+        PluginError,
+        SpecError,
+        OutputError,
+        DataError,
+        StudyError,
+        SimulationError,
+        StructureError,
+        TrainingError,
+    ):
         assert issubclass(error, UserError), error
 
 

@@ -23,7 +23,8 @@ from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.simulate.generate import SimulationConfig, simulate
 from dsmnet.simulate.preview import is_dataset, write_preview
 from dsmnet.training.evaluate import evaluate, table
-from dsmnet.training.loop import TrainConfig, train
+from dsmnet.training.loop import train
+from dsmnet.training.settings import TrainConfig
 
 CLASSES = [
     "ribosome_6zu5",

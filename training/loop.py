@@ -15,9 +15,7 @@ The pieces live beside it: :mod:`~dsmnet.training.step` (the training step, load
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,82 +27,15 @@ from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.progress import Progress
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
-from dsmnet.registry.errors import UserError
 from dsmnet.training.augment import augment, measured_frequencies
 from dsmnet.training.batches import batch_bounds, prefetch
-from dsmnet.training.checkpoint import load_checkpoint, save_checkpoint
+from dsmnet.training.checkpoint import save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
-from dsmnet.training.options import Augment, Precision
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
 from dsmnet.training.runtime import Runtime, keep_freed_memory, make_runtime
+from dsmnet.training.settings import RunState, TrainConfig, TrainingError, make_optimizer, prepare_run
 from dsmnet.training.step import TrainStep
 from dsmnet.training.validate import evaluate_split
-
-
-class TrainingError(UserError, RuntimeError):
-    """Training cannot go on (a NaN loss, a run folder in the way…); the message says why."""
-
-
-@dataclass
-class TrainConfig:
-    """Run settings; ``None`` takes the spec's ``training`` value."""
-
-    lr: float | None = None
-    batch_size: int | None = None
-    epochs: int | None = None
-    patience: int | None = None
-    weight_decay: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    precision: Precision = "auto"
-    augment: Augment = "none"
-    precise_bn: int = 512
-    prior_init: bool = True
-    progress: bool = True
-    in_memory: bool = False  # read every volume up front instead of a batch at a time
-
-    def resolved(self, spec: Spec) -> dict[str, Any]:
-        t = spec.training.model_dump()
-        for key in ("lr", "batch_size", "epochs", "patience", "weight_decay"):
-            value = getattr(self, key)
-            if value is not None:
-                t[key] = value
-        return {
-            **t,
-            "seed": self.seed,
-            "augment": self.augment,
-            "precise_bn": self.precise_bn,
-            "prior_init": self.prior_init,
-        }
-
-
-@dataclass
-class RunState:
-    epoch: int = 0
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    initial: dict[str, float] = field(default_factory=dict)  # weighted per-task losses before training
-
-
-def _prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:
-    last = out / "last.pt"
-    if resume:
-        if not last.is_file():  # killed before its first epoch ended, or never started
-            log(f"{out}: nothing to resume (no last.pt yet); starting the run")
-            return None
-        return load_checkpoint(last)
-    if last.is_file():
-        raise TrainingError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
-    return None
-
-
-def _optimizer(settings: dict[str, Any], params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    adam = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(settings["optimizer"])
-    if adam is not None:
-        return adam(params, lr=settings["lr"], betas=tuple(settings["betas"]), weight_decay=settings["weight_decay"])
-    return torch.optim.SGD(params, lr=settings["lr"], momentum=0.9, weight_decay=settings["weight_decay"])
 
 
 class _Run:
@@ -139,7 +70,7 @@ class _Run:
         self.model = self.rt.module(build_model(self.resolved))
         self.criterion = build_loss(self.resolved).to(self.rt.device)
         self.step = TrainStep(self.model, self.criterion)
-        self.optimizer = _optimizer(self.settings, list(self.step.parameters()))
+        self.optimizer = make_optimizer(self.settings, list(self.step.parameters()))
         self.scaler = torch.amp.GradScaler(enabled=self.rt.dtype == torch.float16 and self.rt.device.type == "cuda")
         self.run = self._restore(state) if state is not None else self._start()
         self.trainer = self.step
@@ -326,7 +257,7 @@ def train(
     """
     config = config or TrainConfig()
     out = Path(out)
-    r = _Run(spec, data_dir, out, config, _prepare_run(out, resume, log), log)
+    r = _Run(spec, data_dir, out, config, prepare_run(out, resume, log), log)
     s = r.settings
     if r.rt.is_main:
         log(

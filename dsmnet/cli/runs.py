@@ -43,7 +43,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("train", help="train a spec on a dataset (the paper's protocol by default)", arguments=_train_arguments)
 def cmd_train(args: argparse.Namespace) -> int:
-    from dsmnet.training.loop import TrainConfig, train
+    from dsmnet.training.loop import train
+    from dsmnet.training.settings import TrainConfig
 
     config = TrainConfig(
         lr=args.lr,

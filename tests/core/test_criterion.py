@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 import dsmnet
-
 from tests.conftest import TINY
 
 SPEC = {**TINY, "name": "t", "input": {"shape": [16, 16, 16]}}  # the shared tiny spec at 16³

@@ -37,7 +37,7 @@ def test_bad_literal_lists_allowed_values(registries):
     spec = base()
     spec["heads"]["cls"]["pool"] = "mean"
     msg = str(error_of(spec, registries))
-    assert msg.startswith("heads.cls.pool:") and "'avg', 'max' or 'flatten'" in msg
+    assert msg.startswith("heads.cls.pool:") and "'avg', 'max', 'flatten' or 'shells'" in msg
 
 
 def test_unknown_parameter_lists_allowed_parameters(registries):

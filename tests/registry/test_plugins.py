@@ -163,7 +163,10 @@ def test_discovery_does_not_depend_on_what_was_imported():
     "attributes,message",
     [
         ({}, "no class attribute 'target' .*one of class, mask, density"),
-        ({"target": "label", "source": "backbone", "dense": False}, "target = 'label', not one of class, mask, density"),
+        (
+            {"target": "label", "source": "backbone", "dense": False},
+            "target = 'label', not one of class, mask, density",
+        ),
         ({"target": "class", "source": "encoder", "dense": False}, "source = 'encoder', not one of backbone, decoder"),
         ({"target": "class", "source": "backbone", "dense": "no"}, "dense = 'no', not True or False"),
     ],
@@ -187,7 +190,11 @@ def test_hooks_and_registries_come_from_the_one_list_of_kinds(registries):
     from dsmnet.registry.kinds import KINDS
 
     assert [k.hook for k in KINDS] == [
-        "register_backbones", "register_decoders", "register_heads", "register_losses", "register_weightings"
+        "register_backbones",
+        "register_decoders",
+        "register_heads",
+        "register_losses",
+        "register_weightings",
     ]
     for kind in KINDS:
         assert callable(getattr(hookspecs, kind.hook)) and getattr(registries, kind.name).kind == kind.name

@@ -12,7 +12,8 @@ from dsmnet.reproduce.discover import discover, without_class
 from dsmnet.reproduce.jobs import StudyError
 from dsmnet.reproduce.report import _orderings, _table, failed
 from dsmnet.reproduce.scales import SCALES, TABLE1, TABLE3, variant
-from dsmnet.training.loop import TrainConfig, train
+from dsmnet.training.loop import train
+from dsmnet.training.settings import TrainConfig
 
 
 @pytest.mark.parametrize("row,base,heads,grid", TABLE1 + TABLE3)

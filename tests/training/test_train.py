@@ -15,7 +15,8 @@ import torch
 from dsmnet.dataset.mrc import DataError
 from dsmnet.training import loop
 from dsmnet.training.augment import augment
-from dsmnet.training.loop import TrainConfig, TrainingError, train
+from dsmnet.training.loop import train
+from dsmnet.training.settings import TrainConfig, TrainingError
 
 QUIET = TrainConfig(progress=False, precise_bn=32)
 
@@ -46,7 +47,9 @@ def test_an_existing_run_is_not_overwritten(small_data, tiny_spec, tmp_path):
     with pytest.raises(TrainingError, match="already holds a run: add --resume"):
         train(tiny_spec, small_data, run, QUIET, log=lambda _: None)
     said = []
-    train(tiny_spec, small_data, tmp_path / "other", TrainConfig(progress=False, epochs=1), resume=True, log=said.append)
+    train(
+        tiny_spec, small_data, tmp_path / "other", TrainConfig(progress=False, epochs=1), resume=True, log=said.append
+    )
     assert said[0] == f"{tmp_path / 'other'}: nothing to resume (no last.pt yet); starting the run"
     assert (tmp_path / "other" / "last.pt").is_file()
 
@@ -237,8 +240,11 @@ def test_rot180_augmentation_turns_the_molecule_and_keeps_its_hand_and_wedge():
         out = augment(batch, "rot180", gen)
         assert torch.equal(out["class"], batch["class"])
         assert torch.equal(out["mask"], (out["x"][:, 0] > 0).long()) and torch.equal(out["density"], out["x"])
-        dims = tuple(d for d in (-3, -2, -1) if not torch.equal(out["x"], batch["x"]) and
-                     torch.equal(out["x"], batch["x"].flip(d)))
+        dims = tuple(
+            d
+            for d in (-3, -2, -1)
+            if not torch.equal(out["x"], batch["x"]) and torch.equal(out["x"], batch["x"].flip(d))
+        )
         assert not dims, "a single flip would mirror the molecule"
         flipped = [d for d in ((-2, -1), (-3, -1), (-3, -2)) if torch.equal(out["x"], x.flip(d))]
         seen.add(flipped[0] if flipped else ())

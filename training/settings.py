@@ -1,0 +1,83 @@
+"""A training run's settings: what the caller asks for (:class:`TrainConfig`, ``None`` taking the
+spec's ``training`` value), the run's progress (:class:`RunState`, saved in every checkpoint), the
+run folder's check and the optimiser the settings name."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dsmnet.core.spec import Spec
+from dsmnet.registry.errors import UserError
+from dsmnet.training.checkpoint import load_checkpoint
+from dsmnet.training.options import Augment, Precision
+
+
+class TrainingError(UserError, RuntimeError):
+    """Training cannot go on (a NaN loss, a run folder in the way…); the message says why."""
+
+
+@dataclass
+class TrainConfig:
+    """Run settings; ``None`` takes the spec's ``training`` value."""
+
+    lr: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    patience: int | None = None
+    weight_decay: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: Precision = "auto"
+    augment: Augment = "none"
+    precise_bn: int = 512
+    prior_init: bool = True
+    progress: bool = True
+    in_memory: bool = False  # read every volume up front instead of a batch at a time
+
+    def resolved(self, spec: Spec) -> dict[str, Any]:
+        t = spec.training.model_dump()
+        for key in ("lr", "batch_size", "epochs", "patience", "weight_decay"):
+            value = getattr(self, key)
+            if value is not None:
+                t[key] = value
+        return {
+            **t,
+            "seed": self.seed,
+            "augment": self.augment,
+            "precise_bn": self.precise_bn,
+            "prior_init": self.prior_init,
+        }
+
+
+@dataclass
+class RunState:
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    initial: dict[str, float] = field(default_factory=dict)  # weighted per-task losses before training
+
+
+def prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:
+    last = out / "last.pt"
+    if resume:
+        if not last.is_file():  # killed before its first epoch ended, or never started
+            log(f"{out}: nothing to resume (no last.pt yet); starting the run")
+            return None
+        return load_checkpoint(last)
+    if last.is_file():
+        raise TrainingError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
+    return None
+
+
+def make_optimizer(settings: dict[str, Any], params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    adam = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(settings["optimizer"])
+    if adam is not None:
+        return adam(params, lr=settings["lr"], betas=tuple(settings["betas"]), weight_decay=settings["weight_decay"])
+    return torch.optim.SGD(params, lr=settings["lr"], momentum=0.9, weight_decay=settings["weight_decay"])
