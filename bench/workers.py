@@ -104,9 +104,7 @@ def report(r: dict) -> str:
         f"{str(r['cores']) + ' processes × 1 thread':>24} {'ratio':>6}",
     ]
     for row, v in r["rows"].items():
-        lines.append(
-            f"{row:<11} {v['alone']:>18.1f} smp/s {v['side_by_side']:>18.1f} smp/s {v['ratio']:>6.2f}"
-        )
+        lines.append(f"{row:<11} {v['alone']:>18.1f} smp/s {v['side_by_side']:>18.1f} smp/s {v['ratio']:>6.2f}")
     return "\n".join(lines)
 
 
