@@ -57,7 +57,7 @@ def evaluate(
         raise DataError(f"{data_dir}: the {split} split is empty")
     out = Path(out) if out else (run if run.is_dir() else run.parent) / f"evaluate-{split}"
     picks = _figure_picks(data.labels[indices], figure_rows)
-    sink = _Sink(model.targets, data, indices, picks)
+    sink = _Sink(model.targets, data, picks)
     m = evaluate_split(model, criterion, data, indices, rt, batch_size=32, sink=sink)
     confusion = m.pop("_confusion")
     results: dict[str, Any] = {
@@ -86,27 +86,27 @@ def evaluate(
 
 
 class _Sink:
-    """Takes each batch's outputs: sums every density head's FSC curves (against the true
-    densities) and keeps the outputs of the figure's particles only — memory stays that of a batch."""
+    """Takes each batch's outputs: sums every density head's FSC curves (against the batch's true
+    densities, as read for its loss) and keeps the outputs of the figure's particles only — memory
+    stays that of a batch."""
 
-    def __init__(self, targets_of: dict, data, indices: list[int], picks: list[int]):
-        self.targets_of, self.data, self.indices = dict(targets_of), data, indices
+    def __init__(self, targets_of: dict, data, picks: list[int]):
+        self.targets_of, self.data = dict(targets_of), data
         self.picks = {j: row for row, j in enumerate(picks)}
         self.kept: dict[str, list[torch.Tensor | None]] = {h: [None] * len(picks) for h in self.targets_of}
         self.sums: dict[str, tuple[torch.Tensor, int]] = {}
 
-    def __call__(self, start: int, out: dict[str, torch.Tensor]) -> None:
+    def __call__(self, start: int, out: dict[str, torch.Tensor], targets: dict, present: dict) -> None:
         for head, pred in out.items():
             kind = self.targets_of[head]
             for j in range(start, start + len(pred)):
                 if j in self.picks:
                     self.kept[head][self.picks[j]] = pred[j - start].softmax(0) if kind == "class" else pred[j - start]
-            if kind != "density" or "density" not in self.data.targets:
+            if kind != "density" or "density" not in targets:
                 continue
-            idx = torch.tensor(self.indices[start : start + len(pred)])
-            has = self.data.present["density"][idx]
+            has = present["density"]
             if has.any():
-                curves = fsc_curve(pred[has][:, 0], self.data.targets["density"][idx][has][:, 0])
+                curves = fsc_curve(pred[has][:, 0], targets["density"][has][:, 0])
                 total, n = self.sums.get(head, (0.0, 0))
                 self.sums[head] = (curves.sum(0) + total, n + len(curves))
 

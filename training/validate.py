@@ -20,10 +20,12 @@ def evaluate_split(
     indices: list[int],
     rt: Runtime,
     batch_size: int,
-    sink: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+    sink: Callable[[int, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]], None]
+    | None = None,
 ) -> dict[str, Any]:
     """Loss and the paper's metrics on ``indices``. With ``sink``, each batch's outputs (on the
-    CPU, float) are handed to it with the batch's start in ``indices`` — nothing is kept here, so
+    CPU, float), targets and which targets are present are handed to it with the batch's start in
+    ``indices`` — nothing is kept here, so
     memory does not grow with the particles — and the confusion matrices are returned too
     (``_confusion``)."""
     model.eval()
@@ -41,7 +43,7 @@ def evaluate_split(
         result = criterion(out, *on_device)  # the loss lives where the model does (CUDA included)
         out = {k: v.cpu() for k, v in out.items()}
         if sink is not None:
-            sink(start, out)
+            sink(start, out, targets, present)
         b = len(idx)
         n += b
         sums["loss"] = sums.get("loss", 0.0) + float(result.total) * b
