@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from dsmnet.core.progress import Progress
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.star import write_star
+from dsmnet.training.batches import prefetch
 from dsmnet.training.data import check_voxels, normalise
 from dsmnet.training.runtime import make_runtime
 from dsmnet.training.sources import Particle, Source, batches, load
@@ -218,22 +218,13 @@ class _Writer:
 
 
 def _read_ahead(batches: Iterator[list[Particle]], reader: _Reader, writer: _Writer, bar: Progress):
-    """Predict every batch, the next one read (cut or read, and checked) in a thread while the
+    """Predict every batch, the next one drawn (cut or read) and checked in a thread while the
     model runs on this one; the particles skipped, with why."""
     skipped: list[tuple[Particle, str]] = []
-
-    def read_next():
-        batch = next(batches, None)
-        return None if batch is None else (len(batch), *reader(batch))
-
-    with ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(read_next)
-        while (result := ahead.result()) is not None:
-            ahead = pool.submit(read_next)
-            n, good, x, bad = result
-            skipped += bad
-            writer(good, x)
-            bar.update(n)
+    for n, good, x, bad in prefetch(batches, lambda batch: (len(batch), *reader(batch)), depth=1):
+        skipped += bad
+        writer(good, x)
+        bar.update(n)
     return skipped
 
 
