@@ -48,3 +48,8 @@ def tomogram_arguments(p: argparse.ArgumentParser) -> None:
         "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
     )
     p.add_argument("--border", default="skip", choices=BORDERS, help="picks whose box crosses the border")
+
+
+def tomogram_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of extract and predict that :func:`tomogram_arguments` adds."""
+    return {"tomograms": args.tomograms, "rescale": not args.no_rescale, "border": args.border}

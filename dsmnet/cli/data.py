@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dsmnet.cli.base import PICKS_HELP, UsageError, command, print_json, tomogram_arguments
+from dsmnet.cli.base import PICKS_HELP, UsageError, command, print_json, tomogram_arguments, tomogram_options
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -154,12 +154,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
         args.picks,
         args.out,
         tomogram=args.tomogram,
-        tomograms=args.tomograms,
         box=args.box,
         voxel_size=args.voxel_size,
-        rescale=not args.no_rescale,
-        border=args.border,
         overwrite=args.overwrite,
+        **tomogram_options(args),
     )
     print(
         f"extracted {r['extracted']} subtomograms ({r['skipped']} skipped at the border; {r['convention']} picks) "

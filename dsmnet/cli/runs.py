@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from dsmnet.cli.base import PICKS_HELP, UsageError, command, tomogram_arguments
+from dsmnet.cli.base import PICKS_HELP, UsageError, command, tomogram_arguments, tomogram_options
 from dsmnet.training.options import AUGMENTS, PRECISIONS
 
 
@@ -130,9 +130,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.out,
         tomogram=args.tomogram,
         picks=args.picks,
-        tomograms=args.tomograms,
-        rescale=not args.no_rescale,
-        border=args.border,
         skip_bad=args.skip_bad,
         maps=not args.no_maps,
         device=args.device,
@@ -140,6 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         tta=args.tta,
+        **tomogram_options(args),
     )
     classes = ", ".join(f"{k} {v}" for k, v in sorted(r["classes"].items(), key=lambda kv: -kv[1])[:5])
     print(
