@@ -85,17 +85,16 @@ class Classifier(nn.Module):
         norm: Literal["none", "batch", "layer"] = "none",
     ):
         super().__init__()
+        width = in_shape.channels  # what the pool hands the first FC layer
         if pool == "avg":
             self.pool = nn.Sequential(nn.AdaptiveAvgPool3d(1), nn.Flatten())
         elif pool == "max":
             self.pool = nn.Sequential(nn.AdaptiveMaxPool3d(1), nn.Flatten())
         elif pool == "shells":
             self.pool = ShellPool(in_shape.size)
+            width = 2 * in_shape.channels * self.pool.shells
         else:
-            self.pool = nn.Flatten()
-        width = {"flatten": in_shape.numel, "shells": 2 * in_shape.channels * getattr(self.pool, "shells", 0)}.get(
-            pool, in_shape.channels
-        )
+            self.pool, width = nn.Flatten(), in_shape.numel
         layers: list[nn.Module] = []
         for h in hidden:
             layers.append(nn.Linear(width, h, bias=norm != "batch"))  # BatchNorm's shift is the bias
