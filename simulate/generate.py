@@ -175,10 +175,6 @@ def _progress_line(t: dict, done: int, n: int) -> str:
     )
 
 
-def _describe(s: Structure) -> dict:
-    return {"description": s.description, "kind": s.kind, "mass_kda": s.mass_kda}
-
-
 def _summary(config: SimulationConfig, structures, have: np.ndarray, n: int, tomograms: list[dict]) -> dict:
     """What ``simulation.json`` records: the settings, counts, SNR (nominal and measured) and library."""
     snrs = [t["measured_snr"] for t in tomograms]
@@ -263,7 +259,10 @@ def simulate(
                 "raise the crowding or the tomogram size"
             )
         write_star(tmp / layout.PARTICLES, {"particles": pd.DataFrame(rows)})
-        classes = [{"number": i + 1, "name": s.name, **_describe(s)} for i, s in enumerate(structures)]
+        classes = [
+            {"number": i + 1, "name": s.name, "description": s.description, "kind": s.kind, "mass_kda": s.mass_kda}
+            for i, s in enumerate(structures)
+        ]
         (tmp / layout.CLASSES).write_text(json.dumps(classes, indent=1) + "\n")
         summary = _summary(config, structures, have, len(rows), tomograms)
         (tmp / layout.SIMULATION).write_text(json.dumps(summary, indent=1) + "\n")
