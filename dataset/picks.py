@@ -74,10 +74,8 @@ def _tomograms_star(path: Path) -> dict[str, dict]:
     """Per tomogram name: its file (if named) and RELION's size and pixel size, from a RELION-5
     ``tomograms.star`` (block ``global``)."""
     blocks = read_star_blocks(path)
-    table = blocks.get("global", next(iter(blocks.values()), None))
-    if isinstance(table, dict):
-        table = pd.DataFrame([table])
-    if not isinstance(table, pd.DataFrame) or layout.TOMO not in table.columns:
+    table = particles_block(blocks, path, "global" if "global" in blocks else None)
+    if layout.TOMO not in table.columns:
         raise DataError(f"{path}: no {layout.TOMO} column (not a RELION tomograms.star)")
     out = {}
     for _, row in table.iterrows():
