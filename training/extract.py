@@ -29,16 +29,12 @@ DEFAULT_VOXEL_SIZE = 10.0  # Å: the paper's 1 nm, dsmnet's simulated data and s
 
 @dataclass
 class Box:
-    """One particle's box: its table row (the input's columns), the box and where it came from."""
+    """One particle's box: its position in its picks' table, the box and where it came from."""
 
     index: int  # position of the particle in its tomogram's picks
     volume: np.ndarray
     inside: bool
     picks: Picks
-
-    @property
-    def row(self) -> dict[str, Any]:
-        return self.picks.rows.iloc[self.index].to_dict()
 
     @property
     def name(self) -> str:
@@ -96,28 +92,35 @@ def extract(
         raise DataError(f"box must be even and ≥ 4, got {box}")
     groups = read_picks(picks_star, tomogram, tomograms)
     check_voxel_size(groups, voxel_size, rescale, log)
-    rows, skipped = [], 0
+    parts, extracted, skipped = [], 0, 0
     out = Path(out)
     bar = Progress(sum(len(p.rows) for p in groups), "extract", "particles", log, enabled=progress)
     with atomic_dir(out, overwrite=overwrite) as tmp, bar:
         for picks in groups:
-            kept = 0
+            kept, padded = [], []  # positions in the picks' table: the rows are taken from it once, at the end
             for b in boxes(picks, box, voxel_size, border):
-                name = f"subtomograms/{len(rows) + 1:06d}.mrc"
-                write_mrc(tmp / name, b.volume, voxel_size)
-                row = b.row
-                row.update(
-                    {layout.IMAGE: name, "dsmTomogram": str(picks.tomogram.path), "dsmPadded": int(not b.inside)}
-                )
-                rows.append(row)
-                kept += 1
+                write_mrc(tmp / f"subtomograms/{extracted + len(kept) + 1:06d}.mrc", b.volume, voxel_size)
+                kept.append(b.index)
+                padded.append(int(not b.inside))
                 bar.update()
-            skipped += len(picks.rows) - kept
-        if not rows:
+            skipped += len(picks.rows) - len(kept)
+            if kept:
+                numbers = range(extracted + 1, extracted + len(kept) + 1)
+                parts.append(
+                    picks.rows.iloc[kept].assign(
+                        **{
+                            layout.IMAGE: [f"subtomograms/{n:06d}.mrc" for n in numbers],
+                            "dsmTomogram": str(picks.tomogram.path),
+                            "dsmPadded": padded,
+                        }
+                    )
+                )
+            extracted += len(kept)
+        if not parts:
             raise DataError(f"{picks_star}: every box crosses the border of its tomogram (try --border pad)")
-        write_star(tmp / layout.PARTICLES, {"particles": pd.DataFrame(rows)})
+        write_star(tmp / layout.PARTICLES, {"particles": pd.concat(parts, ignore_index=True)})
     return {
-        "extracted": len(rows),
+        "extracted": extracted,
         "skipped": skipped,
         "voxel_size": voxel_size,
         "rescaled": not all(same_voxel_size(p.tomogram.voxel_size, voxel_size) for p in groups),

@@ -160,6 +160,12 @@ def test_extract_writes_relion5_picks_at_the_models_voxel_size(small_data, tmp_p
     assert r["convention"] == "relion5" and r["voxel_size"] == 10.0 and r["rescaled"]
     table = starfile.read(tmp_path / "boxes" / "particles.star")
     assert "rlnCenteredCoordinateXAngst" in table.columns and (table["dsmTomogram"] == str(tomo)).all()
+    given = starfile.read(picks)["particles"]  # every input column kept, row by row, for the boxes cut (in order)
+    assert r["extracted"] + r["skipped"] == len(given) and r["extracted"] == len(table)
+    kept = given.merge(table[list(given.columns)], how="inner")
+    assert len(kept) == len(table) and list(table["rlnImageName"]) == [
+        f"subtomograms/{n:06d}.mrc" for n in range(1, len(table) + 1)
+    ]
     with mrcfile.open(tmp_path / "boxes" / table["rlnImageName"].iloc[0]) as mrc:
         assert mrc.voxel_size.x == pytest.approx(10.0) and mrc.data.shape == (24, 24, 24)
 
