@@ -70,6 +70,11 @@ class TrainingSpec(BaseModel):
     batch_size: Annotated[int, Field(ge=1)] = 64
     epochs: Annotated[int, Field(ge=1)] = 100
     patience: Annotated[int, Field(ge=1)] = 15
+    # the learning rate over the run, after a linear warm-up over ``warmup`` epochs: the paper's
+    # constant rate, or a cosine decay to zero at ``epochs`` (set per batch from the epoch and the
+    # batch's number, so a resumed run continues on the same curve)
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup: Annotated[int, Field(ge=0)] = 0
 
 
 class Spec(BaseModel):

@@ -33,7 +33,7 @@ from dsmnet.training.checkpoint import save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
 from dsmnet.training.runtime import Runtime, keep_freed_memory, make_runtime
-from dsmnet.training.settings import RunState, TrainConfig, TrainingError, make_optimizer, prepare_run
+from dsmnet.training.settings import RunState, TrainConfig, TrainingError, learning_rate, make_optimizer, prepare_run
 from dsmnet.training.step import TrainStep
 from dsmnet.training.validate import evaluate_split
 
@@ -154,6 +154,9 @@ class _Run:
         enabled = self.config.progress and rt.is_main
         with Progress(len(bounds), f"epoch {epoch}", "batches", self.log, enabled=enabled) as bar:
             for number, b, x, targets, present in prefetch(bounds, load):
+                lr = learning_rate(settings, epoch, (number - 1) / len(bounds))
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
                 result = self._step(epoch, number, x, targets, present)
                 seen += b
                 sums["loss"] = sums.get("loss", 0.0) + float(result.total.detach()) * b
@@ -164,6 +167,7 @@ class _Run:
         record: dict[str, Any] = {"epoch": epoch}
         record.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})
         record["train_samples_per_s"] = seen * rt.world / seconds if seconds else 0.0
+        record["lr"] = learning_rate(settings, epoch, 1.0)
         return record, perm
 
     def _step(self, epoch: int, number: int, x, targets, present):
@@ -238,6 +242,14 @@ class _Run:
         return self.run.epoch < self.settings["epochs"] and self.run.bad_epochs < self.settings["patience"]
 
 
+def _schedule(settings: dict[str, Any]) -> str:
+    warmup = settings.get("warmup", 0)
+    parts = ([f"{warmup}-epoch warm-up"] if warmup else []) + (
+        ["cosine decay"] if settings.get("schedule", "constant") == "cosine" else []
+    )
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def train(
     spec: Spec | str | Path,
     data_dir: str | Path,
@@ -262,7 +274,7 @@ def train(
     if r.rt.is_main:
         log(
             f"training {r.spec.name} on {len(r.split['train'])} / validating on {len(r.split['val'])} particles "
-            f"({r.rt.describe()}, batch {s['batch_size']}, lr {s['lr']}, ≤ {s['epochs']} epochs, "
+            f"({r.rt.describe()}, batch {s['batch_size']}, lr {s['lr']}{_schedule(s)}, ≤ {s['epochs']} epochs, "
             f"patience {s['patience']})"
         )
     started = time.perf_counter()

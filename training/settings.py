@@ -30,6 +30,8 @@ class TrainConfig:
     epochs: int | None = None
     patience: int | None = None
     weight_decay: float | None = None
+    schedule: str | None = None
+    warmup: int | None = None
     seed: int = 0
     device: str = "auto"
     precision: Precision = "auto"
@@ -41,7 +43,7 @@ class TrainConfig:
 
     def resolved(self, spec: Spec) -> dict[str, Any]:
         t = spec.training.model_dump()
-        for key in ("lr", "batch_size", "epochs", "patience", "weight_decay"):
+        for key in ("lr", "batch_size", "epochs", "patience", "weight_decay", "schedule", "warmup"):
             value = getattr(self, key)
             if value is not None:
                 t[key] = value
@@ -74,6 +76,20 @@ def prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:
     if last.is_file():
         raise TrainingError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
     return None
+
+
+def learning_rate(settings: dict[str, Any], epoch: int, done: float) -> float:
+    """The rate for a batch of ``epoch`` (1-based) when ``done`` (0–1) of the epoch's batches came
+    before it: ``lr`` after a linear warm-up over ``warmup`` epochs, then constant or decaying
+    along a cosine to zero at ``epochs`` (runs saved before schedules existed: constant)."""
+    base, at = settings["lr"], epoch - 1 + done
+    warmup = settings.get("warmup", 0)
+    if at < warmup:
+        return base * (at + 1e-3) / warmup
+    if settings.get("schedule", "constant") == "cosine":
+        span = max(settings["epochs"] - warmup, 1e-9)
+        return base * 0.5 * (1 + math.cos(math.pi * min((at - warmup) / span, 1.0)))
+    return base
 
 
 def make_optimizer(settings: dict[str, Any], params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

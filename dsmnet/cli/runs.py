@@ -20,6 +20,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="global batch size (spec default: 64)")
     p.add_argument("--epochs", type=int, help="maximum epochs (spec default: 100)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (spec default: 15)")
+    p.add_argument(
+        "--schedule",
+        choices=("constant", "cosine"),
+        help="learning rate over the run: constant (the paper's) or a cosine decay to zero at --epochs",
+    )
+    p.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (spec default: 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast dtype")
@@ -51,6 +57,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         epochs=args.epochs,
         patience=args.patience,
+        schedule=args.schedule,
+        warmup=args.warmup,
         seed=args.seed,
         device=args.device,
         precision=args.precision,

@@ -16,7 +16,7 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.training import loop
 from dsmnet.training.augment import augment
 from dsmnet.training.loop import train
-from dsmnet.training.settings import TrainConfig, TrainingError
+from dsmnet.training.settings import TrainConfig, TrainingError, learning_rate
 
 QUIET = TrainConfig(progress=False, precise_bn=32)
 
@@ -54,7 +54,18 @@ def test_an_existing_run_is_not_overwritten(small_data, tiny_spec, tmp_path):
     assert (tmp_path / "other" / "last.pt").is_file()
 
 
+def test_learning_rate_schedules():
+    settings = {"lr": 1e-3, "epochs": 10, "warmup": 2, "schedule": "cosine"}
+    rates = [learning_rate(settings, e, d) for e in range(1, 11) for d in (0.0, 0.5)]
+    assert rates[0] < rates[1] < rates[2] < rates[3] < rates[4] == pytest.approx(1e-3)  # warm-up, then the peak
+    assert all(a > b for a, b in zip(rates[4:], rates[5:]))  # then down all the way
+    assert learning_rate(settings, 10, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate({**settings, "schedule": "constant"}, 7, 0.3) == 1e-3
+    assert learning_rate({"lr": 1e-3, "epochs": 10}, 1, 0.0) == 1e-3  # runs saved before schedules: constant
+
+
 def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, monkeypatch):
+    QUIET = TrainConfig(progress=False, precise_bn=32, schedule="cosine", warmup=1)  # resumed on the same curve
     straight = tmp_path / "straight"
     train(tiny_spec, small_data, straight, QUIET, log=lambda _: None)
 
@@ -76,7 +87,8 @@ def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, 
     assert not list(killed.glob(".*.tmp"))
     train(tiny_spec, small_data, killed, QUIET, resume=True, log=lambda _: None)
     a, b = state_of(straight), state_of(killed)
-    assert b["epoch"] == 2
+    assert b["epoch"] == 2 and [r["lr"] for r in b["history"]] == [r["lr"] for r in a["history"]]
+    assert a["history"][0]["lr"] > a["history"][1]["lr"] == pytest.approx(0.0, abs=1e-12)
     for key, value in a["step"].items():
         torch.testing.assert_close(b["step"][key], value, msg=key)
 
