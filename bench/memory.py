@@ -7,14 +7,15 @@ each, in a fresh process (so peak RSS is its own):
 - one training epoch of a small DSM-Net (widths 8/16/32, batch 32) reading the volumes a batch at
   a time (the default), and the same epoch with every volume read into memory first;
 - prediction over every particle (``dsmnet predict`` on the dataset folder; subtomograms only),
-  reading a batch ahead (the default; the median of 3 runs) or every file first.
+  reading a batch ahead (the default) or every file first: ``repeats`` runs of each, interleaved,
+  their medians reported.
 
 Reported: peak RSS (``ru_maxrss``), particles/s (the epoch's training samples/s; prediction's
 particles over its wall time), and the ratios large/small (memory; goal ≤ 1.10) and lazy/in-memory
 (throughput; goal ≥ 0.90). The datasets are simulated once into ``--data`` (default
 ``/tmp/dsmnet-bench-memory``) and reused.
 
-Run: ``python -m bench.memory [--small 2000] [--large 20000]``
+Run: ``python -m bench.memory [--small 2000] [--large 20000] [--repeats 3]``
 """
 
 from __future__ import annotations
@@ -119,14 +120,16 @@ def _child(*args: str) -> dict:
 def _median(results) -> dict:
     """The median peak and rate of repeated runs: a lazy prediction's peak RSS varies by ±50 MB from
     run to run (measured 1067, 1094 and 1162 MB for the same 20 000 particles: where the reader
-    thread's allocations land), more than the growth the goal bounds."""
+    thread's allocations land), more than the growth the goal bounds; and its rate, like the
+    in-memory one, by ±10 % (2 000 particles, 4 interleaved runs of each on an idle machine: lazy
+    132–147/s, in memory 127–144/s), so one run of each cannot tell a 10 % difference."""
     import statistics
 
     results = list(results)
     return {key: statistics.median(r[key] for r in results) for key in ("rate", "peak_mb")}
 
 
-def run(small: int = 2000, large: int = 20000, data: str = "/tmp/dsmnet-bench-memory") -> dict:
+def run(small: int = 2000, large: int = 20000, data: str = "/tmp/dsmnet-bench-memory", repeats: int = 3) -> dict:
     root = Path(data)
     spec = json.dumps(SPEC)
     result: dict = {}
@@ -135,16 +138,20 @@ def run(small: int = 2000, large: int = 20000, data: str = "/tmp/dsmnet-bench-me
         lazy = _child("train", str(path), str(root / f"run{n}"), "0", spec)
         held = _child("train", str(path), str(root / f"run{n}-mem"), "1", spec)
         run_dir = str(root / f"run{n}")
-        pred = _median(_child("predict", str(path), str(root / f"pred{n}"), "0", run_dir) for _ in range(3))
-        pred_held = _child("predict", str(path), str(root / f"pred{n}-mem"), "1", str(root / f"run{n}"))
+        runs: dict[str, list[dict]] = {"0": [], "1": []}
+        for _ in range(repeats):  # interleaved, so that the machine's drift hits both paths alike
+            for held_flag, results in runs.items():
+                suffix = "-mem" if held_flag == "1" else ""
+                results.append(_child("predict", str(path), str(root / f"pred{n}{suffix}"), held_flag, run_dir))
+        pred, pred_held = _median(runs["0"]), _median(runs["1"])
         result[n] = {"train_lazy": lazy, "train_in_memory": held, "predict": pred, "predict_in_memory": pred_held}
-    result["small"], result["large"] = small, large
+    result["small"], result["large"], result["repeats"] = small, large, repeats
     return result
 
 
 def report(r: dict) -> str:
     s, big = r[r["small"]], r[r["large"]]
-    lines = []
+    lines = [f"(prediction: medians of {r.get('repeats', 1)} interleaved runs of each path; training: one epoch each)"]
     for n in (r["small"], r["large"]):
         x = r[n]
         lines.append(
