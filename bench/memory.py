@@ -7,8 +7,9 @@ each, in a fresh process (so peak RSS is its own):
 - one training epoch of a small DSM-Net (widths 8/16/32, batch 32) reading the volumes a batch at
   a time (the default), and the same epoch with every volume read into memory first;
 - prediction over every particle (``dsmnet predict`` on the dataset folder; subtomograms only),
-  reading a batch ahead (the default) or every file first: ``repeats`` runs of each, interleaved,
-  their medians reported.
+  reading a batch ahead (the default) or every file first.
+
+Each is run ``repeats`` times, the two paths interleaved, and the medians reported.
 
 Reported: peak RSS (``ru_maxrss``), particles/s (the epoch's training samples/s; prediction's
 particles over its wall time), and the ratios large/small (memory; goal ≤ 1.10) and lazy/in-memory
@@ -133,25 +134,27 @@ def run(small: int = 2000, large: int = 20000, data: str = "/tmp/dsmnet-bench-me
     root = Path(data)
     spec = json.dumps(SPEC)
     result: dict = {}
-    for n in (small, large):
+    for n in dict.fromkeys((small, large)):
         path = _dataset(root, n, small)
-        lazy = _child("train", str(path), str(root / f"run{n}"), "0", spec)
-        held = _child("train", str(path), str(root / f"run{n}-mem"), "1", spec)
-        run_dir = str(root / f"run{n}")
-        runs: dict[str, list[dict]] = {"0": [], "1": []}
+        run_dir = str(root / f"run{n}")  # the lazy training's run is the one predicted with
+        jobs = [  # (result, job, in memory, output folder, what the job takes)
+            ("train_lazy", "train", "0", f"run{n}", spec),
+            ("train_in_memory", "train", "1", f"run{n}-mem", spec),
+            ("predict", "predict", "0", f"pred{n}", run_dir),
+            ("predict_in_memory", "predict", "1", f"pred{n}-mem", run_dir),
+        ]
+        runs: dict[str, list[dict]] = {key: [] for key, *_ in jobs}
         for _ in range(repeats):  # interleaved, so that the machine's drift hits both paths alike
-            for held_flag, results in runs.items():
-                suffix = "-mem" if held_flag == "1" else ""
-                results.append(_child("predict", str(path), str(root / f"pred{n}{suffix}"), held_flag, run_dir))
-        pred, pred_held = _median(runs["0"]), _median(runs["1"])
-        result[n] = {"train_lazy": lazy, "train_in_memory": held, "predict": pred, "predict_in_memory": pred_held}
+            for key, job, held, folder, arg in jobs:
+                runs[key].append(_child(job, str(path), str(root / folder), held, arg))
+        result[n] = {key: _median(values) for key, values in runs.items()}
     result["small"], result["large"], result["repeats"] = small, large, repeats
     return result
 
 
 def report(r: dict) -> str:
     s, big = r[r["small"]], r[r["large"]]
-    lines = [f"(prediction: medians of {r.get('repeats', 1)} interleaved runs of each path; training: one epoch each)"]
+    lines = [f"(medians of {r.get('repeats', 1)} interleaved runs of each path; a training run is one epoch)"]
     for n in (r["small"], r["large"]):
         x = r[n]
         lines.append(

@@ -177,11 +177,12 @@ def reproduce(
     seconds = time.perf_counter() - start
     total, invocations = _add_wall_time(out, seconds)
     summary[2] = (
-        f"Command: `{command}`; git revision {revision}; wall time {total / 60:.1f} min on {workers} worker(s)"
+        f"Command: `{command}`; git revision {revision}; wall time {total / 60:.1f} min"
         + (
-            f", summed over the {invocations} invocations that built these results (this one: {seconds / 60:.1f} min)."
+            f", summed over the {invocations} invocations that built these results "
+            f"(this one: {seconds / 60:.1f} min on {workers} worker(s))."
             if invocations > 1
-            else "."
+            else f" on {workers} worker(s)."
         )
     )
     atomic_write_text(out / "summary.md", "\n".join(summary))

@@ -124,7 +124,8 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     state = json.loads((tmp_path / "toy" / "study.json").read_text())
     assert state["invocations"] == 2
     assert state["seconds"] == pytest.approx(result["seconds"] + again["seconds"])
-    assert "summed over the 2 invocations" in (tmp_path / "toy" / "summary.md").read_text()
+    assert "summed over the 2 invocations" in (text := (tmp_path / "toy" / "summary.md").read_text())
+    assert "on 1 worker(s))." in text  # the workers of this invocation, not of the study
     # results of another scale in the same folder are refused, naming what differs
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2))
     with pytest.raises(StudyError, match="holds a run of another spec"):
