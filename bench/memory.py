@@ -155,7 +155,7 @@ def run(small: int = 2000, large: int = 20000, data: str = "/tmp/dsmnet-bench-me
 def report(r: dict) -> str:
     s, big = r[r["small"]], r[r["large"]]
     lines = [f"(medians of {r.get('repeats', 1)} interleaved runs of each path; a training run is one epoch)"]
-    for n in (r["small"], r["large"]):
+    for n in dict.fromkeys((r["small"], r["large"])):  # a size given twice was measured once
         x = r[n]
         lines.append(
             f"{n:>6} particles: train lazy {x['train_lazy']['peak_mb']:.0f} MB at {x['train_lazy']['rate']:.0f}/s, "

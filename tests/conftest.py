@@ -69,4 +69,3 @@ def trained_run(small_data, tiny_spec, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_spec, small_data, out, TrainConfig(progress=False, epochs=2), log=lambda _: None)
     return out
-

@@ -97,24 +97,17 @@ def extract(
     bar = Progress(sum(len(p.rows) for p in groups), "extract", "particles", log, enabled=progress)
     with atomic_dir(out, overwrite=overwrite) as tmp, bar:
         for picks in groups:
-            kept, padded = [], []  # positions in the picks' table: the rows are taken from it once, at the end
+            kept, names, padded = [], [], []  # positions in the picks' table: its rows are taken once, at the end
             for b in boxes(picks, box, voxel_size, border):
-                write_mrc(tmp / f"subtomograms/{extracted + len(kept) + 1:06d}.mrc", b.volume, voxel_size)
+                names.append(f"subtomograms/{extracted + len(names) + 1:06d}.mrc")
+                write_mrc(tmp / names[-1], b.volume, voxel_size)
                 kept.append(b.index)
                 padded.append(int(not b.inside))
                 bar.update()
             skipped += len(picks.rows) - len(kept)
             if kept:
-                numbers = range(extracted + 1, extracted + len(kept) + 1)
-                parts.append(
-                    picks.rows.iloc[kept].assign(
-                        **{
-                            layout.IMAGE: [f"subtomograms/{n:06d}.mrc" for n in numbers],
-                            "dsmTomogram": str(picks.tomogram.path),
-                            "dsmPadded": padded,
-                        }
-                    )
-                )
+                columns = {layout.IMAGE: names, "dsmTomogram": str(picks.tomogram.path), "dsmPadded": padded}
+                parts.append(picks.rows.iloc[kept].assign(**columns))
             extracted += len(kept)
         if not parts:
             raise DataError(f"{picks_star}: every box crosses the border of its tomogram (try --border pad)")

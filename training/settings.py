@@ -84,7 +84,7 @@ def learning_rate(settings: dict[str, Any], epoch: int, done: float) -> float:
     along a cosine to zero at ``epochs`` (runs saved before schedules existed: constant)."""
     base, at = settings["lr"], epoch - 1 + done
     warmup = settings.get("warmup", 0)
-    if at < warmup:
+    if at < warmup:  # (a thousandth of an epoch added: the first batch moves the weights too)
         return base * (at + 1e-3) / warmup
     if settings.get("schedule", "constant") == "cosine":
         span = max(settings["epochs"] - warmup, 1e-9)

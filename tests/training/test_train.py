@@ -65,9 +65,9 @@ def test_learning_rate_schedules():
 
 
 def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, monkeypatch):
-    QUIET = TrainConfig(progress=False, precise_bn=32, schedule="cosine", warmup=1)  # resumed on the same curve
+    cosine = TrainConfig(progress=False, precise_bn=32, schedule="cosine", warmup=1)  # resumed on the same curve
     straight = tmp_path / "straight"
-    train(tiny_spec, small_data, straight, QUIET, log=lambda _: None)
+    train(tiny_spec, small_data, straight, cosine, log=lambda _: None)
 
     killed = tmp_path / "killed"
     calls = {"n": 0}
@@ -81,11 +81,11 @@ def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, 
 
     monkeypatch.setattr(loop.TrainStep, "forward", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_spec, small_data, killed, QUIET, log=lambda _: None)
+        train(tiny_spec, small_data, killed, cosine, log=lambda _: None)
     monkeypatch.setattr(loop.TrainStep, "forward", original)
     assert state_of(killed)["epoch"] == 1  # lost only the epoch in progress
     assert not list(killed.glob(".*.tmp"))
-    train(tiny_spec, small_data, killed, QUIET, resume=True, log=lambda _: None)
+    train(tiny_spec, small_data, killed, cosine, resume=True, log=lambda _: None)
     a, b = state_of(straight), state_of(killed)
     assert b["epoch"] == 2 and [r["lr"] for r in b["history"]] == [r["lr"] for r in a["history"]]
     assert a["history"][0]["lr"] > a["history"][1]["lr"] == pytest.approx(0.0, abs=1e-12)
