@@ -1,4 +1,8 @@
-"""Outputs are written under a temporary name and renamed when complete, never left half-written."""
+"""Outputs are written under a temporary name and renamed when complete, never left half-written.
+
+A temporary name carries its writer's process id (``.NAME.PID.RANDOM.tmp``), so a run that was
+killed (SIGKILL, power loss) is cleaned up by the next writer of the same output: temporaries whose
+process is gone are removed, and an output caught between its two renames is put back."""
 
 from __future__ import annotations
 
@@ -20,10 +24,51 @@ class OutputExistsError(OutputError, FileExistsError):
     """The output is already there and overwriting was not asked for."""
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(path: str | Path) -> list[Path]:
+    """Remove the temporaries a killed writer of ``path`` left beside it (their process is gone),
+    and put back ``path`` if a kill came between :func:`atomic_dir`'s two renames. Returns what was
+    removed. Temporaries of a live process, and names not of this form, are left alone."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir():  # killed between (or after) the renames: the old output is back, or gone
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, path)
+    removed = []
+    prefix = f".{path.name}."
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(path.parent):
+            if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                continue
+            pid = entry.name[len(prefix) :].split(".", 1)[0]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = ".tmp", *, clean: bool = False) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder to write to; on success it is renamed to ``path``,
     on failure removed. ``suffix`` lets writers that infer a format from the name (``.png``) work.
+    ``clean`` first removes what killed writers of ``path`` left (:func:`remove_stale`; it lists
+    the folder, so writers of many small files inside a fresh folder leave it off).
 
     Example:
         >>> with atomic_path("out/fig.png", suffix=".png") as tmp:
@@ -31,7 +76,9 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    if clean:
+        remove_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -58,16 +105,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``path``, on failure it is removed.
+    What killed writers of ``path`` left is removed first (:func:`remove_stale`).
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
+    try:
+        remove_stale(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists (choose another --out, or pass --overwrite)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:

@@ -137,9 +137,12 @@ def _extractable(tomo: Tomogram, shape: tuple[int, ...], box: int) -> list:
     return [m for m in tomo.molecules if all(half <= c <= s - half for c, s in zip(m.centre, shape))]
 
 
-def _write_particle(tmp: Path, config: SimulationConfig, m, noisy: np.ndarray, index: int, tomogram: str, name: str):
+def _write_particle(
+    tmp: Path, config: SimulationConfig, m, noisy: np.ndarray, clean: np.ndarray, index: int, tomogram: str, name: str
+):
     """Write one molecule's subtomogram (cut from the noisy tomogram), mask and density; return
-    its row of ``particles.star``."""
+    its row of ``particles.star``, with the target's share of the clean box's density (the rest is
+    its neighbours')."""
     lo = m.centre - config.box // 2
     region = tuple(slice(int(a), int(a) + config.box) for a in lo)
     volumes = {
@@ -152,6 +155,7 @@ def _write_particle(tmp: Path, config: SimulationConfig, m, noisy: np.ndarray, i
         write_mrc(tmp / files[kind], volume, config.voxel_size)
     rot, tilt, psi = relion_angles(m.rotation)
     z, y, x = (float(c) for c in m.centre)
+    share = float(volumes["densities"].sum(dtype=np.float64) / max(clean[region].sum(dtype=np.float64), 1e-12))
     return {
         layout.TOMO: tomogram,
         "rlnCoordinateX": x,
@@ -165,6 +169,7 @@ def _write_particle(tmp: Path, config: SimulationConfig, m, noisy: np.ndarray, i
         layout.IMAGE: files["subtomograms"],
         layout.MASK: files["masks"],
         layout.DENSITY: files["densities"],
+        layout.TARGET_SHARE: round(share, 4),
     }
 
 
@@ -175,13 +180,19 @@ def _progress_line(t: dict, done: int, n: int) -> str:
     )
 
 
-def _summary(config: SimulationConfig, structures, have: np.ndarray, n: int, tomograms: list[dict]) -> dict:
-    """What ``simulation.json`` records: the settings, counts, SNR (nominal and measured) and library."""
+def _summary(config: SimulationConfig, structures, have: np.ndarray, n: int, tomograms: list[dict], rows) -> dict:
+    """What ``simulation.json`` records: the settings, counts, SNR (nominal and measured), how much
+    of each class's boxes is its own density, and the library."""
     snrs = [t["measured_snr"] for t in tomograms]
+    shares: dict[str, list[float]] = {s.name: [] for s in structures}
+    for row in rows:
+        shares[row[layout.CLASS_NAME]].append(row[layout.TARGET_SHARE])
     return {
         "config": config.as_dict(),
         "subtomograms": n,
         "per_class": {s.name: int(h) for s, h in zip(structures, have)},
+        # the median particle's own share of its clean box's density (the rest is neighbours')
+        "target_share_of_box": {name: round(float(np.median(v)), 3) for name, v in shares.items() if v},
         "tomograms": tomograms,
         "snr": {
             "nominal": config.snr,
@@ -237,7 +248,8 @@ def simulate(
                     continue
                 have[m.cls] += 1
                 made += 1
-                rows.append(_write_particle(tmp, config, m, imaged.noisy, len(rows) + 1, name, structures[m.cls].name))
+                cls_name = structures[m.cls].name
+                rows.append(_write_particle(tmp, config, m, imaged.noisy, tomo.clean, len(rows) + 1, name, cls_name))
             if config.write_tomograms:
                 for suffix, volume in (("", imaged.noisy), ("_clean", tomo.clean), ("_labels", tomo.labels)):
                     write_mrc(tmp / "tomograms" / f"{name}{suffix}.mrc", volume, config.voxel_size)
@@ -264,7 +276,7 @@ def simulate(
             for i, s in enumerate(structures)
         ]
         (tmp / layout.CLASSES).write_text(json.dumps(classes, indent=1) + "\n")
-        summary = _summary(config, structures, have, len(rows), tomograms)
+        summary = _summary(config, structures, have, len(rows), tomograms, rows)
         (tmp / layout.SIMULATION).write_text(json.dumps(summary, indent=1) + "\n")
     summary["seconds"] = time.perf_counter() - start
     return summary

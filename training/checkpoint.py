@@ -14,8 +14,9 @@ FORMAT = 1
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` through a temporary file and a rename: a kill never leaves half a file."""
-    with atomic_path(path) as tmp:
+    """Write ``state`` to ``path`` through a temporary file and a rename: a kill never leaves half a
+    file, and the next save removes a temporary a killed run left."""
+    with atomic_path(path, clean=True) as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
 
 

@@ -107,6 +107,21 @@ def test_masks_are_the_target_region_and_exclude_neighbours(dataset, particles):
     assert with_neighbours >= 0.5 * len(rows), "most boxes hold fragments of crowding neighbours"
 
 
+def test_each_box_records_the_targets_share_of_its_density(dataset, particles):
+    """``dsmTargetShare`` is the target's part of the noise-free box (the rest is neighbours'), and
+    ``simulation.json`` gives each class's median."""
+    clean, _ = read_mrc(dataset / "tomograms" / "tomo_001_clean.mrc")
+    for _, row in particles[particles[layout.TOMO] == "tomo_001"].iterrows():
+        x, y, z = (int(row[c]) for c in layout.COORDS)
+        density, _ = read_mrc(dataset / row[layout.DENSITY])
+        box = clean[z - 16 : z + 16, y - 16 : y + 16, x - 16 : x + 16]
+        assert row[layout.TARGET_SHARE] == pytest.approx(density.sum() / box.sum(), abs=1e-4)
+        assert 0 < row[layout.TARGET_SHARE] <= 1
+    medians = json.loads((dataset / layout.SIMULATION).read_text())["target_share_of_box"]
+    by_class = particles.groupby(layout.CLASS_NAME)[layout.TARGET_SHARE].median()
+    assert medians == pytest.approx(by_class.to_dict(), abs=1e-3) and len(medians) == len(SMALL)
+
+
 def test_missing_wedge_is_empty(dataset, particles):
     tomo, _ = read_mrc(dataset / "tomograms" / "tomo_001.mrc")
     scope = Microscope()
