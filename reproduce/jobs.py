@@ -119,6 +119,22 @@ def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
     return result
 
 
+def template_matching(test: Path, rotations: int, folder: Path, log=print) -> dict[str, Any]:
+    """The template-matching reference row on a test set (seed-independent; cached in ``folder``)."""
+    from dsmnet.reproduce.oracle import template_matching as match
+
+    path = folder / "template_matching.json"
+    if path.is_file():
+        found = json.loads(path.read_text())
+        if found.get("data") == str(test) and found.get("rotations") == rotations:
+            return found
+    log(f"template matching with the true maps on {test} ({rotations} rotations)")
+    result = match(test, rotations)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+    return result
+
+
 @dataclass(frozen=True)
 class Job:
     """One training run of the study (rows sharing a spec, dataset and seed share the job)."""

@@ -30,6 +30,7 @@ class Scale:
     pool: str | None = "flatten"  # every classifier flattens into a batch-normalised FC layer; None: each spec's own
     test_n: int = 3000  # the independent test set: other tomograms, another seed
     tta: bool = False  # test metrics averaged over the four wedge-preserving 180° turns (training.tta)
+    oracle_rotations: int = 2000  # the template-matching reference row's orientation search (reproduce.oracle)
 
 
 SCALES = {
@@ -147,4 +148,5 @@ def variant(base: str, heads: tuple[str, ...] | None, grid: dict, scale: Scale) 
 
 HOLDOUT = "pseudo_groel"
 BASELINE = "Classical (LDA)"
+ORACLE = "Template matching (true maps)"  # what the boxes hold: a reference above the CNNs, not a rival
 BASELINE_TABLES = ("table1", "table2")

@@ -20,9 +20,9 @@ from typing import Any
 
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.provenance import git_revision
-from dsmnet.reproduce.jobs import Job, _cost, baseline, datasets, default_workers, run_jobs
+from dsmnet.reproduce.jobs import Job, _cost, baseline, datasets, default_workers, run_jobs, template_matching
 from dsmnet.reproduce.report import _describe, _orderings, _per_class, _table, learning_curves
-from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, SCALES, TABLES, Scale, variant
+from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, ORACLE, SCALES, TABLES, Scale, variant
 
 
 def _command(scale_name: str, out: Path, seeds, tables, rows, with_discovery: bool) -> str:
@@ -80,9 +80,9 @@ def _finished(jobs: dict[Path, Job], log) -> dict[Path, Job]:
     return finished
 
 
-def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics) -> tuple[dict, list[str]]:
-    """Tables 1–3 with the baseline row, the orderings, per-class accuracy and the learning curves;
-    every run's test metrics kept in ``out/metrics``."""
+def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=print) -> tuple[dict, list[str]]:
+    """Tables 1–3 with the baseline and template-matching rows, the orderings, per-class accuracy
+    and the learning curves; every run's test metrics kept in ``out/metrics``."""
     results: dict[str, dict[str, list[dict]]] = {}
     summary: list[str] = []
     for table in tables:
@@ -92,6 +92,10 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics) -> tup
             results[table][BASELINE] = [
                 baseline(paths[dataset], seed, paths[f"{dataset}_test"], out / "metrics" / dataset / "baseline")
                 for seed in scale.seeds
+            ]
+            test = paths[f"{dataset}_test"]
+            results[table][ORACLE] = [
+                template_matching(test, scale.oracle_rotations, out / "metrics" / dataset / "oracle", log)
             ]
         for row, run in plan.get(table, []):
             results[table].setdefault(row, []).append(metrics[run])
@@ -168,7 +172,7 @@ def reproduce(
     log(f"{len(jobs)} training runs on {workers} worker(s)")
     metrics = run_jobs(list(jobs.values()), workers, log)
     plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
-    results, lines = _report_tables(scale, out, paths, tables, plan, metrics)
+    results, lines = _report_tables(scale, out, paths, tables, plan, metrics, log)
     summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), "", *lines]
     found = None
     if discovery_run is not None:
@@ -176,14 +180,11 @@ def reproduce(
         summary += lines
     seconds = time.perf_counter() - start
     total, invocations = _add_wall_time(out, seconds)
-    summary[2] = (
-        f"Command: `{command}`; git revision {revision}; wall time {total / 60:.1f} min"
-        + (
-            f", summed over the {invocations} invocations that built these results "
-            f"(this one: {seconds / 60:.1f} min on {workers} worker(s))."
-            if invocations > 1
-            else f" on {workers} worker(s)."
-        )
+    summary[2] = f"Command: `{command}`; git revision {revision}; wall time {total / 60:.1f} min" + (
+        f", summed over the {invocations} invocations that built these results "
+        f"(this one: {seconds / 60:.1f} min on {workers} worker(s))."
+        if invocations > 1
+        else f" on {workers} worker(s)."
     )
     atomic_write_text(out / "summary.md", "\n".join(summary))
     return {"out": str(out), "seconds": seconds, "results": results, "discovery": found}

@@ -24,7 +24,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
 from dsmnet.simulate.imaging import Microscope, ctf_mtf
@@ -44,12 +43,12 @@ def _centred(density: np.ndarray, box: int) -> torch.Tensor:
 
 
 def _rotate(volume: torch.Tensor, rotations: np.ndarray) -> torch.Tensor:
-    """``volume`` ``[D, H, W]`` turned by each of ``rotations`` ``[R, 3, 3]`` (xyz) about its centre."""
-    m = torch.from_numpy(rotations).float()
-    flip = torch.eye(3)[[2, 1, 0]]  # grid_sample's (x, y, z) order vs the array's [z, y, x]
-    theta = torch.cat([flip @ m.transpose(1, 2) @ flip, torch.zeros(len(m), 3, 1)], dim=2)
-    grid = F.affine_grid(theta, [len(m), 1, *volume.shape], align_corners=False)
-    return F.grid_sample(volume.expand(len(m), 1, *volume.shape), grid, align_corners=False)[:, 0]
+    """``volume`` ``[D, H, W]`` turned by each of ``rotations`` ``[R, 3, 3]`` (xyz, active) about the
+    voxel at index n // 2, as the simulator turns a molecule (:func:`dsmnet.simulate.crowding.rotate`)."""
+    from dsmnet.training.augment import rotate_volumes
+
+    m = torch.from_numpy(rotations).float().transpose(1, 2)  # out(p) = in(Rᵀ p)
+    return rotate_volumes(volume.expand(len(m), 1, *volume.shape), m)[:, 0]
 
 
 def whitening(box: int, voxel_size: float, scope: Microscope) -> torch.Tensor:

@@ -28,6 +28,21 @@ from dsmnet.training.options import Augment
 # the three 180° rotations (about z, y, x) as pairs of flipped axes of a [.., z, y, x] volume
 ROT180: tuple[tuple[int, ...], ...] = ((), (-2, -1), (-3, -1), (-3, -2))
 
+# Every turn and rotation here is about the voxel at index n // 2 of each axis, where the simulator,
+# ``dsmnet extract`` and RELION put a particle's centre. (About the array's geometric centre,
+# (n - 1) / 2 for an even box, a 180° turn would move the particle by one voxel along each turned
+# axis, and a random rotation by up to 1.7.)
+
+
+def turn(v: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``v`` mirrored along ``dims`` about index n // 2: index i goes to (n - i) mod n (a flip and,
+    for an even n, a roll by one; index 0 stays). Its own inverse; two axes make a 180° turn."""
+    for d in dims:
+        v = v.flip(d)
+        if v.shape[d] % 2 == 0:
+            v = v.roll(1, d)
+    return v
+
 
 def measured_frequencies(root: Path | None, box: tuple[int, int, int], voxel_size: float) -> torch.Tensor:
     """The rFFT mask of the frequencies a dataset's subtomograms hold: the wedge of its tilt range
@@ -72,8 +87,13 @@ def random_rotations(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def rotate_volumes(v: torch.Tensor, rotations: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Rotate each ``[C, D, H, W]`` volume of ``v`` about its centre (zeros come in at the corners)."""
-    theta = torch.cat([rotations, torch.zeros(len(v), 3, 1)], dim=2)
+    """Rotate each ``[C, D, H, W]`` volume of ``v`` about the voxel at index n // 2 (zeros come in
+    at the corners): ``out(p) = v(A (p - c) + c)`` for ``A`` = ``rotations`` ``[N, 3, 3]`` acting
+    on (x, y, z), so a particle is turned by ``Aᵀ``."""
+    sizes = v.shape[-1:-4:-1]  # W, H, D: grid_sample's (x, y, z) order
+    centre = torch.tensor([(2 * (n // 2) + 1) / n - 1 for n in sizes], dtype=rotations.dtype)  # normalised coords
+    shift = centre[None, :, None] - rotations @ centre[None, :, None]
+    theta = torch.cat([rotations, shift], dim=2)
     grid = F.affine_grid(theta, list(v.shape), align_corners=False)
     return F.grid_sample(v, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
@@ -120,4 +140,4 @@ def augment(
         dims = ()
     if not dims:
         return batch
-    return {k: (v.flip(dims) if v.dim() >= 4 else v) for k, v in batch.items()}
+    return {k: (turn(v, dims) if v.dim() >= 4 else v) for k, v in batch.items()}

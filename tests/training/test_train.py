@@ -14,7 +14,7 @@ import torch
 
 from dsmnet.dataset.mrc import DataError
 from dsmnet.training import loop
-from dsmnet.training.augment import augment
+from dsmnet.training.augment import ROT180, augment, random_rotations, rotate_volumes, turn
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig, TrainingError, learning_rate
 
@@ -255,17 +255,47 @@ def test_rot180_augmentation_turns_the_molecule_and_keeps_its_hand_and_wedge():
         dims = tuple(
             d
             for d in (-3, -2, -1)
-            if not torch.equal(out["x"], batch["x"]) and torch.equal(out["x"], batch["x"].flip(d))
+            if not torch.equal(out["x"], batch["x"]) and torch.equal(out["x"], turn(batch["x"], (d,)))
         )
         assert not dims, "a single flip would mirror the molecule"
-        flipped = [d for d in ((-2, -1), (-3, -1), (-3, -2)) if torch.equal(out["x"], x.flip(d))]
+        flipped = [d for d in ((-2, -1), (-3, -1), (-3, -2)) if torch.equal(out["x"], turn(x, d))]
         seen.add(flipped[0] if flipped else ())
     assert seen == {(), (-2, -1), (-3, -1), (-3, -2)}
     # a volume measured through the wedge (tilt axis y) stays inside it after every 180° rotation
     v = torch.fft.ifftn(torch.fft.fftn(torch.randn(8, 8, 8)) * wedge).real
     for dims in ((-2, -1), (-3, -1), (-3, -2)):
-        power = torch.fft.fftn(v.flip(dims)).abs() ** 2
+        power = torch.fft.fftn(turn(v, dims)).abs() ** 2
         assert power[~wedge].sum() < 1e-8 * power[wedge].sum()
+
+
+@pytest.mark.parametrize("n", [8, 9])
+def test_turns_and_rotations_keep_the_particle_centre_where_it_is(n):
+    """The simulator, extract and RELION put a particle's centre at index n // 2: every 180° turn
+    and every random rotation leaves that voxel in place (about the array's geometric centre an
+    even box's particle would move by a voxel)."""
+    centre = (n // 2,) * 3
+    x = torch.zeros(1, 1, n, n, n)
+    x[(0, 0, *centre)] = 1.0
+    for dims in ROT180:
+        assert turn(x, dims)[(0, 0, *centre)] == 1.0 and turn(turn(x, dims), dims).equal(x)
+    rotations = random_rotations(16, torch.Generator().manual_seed(0))
+    turned = rotate_volumes(x.expand(16, 1, n, n, n), rotations)
+    assert torch.allclose(turned[(slice(None), 0, *centre)], torch.ones(16), atol=1e-5)
+
+
+def test_rotations_turn_a_molecule_as_the_simulator_does():
+    """``rotate_volumes`` with ``Rᵀ`` is the simulator's active rotation by ``R`` (both trilinear)."""
+    from scipy.spatial.transform import Rotation
+
+    from dsmnet.simulate.crowding import rotate
+    from dsmnet.simulate.library import load_library
+
+    density = load_library()["pseudo_filament"].density
+    for r in Rotation.random(3, random_state=4):
+        expected = torch.from_numpy(rotate(density, r))
+        m = torch.from_numpy(r.as_matrix()).float().T[None]
+        got = rotate_volumes(torch.from_numpy(density)[None, None], m)[0, 0]
+        assert torch.corrcoef(torch.stack([got.flatten(), expected.flatten()]))[0, 1] > 0.999
 
 
 def test_density_target_is_scaled_so_the_three_losses_start_at_one_order(small_data, tiny_spec, tmp_path):

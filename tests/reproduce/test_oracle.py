@@ -1,0 +1,48 @@
+"""Template matching with the true maps: the reference row of what a simulated box can tell."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from dsmnet.dataset.mrc import DataError
+from dsmnet.reproduce import oracle
+from dsmnet.simulate.library import load_library
+
+
+def test_the_true_maps_classify_a_clean_enough_dataset(small_data):
+    r = oracle.template_matching(small_data, rotations=300)
+    assert r["particles"] == 60 and len(r["confusion_cls"]) == 3
+    assert r["metrics"]["acc_cls"] >= 0.9  # SNR 0.5, three classes of 104–209 kDa
+
+
+def test_it_matches_the_maps_not_something_else(small_data, monkeypatch):
+    """With each class's map swapped for the next one's, the particles are called the wrong class."""
+    library = load_library()
+    names = ["ruvb_7pbl", "mjap_9x2o", "mtor_4jsv"]
+    swapped = dict(library)
+    for a, b in zip(names, names[1:] + names[:1]):
+        swapped[a] = dataclasses.replace(library[b], name=a)
+    monkeypatch.setattr(oracle, "load_library", lambda: swapped)
+    assert oracle.template_matching(small_data, rotations=300)["metrics"]["acc_cls"] < 0.2
+
+
+def test_data_that_was_not_simulated_is_refused(tmp_path):
+    with pytest.raises(DataError, match="simulation.json"):
+        oracle.template_matching(tmp_path)
+
+
+def test_the_study_caches_the_row_and_reports_its_classes(small_data, tmp_path, monkeypatch):
+    from dsmnet.reproduce import jobs
+    from dsmnet.reproduce.report import _per_class
+    from dsmnet.reproduce.scales import BASELINE, ORACLE
+
+    first = jobs.template_matching(small_data, 50, tmp_path, log=lambda _m: None)
+    monkeypatch.setattr(oracle, "template_matching", lambda *a, **k: pytest.fail("not taken from the cache"))
+    assert jobs.template_matching(small_data, 50, tmp_path, log=lambda _m: None) == first
+    cnn = {"metrics": {"acc_cls": 0.5}, "per_class_accuracy_cls": dict.fromkeys(first["classes"], 0.5)}
+    lda = {**first, "confusion_cls": [[1, 1, 0], [0, 2, 0], [0, 0, 2]]}
+    lines = _per_class("table1", {BASELINE: [lda], ORACLE: [first], "DSM-Net": [cnn]})
+    assert lines[2] == f"| class | {BASELINE} | {ORACLE} | DSM-Net |"
+    assert lines[4] == f"| ruvb_7pbl | 0.50 | {first['confusion_cls'][0][0] / 20:.2f} | 0.50 |"
