@@ -190,3 +190,13 @@ def test_predict_refuses_users_bad_files_in_one_line(trained_run, tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (name, proc.stderr)
         assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_json_is_the_whole_of_stdout(trained_run, small_data, tmp_path, capsys):
+    out = tmp_path / "evaluated"
+    assert (
+        main(["evaluate", str(trained_run), "--data", str(small_data), "--split", "all", "--out", str(out), "--json"])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["out"] == str(out) and f"wrote {out}" in captured.err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from dsmnet.cli.base import PICKS_HELP, UsageError, command, tomogram_arguments, tomogram_options
@@ -93,12 +94,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dsmnet.training.evaluate import evaluate, table
 
     results = evaluate(args.run, args.data, args.split, args.out, args.device, tta=args.tta)
-    print(
-        json.dumps({k: v for k, v in results.items() if not k.startswith(("confusion", "fsc"))}, indent=1)
-        if args.json
-        else table(results)
-    )
-    print(f"wrote {results['out']}")
+    if args.json:  # stdout holds the JSON alone, for a pipe
+        print(json.dumps({k: v for k, v in results.items() if not k.startswith(("confusion", "fsc"))}, indent=1))
+        print(f"wrote {results['out']}", file=sys.stderr)
+    else:
+        print(table(results))
+        print(f"wrote {results['out']}")
     return 0
 
 
