@@ -98,7 +98,7 @@ def _describe(s: Scale) -> str:
         "(pixel accuracy / mIoU / object accuracy, %; * = the paper's 'fails to converge'). "
         f"{BASELINE}: shrinkage LDA on 51 rotation-invariant features around the box centre "
         "(`dsmnet.reproduce.baseline`), the simple baseline every CNN row is set against. "
-        f"{ORACLE}: each box's maximum-likelihood class over {s.oracle_rotations} orientations of the 22 "
+        f"{ORACLE}: each box's maximum-likelihood class over {s.oracle_rotations} orientations of the {s.classes} "
         "true maps imaged as the data were (`dsmnet.reproduce.oracle`): not a rival, since it knows the "
         "structures, but a measure of what the boxes hold."
     )
