@@ -56,9 +56,9 @@ def learning_curves(runs: dict[str, Path], path: Path) -> None:
     from dsmnet.core.fsutil import atomic_path
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: a whole study's runs stay apart
     for n, (title, run) in enumerate(runs.items()):
-        colour = colours[n % len(colours)]
+        colour = colours[(2 * n) % 20 + (2 * n) // 20 % 2]
         history_file = run / "metrics.jsonl"
         if not history_file.is_file():
             continue
