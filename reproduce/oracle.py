@@ -33,7 +33,7 @@ from scipy.spatial.transform import Rotation
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, read_mrc
 from dsmnet.dataset.star import read_star
-from dsmnet.simulate.imaging import Microscope, _rfft_grid, ctf_mtf, wedge_mask
+from dsmnet.simulate.imaging import Microscope, _rfft_grid, _rfft_weights, ctf_mtf, wedge_mask
 from dsmnet.simulate.library import load_library
 from dsmnet.simulate.separability import _centred, _rotate
 from dsmnet.training.data import read_classes
@@ -41,22 +41,19 @@ from dsmnet.training.data import read_classes
 NAME = "Template matching (true maps)"
 
 
-def _imaging(root: Path, box: int, voxel: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _imaging(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """The whitened matched filter ``G = M H / N²`` and the template energy filter ``E = M H² / N²``
     on the rFFT grid (``M`` the measured frequencies, ``H`` the CTF × MTF, ``N²`` the noise's power
-    spectrum relative to white), each counted twice where the half spectrum stands for two."""
-    config = json.loads((root / layout.SIMULATION).read_text())["config"]
+    spectrum relative to white) of a simulation's ``config``; ``E`` carries the half spectrum's
+    Parseval weights and ``1/V``, so that summing ``E |T̂|²`` gives ``‖W F T‖²``."""
     scope = Microscope(**config["microscope"])
-    kz, ky, kx = _rfft_grid((box,) * 3)
+    box, voxel = (int(config["box"]),) * 3, float(config["voxel_size"])
+    kz, ky, kx = _rfft_grid(box)
     k = torch.sqrt(kz**2 + ky**2 + kx**2)
-    measured = wedge_mask((box,) * 3, scope).float() * scope.band(k, voxel)
+    measured = wedge_mask(box, scope).float() * scope.band(k, voxel)
     h = ctf_mtf(k, voxel, scope)
     noise = (h**2 + 1) / 2
-    weight = torch.full(measured.shape, 2.0)
-    weight[..., 0] = 1.0
-    if box % 2 == 0:
-        weight[..., -1] = 1.0
-    return measured * h / noise, measured * h**2 / noise * weight / box**3
+    return measured * h / noise, measured * h**2 / noise * _rfft_weights(box) / box[0] ** 3
 
 
 def _boxes(root: Path, table, box: int) -> torch.Tensor:
@@ -88,9 +85,9 @@ def template_matching(data_dir: Path, rotations: int = 2000, seed: int = 0, log=
     if missing:
         raise DataError(f"{root}: classes not in the structure library: {', '.join(missing)}")
     table = read_star(root / layout.PARTICLES)
-    box = int(json.loads((root / layout.SIMULATION).read_text())["config"]["box"])
-    voxel = float(json.loads((root / layout.SIMULATION).read_text())["config"]["voxel_size"])
-    matched, energy_filter = _imaging(root, box, voxel)
+    config = json.loads((root / layout.SIMULATION).read_text())["config"]
+    box, voxel = int(config["box"]), float(config["voxel_size"])
+    matched, energy_filter = _imaging(config)
     b = _boxes(root, table, box)
     dims = (-3, -2, -1)
     whitened = torch.fft.irfftn(torch.fft.rfftn(b, dim=dims) * matched, s=(box,) * 3, dim=dims).flatten(1)
