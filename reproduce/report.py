@@ -56,9 +56,10 @@ def learning_curves(runs: dict[str, Path], path: Path) -> None:
     from dsmnet.core.fsutil import atomic_path
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: a whole study's runs stay apart
+    tab20 = plt.get_cmap("tab20").colors  # 10 hues, each dark and light: a whole study's runs stay apart
+    colours = tab20[::2] + tab20[1::2]  # the dark shades first
     for n, (title, run) in enumerate(runs.items()):
-        colour = colours[(2 * n) % 20 + (2 * n) // 20 % 2]
+        colour = colours[n % len(colours)]
         history_file = run / "metrics.jsonl"
         if not history_file.is_file():
             continue

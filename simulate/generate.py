@@ -180,7 +180,7 @@ def _progress_line(t: dict, done: int, n: int) -> str:
     )
 
 
-def _summary(config: SimulationConfig, structures, have: np.ndarray, n: int, tomograms: list[dict], rows) -> dict:
+def _summary(config: SimulationConfig, structures, tomograms: list[dict], rows: list[dict]) -> dict:
     """What ``simulation.json`` records: the settings, counts, SNR (nominal and measured), how much
     of each class's boxes is its own density, and the library."""
     snrs = [t["measured_snr"] for t in tomograms]
@@ -189,8 +189,8 @@ def _summary(config: SimulationConfig, structures, have: np.ndarray, n: int, tom
         shares[row[layout.CLASS_NAME]].append(row[layout.TARGET_SHARE])
     return {
         "config": config.as_dict(),
-        "subtomograms": n,
-        "per_class": {s.name: int(h) for s, h in zip(structures, have)},
+        "subtomograms": len(rows),
+        "per_class": {name: len(v) for name, v in shares.items()},
         # the median particle's own share of its clean box's density (the rest is neighbours')
         "target_share_of_box": {name: round(float(np.median(v)), 3) for name, v in shares.items() if v},
         "tomograms": tomograms,
@@ -276,7 +276,7 @@ def simulate(
             for i, s in enumerate(structures)
         ]
         (tmp / layout.CLASSES).write_text(json.dumps(classes, indent=1) + "\n")
-        summary = _summary(config, structures, have, len(rows), tomograms, rows)
+        summary = _summary(config, structures, tomograms, rows)
         (tmp / layout.SIMULATION).write_text(json.dumps(summary, indent=1) + "\n")
     summary["seconds"] = time.perf_counter() - start
     return summary
