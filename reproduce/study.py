@@ -89,11 +89,10 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
         results[table] = {}
         dataset = TABLES[table][0]
         if table in BASELINE_TABLES:
-            results[table][BASELINE] = [
-                baseline(paths[dataset], seed, paths[f"{dataset}_test"], out / "metrics" / dataset / "baseline")
-                for seed in scale.seeds
-            ]
             test = paths[f"{dataset}_test"]
+            results[table][BASELINE] = [
+                baseline(paths[dataset], seed, test, out / "metrics" / dataset / "baseline") for seed in scale.seeds
+            ]
             results[table][ORACLE] = [
                 template_matching(test, scale.oracle_rotations, out / "metrics" / dataset / "oracle", log)
             ]
