@@ -33,9 +33,9 @@ from scipy.spatial.transform import Rotation
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, read_mrc
 from dsmnet.dataset.star import read_star
-from dsmnet.simulate.imaging import Microscope, _rfft_grid, _rfft_weights, ctf_mtf, wedge_mask
+from dsmnet.simulate.imaging import Microscope, ctf_mtf, rfft_grid, rfft_weights, wedge_mask
 from dsmnet.simulate.library import load_library
-from dsmnet.simulate.separability import _centred, _rotate
+from dsmnet.simulate.separability import centred_map, rotated_maps
 from dsmnet.training.data import read_classes
 
 NAME = "Template matching (true maps)"
@@ -48,12 +48,12 @@ def _imaging(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
     Parseval weights and ``1/V``, so that summing ``E |T̂|²`` gives ``‖W F T‖²``."""
     scope = Microscope(**config["microscope"])
     box, voxel = (int(config["box"]),) * 3, float(config["voxel_size"])
-    kz, ky, kx = _rfft_grid(box)
+    kz, ky, kx = rfft_grid(box)
     k = torch.sqrt(kz**2 + ky**2 + kx**2)
     measured = wedge_mask(box, scope).float() * scope.band(k, voxel)
     h = ctf_mtf(k, voxel, scope)
     noise = (h**2 + 1) / 2
-    return measured * h / noise, measured * h**2 / noise * _rfft_weights(box) / box[0] ** 3
+    return measured * h / noise, measured * h**2 / noise * rfft_weights(box) / box[0] ** 3
 
 
 def _boxes(root: Path, table, box: int) -> torch.Tensor:
@@ -100,10 +100,10 @@ def template_matching(data_dir: Path, rotations: int = 2000, seed: int = 0, log=
         structure = library[name]
         if abs(structure.voxel_size - voxel) > 1e-3:
             raise DataError(f"{root}: voxel size {voxel} Å, the library's {name} is at {structure.voxel_size} Å")
-        centred = _centred(structure.density, box)
+        centred = centred_map(structure.density, box)
         best = torch.full((len(whitened),), -torch.inf)
         for lo in range(0, rotations, 250):
-            templates = _rotate(centred, turns[lo : lo + 250])
+            templates = rotated_maps(centred, turns[lo : lo + 250])
             energy = (torch.fft.rfftn(templates, dim=dims).abs() ** 2 * energy_filter).flatten(1).sum(1)
             best = torch.maximum(best, (whitened @ templates.flatten(1).T - energy / 2).max(1).values)
         scores[:, c] = best

@@ -86,7 +86,8 @@ def ctf_mtf(k_cycles: torch.Tensor, voxel_size: float, scope: Microscope) -> tor
     return h.float()
 
 
-def _rfft_grid(shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def rfft_grid(shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rFFT grid's frequencies (cycles per voxel) along z, y and x, broadcastable to its shape."""
     kz = torch.fft.fftfreq(shape[0])[:, None, None]
     ky = torch.fft.fftfreq(shape[1])[None, :, None]
     kx = torch.fft.rfftfreq(shape[2])[None, None, :]
@@ -128,7 +129,7 @@ class Imaged:
     snr_in_band: float = float("inf")
 
 
-def _rfft_weights(shape: tuple[int, ...]) -> torch.Tensor:
+def rfft_weights(shape: tuple[int, ...]) -> torch.Tensor:
     """How many coefficients of the full spectrum each rFFT coefficient stands for (2, or 1 for
     the columns that have no mirror image), so that sums over the half-spectrum obey Parseval."""
     weight = torch.full((*shape[:-1], shape[-1] // 2 + 1), 2.0)
@@ -141,7 +142,7 @@ def _rfft_weights(shape: tuple[int, ...]) -> torch.Tensor:
 def _in_band_power(volume: torch.Tensor, k: torch.Tensor, limit: float) -> float:
     """Power of ``volume`` (zero-mean) at frequencies below ``limit`` cycles/voxel, by Parseval."""
     ft = torch.fft.rfftn(volume - volume.mean())
-    return float(((ft.abs() ** 2) * _rfft_weights(volume.shape) * (k <= limit)).sum() / volume.numel() ** 2)
+    return float(((ft.abs() ** 2) * rfft_weights(volume.shape) * (k <= limit)).sum() / volume.numel() ** 2)
 
 
 def _measured(signal: torch.Tensor, noise: torch.Tensor, k: torch.Tensor, voxel_size: float) -> Imaged:
@@ -155,7 +156,7 @@ def image_fourier(
 ) -> Imaged:
     """``fourier`` mode. ``snr`` is nominal (see the module); ``inf`` gives the noise-free tomogram."""
     shape = clean.shape
-    kz, ky, kx = _rfft_grid(shape)
+    kz, ky, kx = rfft_grid(shape)
     k = torch.sqrt(kz**2 + ky**2 + kx**2)
     measured = wedge_mask(shape, scope) * scope.band(k, voxel_size)
     transfer = ctf_mtf(k, voxel_size, scope) * measured
@@ -210,7 +211,7 @@ def image_projection(
         signal = backproject_2d_to_3d(projections, rots)[crop].contiguous()
         del projections
         if not np.isfinite(snr):
-            kz, ky, kx = _rfft_grid(shape)
+            kz, ky, kx = rfft_grid(shape)
             band = scope.band(torch.sqrt(kz**2 + ky**2 + kx**2), voxel_size)
             signal = torch.fft.irfftn(torch.fft.rfftn(signal) * band, s=shape)
             return Imaged(signal.numpy(), signal.numpy(), float("inf"))
@@ -222,7 +223,7 @@ def image_projection(
         after = torch.from_numpy(rng.standard_normal((len(rots), n, n), dtype=np.float32))
         after = backproject_2d_to_3d(after, rots)[crop].contiguous()
     # band-limit the reconstructions, and give each noise part the variance it has in fourier mode
-    kz, ky, kx = _rfft_grid(shape)
+    kz, ky, kx = rfft_grid(shape)
     k = torch.sqrt(kz**2 + ky**2 + kx**2)
     band = scope.band(k, voxel_size)
     signal, before, after = (torch.fft.irfftn(torch.fft.rfftn(v) * band, s=shape) for v in (signal, before, after))
@@ -235,7 +236,7 @@ def image_projection(
 
 def _gain(transfer: torch.Tensor, shape: tuple[int, ...]) -> float:
     """The variance of unit white noise after an rFFT-domain filter ``transfer``."""
-    return float((transfer.abs() ** 2 * _rfft_weights(shape)).sum() / np.prod(shape))
+    return float((transfer.abs() ** 2 * rfft_weights(shape)).sum() / np.prod(shape))
 
 
 def image(

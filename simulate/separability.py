@@ -26,13 +26,14 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from dsmnet.simulate.imaging import Microscope, ctf_mtf
+from dsmnet.simulate.imaging import Microscope, ctf_mtf, rfft_grid
 from dsmnet.simulate.library import Structure, load_library
 
 CROWDING_VARIANCE_BOX = (160, 320, 320)
 
 
-def _centred(density: np.ndarray, box: int) -> torch.Tensor:
+def centred_map(density: np.ndarray, box: int) -> torch.Tensor:
+    """A library map placed in (or cropped to) a ``box``³ volume, its centre voxel at index box // 2."""
     out = torch.zeros(box, box, box)
     n = density.shape[0]
     lo = (box - n) // 2
@@ -42,7 +43,7 @@ def _centred(density: np.ndarray, box: int) -> torch.Tensor:
     return out
 
 
-def _rotate(volume: torch.Tensor, rotations: np.ndarray) -> torch.Tensor:
+def rotated_maps(volume: torch.Tensor, rotations: np.ndarray) -> torch.Tensor:
     """``volume`` ``[D, H, W]`` turned by each of ``rotations`` ``[R, 3, 3]`` (xyz, active) about the
     voxel at index n // 2, as the simulator turns a molecule (:func:`dsmnet.simulate.crowding.rotate`)."""
     from dsmnet.training.augment import rotate_volumes
@@ -54,9 +55,7 @@ def _rotate(volume: torch.Tensor, rotations: np.ndarray) -> torch.Tensor:
 def whitening(box: int, voxel_size: float, scope: Microscope) -> torch.Tensor:
     """``W·F`` on the rFFT grid: the transfer divided by the noise's amplitude spectrum (in units
     of the white noise's), inside the band limit."""
-    kz = torch.fft.fftfreq(box)[:, None, None]
-    ky = torch.fft.fftfreq(box)[None, :, None]
-    kx = torch.fft.rfftfreq(box)[None, None, :]
+    kz, ky, kx = rfft_grid((box, box, box))
     k = torch.sqrt(kz**2 + ky**2 + kx**2)
     transfer = ctf_mtf(k, voxel_size, scope)
     noise = torch.sqrt((transfer**2 + 1) / 2)  # half the noise through the CTF, half not
@@ -86,13 +85,13 @@ def separability(
     def imaged(v: torch.Tensor) -> torch.Tensor:
         return torch.fft.irfftn(torch.fft.rfftn(v, dim=(-3, -2, -1)) * filt, s=(box,) * 3, dim=(-3, -2, -1))
 
-    refs = torch.stack([imaged(_centred(s.density, box)) for s in structures]).flatten(1)
+    refs = torch.stack([imaged(centred_map(s.density, box)) for s in structures]).flatten(1)
     rots = Rotation.random(rotations, random_state=seed).as_matrix()
     rots[0] = np.eye(3)  # the maps' own orientation is always among those tried
     n = len(structures)
     d = torch.full((n, n), float("inf"))
     for j, s in enumerate(structures):
-        turned = imaged(_rotate(_centred(s.density, box), rots)).flatten(1)  # [R, V]
+        turned = imaged(rotated_maps(centred_map(s.density, box), rots)).flatten(1)  # [R, V]
         dist = torch.cdist(refs, turned)  # [n, R]
         d[:, j] = dist.min(1).values / sigma
     d = torch.minimum(d, d.T)  # the same measure both ways: keep the better rotation found

@@ -48,7 +48,7 @@ def measured_frequencies(root: Path | None, box: tuple[int, int, int], voxel_siz
     """The rFFT mask of the frequencies a dataset's subtomograms hold: the wedge of its tilt range
     and its band limit, read from the dataset's ``simulation.json`` (the paper's ±60° and 1/(4 nm)
     when it has none, e.g. experimental data)."""
-    from dsmnet.simulate.imaging import Microscope, _rfft_grid, wedge_mask
+    from dsmnet.simulate.imaging import Microscope, rfft_grid, wedge_mask
 
     scope = Microscope()
     path = Path(root) / "simulation.json" if root is not None else None
@@ -57,7 +57,7 @@ def measured_frequencies(root: Path | None, box: tuple[int, int, int], voxel_siz
             scope = Microscope(**json.loads(path.read_text())["config"]["microscope"])
         except (ValueError, KeyError, TypeError):
             pass  # not a dsmnet simulation: keep the paper's acquisition
-    kz, ky, kx = _rfft_grid(box)
+    kz, ky, kx = rfft_grid(box)
     k = torch.sqrt(kz**2 + ky**2 + kx**2)
     return wedge_mask(box, scope) & (scope.band(k, voxel_size or 10.0) > 0)
 
