@@ -129,6 +129,23 @@ def failed(metrics: dict[str, Any], classes: int) -> bool:
     return bool(why_failed(metrics, classes))
 
 
+def budget_note(runs: list[dict]) -> str:
+    """Where the training runs' best epochs fell: the note "still improving" when a run did not stop
+    early (its best epoch came less than ``patience`` epochs before the budget's last), so a longer
+    budget could have moved the row. Empty for rows without training runs (the reference rows)."""
+    summaries = []
+    for r in runs:
+        path = Path(r.get("run", "")) / "summary.json"
+        if r.get("run") and path.is_file():
+            summaries.append(json.loads(path.read_text()))
+    late = [s for s in summaries if not s.get("stopped_early", True)]
+    if not late:
+        return ""
+    best = ", ".join(str(s["best_epoch"]) for s in summaries)
+    share = f"{len(late)}/{len(summaries)} seeds"
+    return f"best epoch {best} of {late[0]['epochs']}: still improving at the budget's end ({share})"
+
+
 def _values(runs: list[dict], key: str) -> list[float]:
     return [r["metrics"][key] for r in runs if key in r["metrics"]]
 
@@ -143,7 +160,8 @@ def _table(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, 
         pa, miou, acc = _values(runs, "pixel_acc_seg"), _values(runs, "miou_seg"), _values(runs, "acc_cls")
         bad = [r for r in runs if failed(r, scale.classes)]
         why = sorted({w for r in bad for w in why_failed(r, scale.classes)})
-        note = f"did not converge ({len(bad)}/{len(runs)} seeds: {'; '.join(why)})" if bad else ""
+        notes = [f"did not converge ({len(bad)}/{len(runs)} seeds: {'; '.join(why)})"] if bad else []
+        note = "; ".join(notes + [n for n in [budget_note(runs)] if n])
         figures = PAPER.get(table, {}).get(row)
         paper = " / ".join(figures) if figures else "—"
         lines.append(f"| {row} | {_fmt(pa)} | {_fmt(miou)} | {_fmt(acc)} | {paper} | {note} |")

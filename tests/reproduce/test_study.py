@@ -10,7 +10,7 @@ import pytest
 from dsmnet.dataset.mrc import DataError
 from dsmnet.reproduce.discover import discover, without_class
 from dsmnet.reproduce.jobs import StudyError
-from dsmnet.reproduce.report import _orderings, _table, failed
+from dsmnet.reproduce.report import _orderings, _table, budget_note, failed
 from dsmnet.reproduce.scales import SCALES, TABLE1, TABLE3, variant
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig
@@ -61,6 +61,22 @@ def test_tables_and_orderings_are_stated_from_measurements():
     close = {"metrics": {"acc_cls": 0.82}}
     lines = _orderings({"table1": {"DSM-Net": [good, good], "Cls subnet": [bad, close]}})
     assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.435 — **held (1/2 seeds)**"]
+
+
+def test_a_row_still_improving_at_its_last_epoch_says_so(tmp_path):
+    def run(name: str, best: int, epochs: int, early: bool) -> dict:
+        folder = tmp_path / name
+        folder.mkdir()
+        summary = {"epochs": epochs, "best_epoch": best, "stopped_early": early}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        return {"run": str(folder), "metrics": {"acc_cls": 0.5}}
+
+    stopped, late = run("a", 12, 18, True), run("b", 29, 30, False)
+    assert budget_note([stopped]) == ""
+    assert budget_note([stopped, late]) == "best epoch 12, 29 of 30: still improving at the budget's end (1/2 seeds)"
+    assert budget_note([{"metrics": {"acc_cls": 0.6}}]) == ""  # a reference row: no training run
+    md, _ = _table("table1", {"Cls subnet": [late]}, SCALES["mini"])
+    assert "| 0.500 | - / - / 76.24 | best epoch 29 of 30: still improving at the budget's end (1/1 seeds) |" in md
 
 
 def test_discovery_on_a_run_without_one_class(small_data, tiny_spec, tmp_path):
