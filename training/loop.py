@@ -81,7 +81,7 @@ class _Run:
         self.augment = {True: "flip", False: "none"}.get(kind, kind)  # older runs: a bool
         self.measured = (
             measured_frequencies(self.data.root, self.data.box, self.data.voxel_size)
-            if self.augment == "rotate"
+            if self.augment in ("rotate", "mixed")
             else None
         )
 

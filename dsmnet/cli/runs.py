@@ -38,7 +38,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         choices=AUGMENTS,
         help="wedge-preserving augmentation: rot180 (the default when given: 180° rotations about z, y or x, "
         "keeping the molecule's hand), flip (random flips, which also mirror it) or rotate (a random rotation "
-        "per particle, then only the data's measured frequencies kept: wedge and band limit)",
+        "per particle, then only the data's measured frequencies kept: wedge and band limit) or mixed (each "
+        "particle rotated, or with probability 1/2 turned by 180°, which loses nothing)",
     )
     p.add_argument(
         "--no-prior-init",

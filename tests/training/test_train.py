@@ -14,7 +14,14 @@ import torch
 
 from dsmnet.dataset.mrc import DataError
 from dsmnet.training import loop
-from dsmnet.training.augment import ROT180, augment, random_rotations, rotate_volumes, turn
+from dsmnet.training.augment import (
+    ROT180,
+    augment,
+    measured_frequencies,
+    random_rotations,
+    rotate_volumes,
+    turn,
+)
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig, TrainingError, learning_rate
 
@@ -266,6 +273,29 @@ def test_rot180_augmentation_turns_the_molecule_and_keeps_its_hand_and_wedge():
     for dims in ((-2, -1), (-3, -1), (-3, -2)):
         power = torch.fft.fftn(turn(v, dims)).abs() ** 2
         assert power[~wedge].sum() < 1e-8 * power[wedge].sum()
+
+
+@pytest.mark.parametrize("kind", ["rotate", "mixed"])
+def test_rotation_augmentations_keep_the_datas_wedge_and_move_the_targets(kind):
+    """``rotate`` and ``mixed`` give every particle its own orientation, leave only the frequencies
+    the data measures, and move the targets with the input; ``mixed`` turns about half of the
+    particles by an exact 180° turn instead (nothing resampled)."""
+    box = (12, 12, 12)
+    measured = measured_frequencies(None, box, 10.0)
+    x = torch.fft.irfftn(torch.fft.rfftn(torch.randn(40, 1, *box), dim=(-3, -2, -1)) * measured, s=box)
+    x = (x - x.mean()) / x.std()
+    batch = {"x": x, "density": x.clone(), "mask": (x[:, 0] > 0).long(), "class": torch.arange(40)}
+    out = augment(batch, kind, torch.Generator().manual_seed(1), measured)
+    assert torch.equal(out["class"], batch["class"])
+    power = torch.fft.rfftn(out["x"], dim=(-3, -2, -1)).abs() ** 2
+    assert power[..., ~measured].sum() < 1e-8 * power[..., measured].sum()
+    exact = [i for i in range(40) if any(torch.equal(out["x"][i], turn(x[i : i + 1], d)[0]) for d in ROT180)]
+    assert not exact if kind == "rotate" else 10 <= len(exact) <= 30
+    corr = lambda a, b: float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])  # noqa: E731
+    for i in range(40):  # the rotated wedge's frequencies are gone too: correlation ~0.8, not 1
+        assert corr(out["x"][i], out["density"][i]) > 0.6 > 0.3 > abs(corr(out["x"][i], out["density"][i - 1]))
+        assert i not in exact or torch.equal(out["density"][i], out["x"][i])
+        assert ((out["mask"][i] > 0) == (out["density"][i, 0] > 0)).float().mean() > 0.8  # nearest vs trilinear
 
 
 @pytest.mark.parametrize("n", [8, 9])
