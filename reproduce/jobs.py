@@ -121,13 +121,13 @@ def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
 
 def template_matching(test: Path, rotations: int, folder: Path, log=print) -> dict[str, Any]:
     """The template-matching reference row on a test set (seed-independent; cached in ``folder``)."""
-    from dsmnet.reproduce.oracle import template_matching as match
-
     path = folder / "template_matching.json"
     if path.is_file():
         found = json.loads(path.read_text())
         if found.get("data") == str(test) and found.get("rotations") == rotations:
             return found
+    from dsmnet.reproduce.oracle import template_matching as match  # scipy and the library: only to compute
+
     log(f"template matching with the true maps on {test} ({rotations} rotations)")
     result = match(test, rotations)
     path.parent.mkdir(parents=True, exist_ok=True)
