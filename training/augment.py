@@ -15,11 +15,13 @@ must leave it where it is:
   is what a network needs to learn a class from ~100 particles in random orientations.
   The price is information: a rotated box lacks the rotated wedge's frequencies as well as the
   data's, and trilinear resampling damps its finest ones. A model trained with ``rotate`` (the mini
-  Cls subnet, seed 0) classifies test boxes as they are 0.502 of the time, and the same boxes
-  after a ``rotate`` view 0.359 (1000 test particles of dataset A).
+  Cls subnet, seed 0) classifies test boxes as they are 0.531 of the time, and the same boxes
+  after a ``rotate`` view 0.375 (1000 test particles of dataset A, one view each).
 * ``mixed``: each particle either a ``rotate`` view or, with probability 1/2, one of the four
   ``rot180`` turns (exact, nothing lost): every orientation is reachable, and half of what the
-  network sees holds all the information a test box does.
+  network sees holds all the information a test box does. Measured (same model, seed and budget):
+  it learns faster than ``rotate`` (validation loss 0.05–0.13 lower over epochs 5–15) but ends no
+  better on the independent test set (0.562 against 0.570 with test-time turns).
 """
 
 from __future__ import annotations
