@@ -33,6 +33,7 @@ from scipy.spatial.transform import Rotation
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, read_mrc
 from dsmnet.dataset.star import read_star
+from dsmnet.reproduce.report import run_reference
 from dsmnet.simulate.imaging import Microscope, ctf_mtf, rfft_grid, rfft_weights, wedge_mask
 from dsmnet.simulate.library import load_library
 from dsmnet.simulate.separability import centred_map, rotated_maps
@@ -129,10 +130,7 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="a simulated dataset folder")
     parser.add_argument("--rotations", type=int, default=2000)
     args = parser.parse_args()
-    r = template_matching(args.data, args.rotations, log=print)
-    print(f"{r['run']}: object accuracy {r['metrics']['acc_cls']:.3f} on {r['particles']} particles")
-    for name, row in zip(r["classes"], r["confusion_cls"]):
-        print(f"  {name:32s} {row[r['classes'].index(name)] / max(sum(row), 1):.2f}")
+    raise SystemExit(run_reference(lambda: template_matching(args.data, args.rotations, log=print)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import io
 import json
 import math
 import statistics
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,23 @@ def _per_class(table: str, rows: dict[str, list[dict]]) -> list[str]:
     for name in names:
         lines.append(f"| {name} | " + " | ".join(f"{have[row].get(name, float('nan')):.2f}" for row in have) + " |")
     return [*lines, ""]
+
+
+def run_reference(compute: Callable[[], dict[str, Any]]) -> int:
+    """One reference row run alone (``python -m dsmnet.reproduce.oracle`` or ``.baseline``): its
+    object accuracy and per-class accuracy on stdout. Bad input is one line on stderr naming the
+    file, and exit status 2."""
+    from dsmnet.registry.errors import UserError
+
+    try:
+        r = compute()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{r['run']}: object accuracy {r['metrics']['acc_cls']:.3f} on {r['particles']} particles of {r['data']}")
+    for i, (name, row) in enumerate(zip(r["classes"], r["confusion_cls"])):
+        print(f"  {name:32s} {row[i] / max(sum(row), 1):.2f}")
+    return 0
 
 
 def learning_curves(runs: dict[str, Path], path: Path) -> None:

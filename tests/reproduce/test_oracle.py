@@ -9,6 +9,7 @@ import pytest
 from dsmnet.dataset.mrc import DataError
 from dsmnet.reproduce import oracle
 from dsmnet.simulate.library import load_library
+from tests.conftest import CLASSES
 
 
 def test_the_true_maps_classify_a_clean_enough_dataset(small_data):
@@ -46,3 +47,19 @@ def test_the_study_caches_the_row_and_reports_its_classes(small_data, tmp_path, 
     lines = _per_class("table1", {BASELINE: [lda], ORACLE: [first], "DSM-Net": [cnn]})
     assert lines[2] == f"| class | {BASELINE} | {ORACLE} | DSM-Net |"
     assert lines[4] == f"| ruvb_7pbl | 0.50 | {first['confusion_cls'][0][0] / 20:.2f} | 0.50 |"
+
+
+@pytest.mark.parametrize("module", ["oracle", "baseline"])
+def test_each_reference_row_runs_alone_and_refuses_bad_input_in_one_line(module, small_data, tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", f"dsmnet.reproduce.{module}"]
+    bad = subprocess.run([*command, str(tmp_path / "missing")], capture_output=True, text=True)
+    assert bad.returncode == 2 and str(tmp_path / "missing") in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+    extra = ["--rotations", "200"] if module == "oracle" else []
+    good = subprocess.run([*command, str(small_data), *extra], capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    lines = good.stdout.strip().splitlines()
+    assert "object accuracy" in lines[-4] and all(line.split()[0] in CLASSES for line in lines[-3:])
