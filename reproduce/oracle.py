@@ -33,7 +33,6 @@ from scipy.spatial.transform import Rotation
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, read_mrc
 from dsmnet.dataset.star import read_star
-from dsmnet.reproduce.report import run_reference
 from dsmnet.simulate.imaging import Microscope, ctf_mtf, rfft_grid, rfft_weights, wedge_mask
 from dsmnet.simulate.library import load_library
 from dsmnet.simulate.separability import centred_map, rotated_maps
@@ -130,6 +129,8 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="a simulated dataset folder")
     parser.add_argument("--rotations", type=int, default=2000)
     args = parser.parse_args()
+    from dsmnet.reproduce.report import run_reference
+
     raise SystemExit(run_reference(lambda: template_matching(args.data, args.rotations, log=print)))
 
 
