@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parents[1]  # the checkout dsmnet is imported from
 
 
 def git_revision() -> str:
-    """The short hash of the checked-out commit, or ``unknown`` outside a git checkout."""
+    """The short hash of the commit dsmnet's own checkout is at (wherever the command runs), with
+    ``+changes`` when its tracked files differ from it; ``unknown`` outside a git checkout."""
+    git = ["git", "-C", str(SOURCE)]
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except OSError:
+        out = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        head = out.stdout.strip()
+        if out.returncode or not head:
+            return "unknown"
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
+        )
+        return head + ("+changes" if status.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
         return "unknown"

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from dsmnet.core.build import build_loss, build_model, load_spec, plan
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.progress import Progress
+from dsmnet.core.provenance import git_revision
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
 from dsmnet.training.augment import augment, measured_frequencies
@@ -44,6 +45,7 @@ class _Run:
     def __init__(self, spec, data_dir, out: Path, config: TrainConfig, state: dict | None, log):
         self.out, self.config, self.log = out, config, log
         self.rt: Runtime = make_runtime(config.device, config.precision)
+        self.revision, self.started = git_revision(), time.perf_counter()
         if state is not None:
             spec = load_spec(state["spec"])
             self.settings = dict(state["settings"])
@@ -103,10 +105,16 @@ class _Run:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.log(f"resuming {self.out} after epoch {state['epoch']}")
-        return RunState(state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"], state["history"])
+        run = RunState(state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"], state["history"])
+        run.initial = state.get("initial", {})  # (checkpoints before 2026-12-01 have none of these three)
+        run.revisions = list(state.get("revisions", []))
+        run.seconds = state.get("seconds", 0.0)
+        if not run.revisions or run.revisions[-1] != self.revision:
+            run.revisions.append(self.revision)
+        return run
 
     def _start(self) -> RunState:
-        run = RunState()
+        run = RunState(revisions=[self.revision])
         if self.settings.get("prior_init", False):  # on every rank, so that all start alike
             priors = target_priors(self.data, self.split["train"], len(self.data.classes))
             done = init_priors(self.model, priors)
@@ -217,6 +225,11 @@ class _Run:
             + (" *" if improved else "")
         )
 
+    @property
+    def seconds(self) -> float:
+        """Training time so far, over every session of the run."""
+        return self.run.seconds + time.perf_counter() - self.started
+
     def _checkpoint(self) -> dict[str, Any]:
         run = self.run
         return {
@@ -229,6 +242,9 @@ class _Run:
             "best_epoch": run.best_epoch,
             "bad_epochs": run.bad_epochs,
             "history": run.history,
+            "initial": run.initial,
+            "revisions": run.revisions,
+            "seconds": self.seconds,
             "step": self.step.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
@@ -277,7 +293,6 @@ def train(
             f"({r.rt.describe()}, batch {s['batch_size']}, lr {s['lr']}{_schedule(s)}, ≤ {s['epochs']} epochs, "
             f"patience {s['patience']})"
         )
-    started = time.perf_counter()
     while r.going:
         epoch = r.run.epoch + 1
         record, perm = r.train_epoch(epoch)
@@ -298,7 +313,8 @@ def train(
         "best_val_loss": r.run.best_loss,
         "stopped_early": r.run.bad_epochs >= s["patience"],
         "initial_weighted_losses": r.run.initial,
-        "seconds": time.perf_counter() - started,
+        "seconds": r.seconds,
+        "revisions": r.run.revisions,
         "notes": r.notes,
     }
     if r.rt.is_main:

@@ -64,6 +64,8 @@ class RunState:
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     initial: dict[str, float] = field(default_factory=dict)  # weighted per-task losses before training
+    revisions: list[str] = field(default_factory=list)  # the code's git revision in each session of the run
+    seconds: float = 0.0  # training time of the sessions before this one
 
 
 def prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:

@@ -91,10 +91,16 @@ def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, 
         train(tiny_spec, small_data, killed, cosine, log=lambda _: None)
     monkeypatch.setattr(loop.TrainStep, "forward", original)
     assert state_of(killed)["epoch"] == 1  # lost only the epoch in progress
+    first_session = state_of(killed)["seconds"]
     assert not list(killed.glob(".*.tmp"))
-    train(tiny_spec, small_data, killed, cosine, resume=True, log=lambda _: None)
+    summary = train(tiny_spec, small_data, killed, cosine, resume=True, log=lambda _: None)
     a, b = state_of(straight), state_of(killed)
     assert b["epoch"] == 2 and [r["lr"] for r in b["history"]] == [r["lr"] for r in a["history"]]
+    # the summary of a resumed run is whole: its initial losses, both sessions' time and code revision
+    assert set(a["initial"]) == {"cls", "seg", "rec"}
+    assert summary["initial_weighted_losses"] == pytest.approx(a["initial"])
+    assert summary["seconds"] > first_session > 0
+    assert summary["revisions"] == b["revisions"] == a["revisions"] and len(a["revisions"]) == 1
     assert a["history"][0]["lr"] > a["history"][1]["lr"] == pytest.approx(0.0, abs=1e-12)
     for key, value in a["step"].items():
         torch.testing.assert_close(b["step"][key], value, msg=key)
