@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 from dsmnet.training.options import Augment
 
+# the augmentations that resample, and so need the measured-frequency mask (measured_frequencies)
+RESAMPLED: tuple[str, ...] = ("rotate", "mixed")
 # the three 180° rotations (about z, y, x) as pairs of flipped axes of a [.., z, y, x] volume
 ROT180: tuple[tuple[int, ...], ...] = ((), (-2, -1), (-3, -1), (-3, -2))
 
@@ -108,8 +110,12 @@ def rotate_volumes(v: torch.Tensor, rotations: torch.Tensor, mode: str = "biline
 
 
 def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor) -> dict:
+    return _rotated(batch, random_rotations(len(batch["x"]), generator), measured)
+
+
+def _rotated(batch: dict[str, torch.Tensor], rotations: torch.Tensor, measured: torch.Tensor) -> dict:
+    """Each particle of ``batch`` turned by its rotation, only the measured frequencies kept."""
     x = batch["x"]
-    rotations = random_rotations(len(x), generator)
     turned = rotate_volumes(x, rotations)
     spectrum = torch.fft.rfftn(turned, dim=(-3, -2, -1)) * measured
     turned = torch.fft.irfftn(spectrum, s=x.shape[-3:], dim=(-3, -2, -1))
@@ -129,18 +135,21 @@ def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured
 
 
 def _mixed(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor) -> dict:
-    """Each particle a ``rotate`` view, or (probability 1/2) one of the four 180° turns."""
-    rotated = _rotate(batch, generator, measured)
-    exact = torch.rand(len(batch["x"]), generator=generator) < 0.5
-    turns = torch.randint(len(ROT180), (len(batch["x"]),), generator=generator)
-    out = {}
-    for key, value in batch.items():
-        if value.dim() < 4:
-            out[key] = value
-            continue
-        mixed = rotated[key].clone()
+    """Each particle a ``rotate`` view, or (probability 1/2) one of the four 180° turns; only the
+    particles that get a rotation are resampled."""
+    n = len(batch["x"])
+    rotations = random_rotations(n, generator)
+    exact = torch.rand(n, generator=generator) < 0.5
+    turns = torch.randint(len(ROT180), (n,), generator=generator)
+    volumes = [key for key, value in batch.items() if value.dim() >= 4]
+    rotated = _rotated({k: batch[k][~exact] for k in volumes}, rotations[~exact], measured) if (~exact).any() else {}
+    out = {key: value for key, value in batch.items() if key not in volumes}
+    for key in volumes:
+        mixed = batch[key].clone()
+        if rotated:
+            mixed[~exact] = rotated[key]
         for i in exact.nonzero().flatten().tolist():
-            mixed[i] = turn(value[i : i + 1], ROT180[int(turns[i])])[0]
+            mixed[i] = turn(batch[key][i : i + 1], ROT180[int(turns[i])])[0]
         out[key] = mixed
     return out
 
@@ -154,7 +163,7 @@ def augment(
     """One augmentation of ``batch`` (``x`` ``[B, 1, D, H, W]`` and its targets), every target moved
     with its input. ``flip`` and ``rot180`` turn the whole batch alike; ``rotate`` and ``mixed`` turn
     each particle its own way and need ``measured`` (:func:`measured_frequencies`)."""
-    if kind in ("rotate", "mixed"):
+    if kind in RESAMPLED:
         if measured is None:
             raise ValueError(f"{kind} augmentation needs the measured-frequency mask")
         return (_rotate if kind == "rotate" else _mixed)(batch, generator, measured)

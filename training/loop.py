@@ -28,7 +28,7 @@ from dsmnet.core.progress import Progress
 from dsmnet.core.provenance import git_revision
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
-from dsmnet.training.augment import augment, measured_frequencies
+from dsmnet.training.augment import RESAMPLED, augment, measured_frequencies
 from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
@@ -45,7 +45,7 @@ class _Run:
     def __init__(self, spec, data_dir, out: Path, config: TrainConfig, state: dict | None, log):
         self.out, self.config, self.log = out, config, log
         self.rt: Runtime = make_runtime(config.device, config.precision)
-        self.revision, self.started = git_revision(), time.perf_counter()
+        self.revision, self.started = git_revision(), time.perf_counter()  # (started: reset where training begins)
         if state is not None:
             spec = load_spec(state["spec"])
             self.settings = dict(state["settings"])
@@ -83,7 +83,7 @@ class _Run:
         self.augment = {True: "flip", False: "none"}.get(kind, kind)  # older runs: a bool
         self.measured = (
             measured_frequencies(self.data.root, self.data.box, self.data.voxel_size)
-            if self.augment in ("rotate", "mixed")
+            if self.augment in RESAMPLED
             else None
         )
 
@@ -293,6 +293,7 @@ def train(
             f"({r.rt.describe()}, batch {s['batch_size']}, lr {s['lr']}{_schedule(s)}, ≤ {s['epochs']} epochs, "
             f"patience {s['patience']})"
         )
+    r.started = time.perf_counter()  # training time, as before: the dataset check and set-up left out
     while r.going:
         epoch = r.run.epoch + 1
         record, perm = r.train_epoch(epoch)
