@@ -165,6 +165,24 @@ def budget_note(runs: list[dict]) -> str:
     return f"best epoch {best} of {late[0]['epochs']}: still improving at the budget's end ({share})"
 
 
+def revisions_line(runs: dict[str, Path]) -> str:
+    """Which code revisions trained the runs (each run's ``summary.json`` lists one per session): a
+    study whose rows were trained at different revisions says so, naming the runs of the rarer ones."""
+    by: dict[str, list[str]] = {}
+    for label, run in runs.items():
+        path = Path(run) / "summary.json"
+        found = json.loads(path.read_text()).get("revisions") if path.is_file() else None
+        for revision in found or ["unrecorded"]:
+            by.setdefault(revision, []).append(label)
+    if not by:
+        return ""
+    order = sorted(by, key=lambda r: (-len(by[r]), r))
+    n = len(by[order[0]])
+    parts = [f"{order[0]} ({n} run{'s' if n > 1 else ''})"]
+    parts += [f"{r} ({', '.join(by[r])})" for r in order[1:]]
+    return "Code revisions that trained these runs: " + "; ".join(parts) + "."
+
+
 def _values(runs: list[dict], key: str) -> list[float]:
     return [r["metrics"][key] for r in runs if key in r["metrics"]]
 

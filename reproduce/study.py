@@ -21,7 +21,7 @@ from typing import Any
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.provenance import git_revision
 from dsmnet.reproduce.jobs import Job, _cost, baseline, datasets, default_workers, run_jobs, template_matching
-from dsmnet.reproduce.report import _describe, _orderings, _per_class, _table, learning_curves
+from dsmnet.reproduce.report import _describe, _orderings, _per_class, _table, learning_curves, revisions_line
 from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, ORACLE, SCALES, TABLES, Scale, variant
 
 
@@ -113,6 +113,8 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
         learning_curves(curves, out / "learning_curves.png")
         summary += [
             "Learning curves (validation accuracy and mIoU per epoch, every run): `learning_curves.png`.",
+            "",
+            revisions_line(curves),
             "",
         ]
     return results, summary

@@ -30,12 +30,12 @@ from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
 from dsmnet.training.augment import RESAMPLED, augment, measured_frequencies
 from dsmnet.training.batches import batch_bounds, prefetch
-from dsmnet.training.checkpoint import save_checkpoint
+from dsmnet.training.checkpoint import find_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
 from dsmnet.training.runtime import Runtime, keep_freed_memory, make_runtime
 from dsmnet.training.settings import RunState, TrainConfig, TrainingError, learning_rate, make_optimizer, prepare_run
-from dsmnet.training.step import TrainStep
+from dsmnet.training.step import TrainStep, init_from
 from dsmnet.training.validate import evaluate_split
 
 
@@ -46,6 +46,8 @@ class _Run:
         self.out, self.config, self.log = out, config, log
         self.rt: Runtime = make_runtime(config.device, config.precision)
         self.revision, self.started = git_revision(), time.perf_counter()  # (started: reset where training begins)
+        if state is None and config.init:  # a missing --init run is refused before the dataset is read
+            find_checkpoint(Path(config.init))
         if state is not None:
             spec = load_spec(state["spec"])
             self.settings = dict(state["settings"])
@@ -120,6 +122,11 @@ class _Run:
             done = init_priors(self.model, priors)
             if done and self.rt.is_main:
                 self.log(f"heads started from the training split's priors: {', '.join(done)}")
+        if self.settings.get("init"):  # after the priors: a copied head replaces its prior start
+            copied, fresh = init_from(self.model, Path(self.settings["init"]))
+            if self.rt.is_main:
+                left = f"; fresh: {', '.join(sorted({k.rsplit('.', 1)[0] for k in fresh}))}" if fresh else ""
+                self.log(f"started from {self.settings['init']}: {copied} weight tensors copied{left}")
         if not self.rt.is_main:
             return run
         batch = max(self.settings["batch_size"], 1)

@@ -40,6 +40,7 @@ class TrainConfig:
     prior_init: bool = True
     progress: bool = True
     in_memory: bool = False  # read every volume up front instead of a batch at a time
+    init: str | None = None  # a trained run (or checkpoint) whose fitting weights a new run starts from
 
     def resolved(self, spec: Spec) -> dict[str, Any]:
         t = spec.training.model_dump()
@@ -53,6 +54,7 @@ class TrainConfig:
             "augment": self.augment,
             "precise_bn": self.precise_bn,
             "prior_init": self.prior_init,
+            "init": self.init,
         }
 
 

@@ -1,4 +1,5 @@
-"""The training step (model and loss in one module) and loading a trained run."""
+"""The training step (model and loss in one module), loading a trained run, and starting a new
+run from a trained run's weights."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import torch
 
 from dsmnet.core.build import build_loss, build_model, plan
+from dsmnet.dataset.mrc import DataError
 from dsmnet.training.checkpoint import find_checkpoint, load_checkpoint
 from dsmnet.training.runtime import Runtime
 
@@ -38,3 +40,28 @@ def load_trained(
     if rt is None:
         return step.model, step.criterion, state
     return rt.module(step.model), step.criterion.to(rt.device), state
+
+
+def init_from(model: torch.nn.Module, run: Path) -> tuple[int, list[str]]:
+    """Copy into ``model`` every weight of a trained run's model (its ``best.pt``, or a checkpoint
+    file) that has the same name and shape: fine-tuning, or pre-training on other data. What does
+    not match (a head the trained run lacked, another class count) keeps its fresh start.
+
+    Returns:
+        The number of tensors copied and the names of those left fresh.
+
+    Raises:
+        DataError: no checkpoint, or another backbone than this model's, naming the file.
+    """
+    path = find_checkpoint(Path(run))
+    trained = {k[len("model.") :]: v for k, v in load_checkpoint(path)["step"].items() if k.startswith("model.")}
+    own = model.state_dict()
+    fits = {k: v for k, v in trained.items() if k in own and own[k].shape == v.shape}
+    backbone = {k for k in own if k.startswith("backbone.")} | {k for k in trained if k.startswith("backbone.")}
+    if not backbone <= set(fits):
+        raise DataError(
+            f"{path}: its backbone does not fit this spec's (another backbone type or widths); "
+            "--init needs a run of the same backbone (heads and decoder may differ)"
+        )
+    model.load_state_dict(fits, strict=False)
+    return len(fits), sorted(k for k in own if k not in fits)

@@ -46,6 +46,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start heads from zero biases instead of the training split's class/voxel frequencies and mean density",
     )
+    p.add_argument(
+        "--init",
+        metavar="RUN",
+        help="start from a trained run's weights (its best.pt, or a checkpoint file): every weight of the same "
+        "name and shape is copied, the rest start fresh (fine-tuning, pre-training on other data)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -67,6 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         augment=args.augment,
         prior_init=not args.no_prior_init,
         progress=not args.no_progress,
+        init=args.init,
     )
     summary = train(args.spec, args.data, args.out, config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -10,7 +10,7 @@ import pytest
 from dsmnet.dataset.mrc import DataError
 from dsmnet.reproduce.discover import discover, without_class
 from dsmnet.reproduce.jobs import StudyError
-from dsmnet.reproduce.report import _orderings, _table, budget_note, failed
+from dsmnet.reproduce.report import _orderings, _table, budget_note, failed, revisions_line
 from dsmnet.reproduce.scales import SCALES, TABLE1, TABLE3, variant
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig
@@ -186,3 +186,22 @@ def test_wall_time_counts_side_by_side_invocations_once(tmp_path):
     assert n == 2 and total == pytest.approx(100.0, abs=1.0)
     (tmp_path / "study.json").write_text(json.dumps({"seconds": 600.0, "invocations": 3}))  # an older file
     assert _add_wall_time(tmp_path, 60.0) == (pytest.approx(660.0), 4)
+
+
+def test_the_report_names_the_code_revisions_that_trained_its_runs(tmp_path):
+    def run(name: str, revisions: list[str] | None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        summary = {"epochs": 3} if revisions is None else {"epochs": 3, "revisions": revisions}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        return folder
+
+    runs = {"A · Cls · seed0": run("a", ["abc1234"]), "A · DSM · seed0": run("b", ["abc1234"])}
+    assert revisions_line(runs) == "Code revisions that trained these runs: abc1234 (2 runs)."
+    runs["B · DSM · seed0"] = run("c", ["0ld0000", "abc1234+changes"])  # resumed at another revision
+    runs["B · Cls · seed0"] = run("d", None)  # trained before runs recorded it
+    assert revisions_line(runs) == (
+        "Code revisions that trained these runs: abc1234 (2 runs); 0ld0000 (B · DSM · seed0); "
+        "abc1234+changes (B · DSM · seed0); unrecorded (B · Cls · seed0)."
+    )
+    assert revisions_line({}) == ""

@@ -202,6 +202,49 @@ def test_prior_initialisation_is_recorded_and_can_be_switched_off(small_data, ti
     assert state["settings"]["prior_init"] is False
 
 
+def test_a_new_run_starts_from_a_trained_runs_fitting_weights(small_data, tiny_spec, trained_run, tmp_path):
+    """--init copies every weight of the same name and shape (the backbone, here); a head of
+    another shape starts fresh; another backbone is refused naming the file."""
+    import yaml
+
+    from dsmnet.core.build import build_model
+    from dsmnet.training.step import init_from, load_trained
+    from tests.conftest import TINY
+
+    trained, _, _ = load_trained(trained_run)
+    other = json.loads(json.dumps(TINY))
+    other["heads"] = {"cls": {"type": "classifier", "hidden": [32], "classes": 3}}
+    other["losses"] = {"cls": {"type": "cross_entropy", "weight": 1}}
+    other.pop("decoder")
+    model = build_model(other)
+    fresh_fc = model.heads["cls"].fc.weight.detach().clone()
+    copied, fresh = init_from(model, trained_run)
+    mine, theirs = model.state_dict(), trained.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs if k.startswith("backbone."))
+    assert copied == sum(k.startswith("backbone.") for k in theirs) + sum(
+        k.startswith("heads.cls.") and mine[k].shape == theirs[k].shape for k in theirs
+    )
+    assert "heads.cls.fc.weight" in fresh and torch.equal(model.heads["cls"].fc.weight, fresh_fc)
+
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(other))
+    lines = []
+    train(
+        path, small_data, tmp_path / "b", TrainConfig(progress=False, epochs=1, init=str(trained_run)), log=lines.append
+    )
+    assert any(
+        m.startswith(f"started from {trained_run}: {copied} weight tensors copied; fresh: heads.cls") for m in lines
+    )
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["settings"]["init"] == str(trained_run)
+
+    wider = json.loads(json.dumps(other))
+    wider["backbone"]["widths"] = [8, 16, 32]
+    with pytest.raises(DataError, match=r"best\.pt: its backbone does not fit this spec's"):
+        init_from(build_model(wider), trained_run)
+    with pytest.raises(DataError, match="no best.pt in this run folder"):
+        init_from(build_model(other), tmp_path / "nothing")
+
+
 def test_batches_never_leave_a_lone_sample():
     assert loop.batch_bounds(48, 16) == [(0, 16), (16, 32), (32, 48)]
     assert loop.batch_bounds(49, 16) == [(0, 16), (16, 32), (32, 49)]
