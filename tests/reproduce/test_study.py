@@ -169,8 +169,15 @@ def test_accuracy_orderings_state_their_standard_error():
     close = _orderings({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.75)]}})
     # sqrt(0.8·0.2/100 + 0.75·0.25/100) = 0.059
     assert close == [
-        "- table1: DSM-Net acc 0.800 > Cls subnet 0.750 — **held**; difference +0.050 ± 0.059 (1 s.e.), within noise"
+        "- table1: DSM-Net acc 0.800 > Cls subnet 0.750 — **not shown: within noise**; "
+        "difference +0.050 ± 0.059 (1 s.e.)"
     ]
+    behind = _orderings({"table1": {"DSM-Net": [run(0.75), run(0.80)], "Cls subnet": [run(0.80), run(0.75)]}})
+    assert behind[0].startswith(
+        "- table1: DSM-Net acc 0.775 > Cls subnet 0.775 — **not shown: within noise (1/2 seeds ahead)**"
+    )
+    reversed_ = _orderings({"table1": {"DSM-Net": [run(0.40)], "Cls subnet": [run(0.80)]}})
+    assert "**did not hold**; difference -0.400 ± 0.063" in reversed_[0]
     far = _orderings({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.40)]}})
     assert far[0].endswith("difference +0.400 ± 0.063 (1 s.e.)")
     # two seeds: the standard error of the mean of each row
