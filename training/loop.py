@@ -125,7 +125,7 @@ class _Run:
         if self.settings.get("init"):  # after the priors: a copied head replaces its prior start
             copied, fresh = init_from(self.model, Path(self.settings["init"]))
             if self.rt.is_main:
-                left = f"; fresh: {', '.join(sorted({k.rsplit('.', 1)[0] for k in fresh}))}" if fresh else ""
+                left = f"; fresh: {', '.join(sorted({'.'.join(k.split('.')[:2]) for k in fresh}))}" if fresh else ""
                 self.log(f"started from {self.settings['init']}: {copied} weight tensors copied{left}")
         if not self.rt.is_main:
             return run
