@@ -142,8 +142,21 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     assert state["seconds"] == pytest.approx(result["seconds"] + again["seconds"])
     assert "summed over the 2 invocations" in (text := (tmp_path / "toy" / "summary.md").read_text())
     assert "on 1 worker(s))." in text  # the workers of this invocation, not of the study
-    # results of another scale in the same folder are refused, naming what differs
+    # a larger budget trains the finished runs on from where they ended (and their specs say so)
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2))
+    longer = study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    assert "epochs: 2" in (run / "spec.yaml").read_text()
+    assert (
+        longer["results"]["table3"]["Cls+Seg 1:100"][0]["epoch"]
+        == json.loads((run / "summary.json").read_text())["best_epoch"]
+    )  # evaluated again when the best checkpoint moved
+    # a smaller budget, or another spec, is refused, naming what differs
+    with pytest.raises(StudyError, match=r"trained with a larger budget \(epochs 2, patience 1\) than this study's"):
+        monkeypatch.setitem(study.SCALES, "toy", toy)
+        study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
+    monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2, hidden=32))
     with pytest.raises(StudyError, match="holds a run of another spec"):
         study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, n=40))
