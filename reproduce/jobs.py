@@ -65,6 +65,30 @@ def datasets(scale: Scale, out: Path, log=print) -> dict[str, Path]:
     return paths
 
 
+BUDGET = ("epochs", "patience")  # what a study may raise for its finished runs, which then train on
+
+
+def _budget_grows(trained: Spec, wanted: Spec, run: Path) -> bool:
+    """Whether the study's row gives the run in ``run`` a larger budget (more epochs or patience),
+    so that it trains on from where it ended: with the per-epoch seeding and a constant rate that
+    gives the run a fresh start with that budget would have been. Any other difference, or a
+    smaller budget, is refused."""
+    a, b = trained.to_dict(), wanted.to_dict()
+    for d in (a, b):
+        d["heads"] = {h: {k: v for k, v in p.items() if k != "classes"} for h, p in d["heads"].items()}
+    had, wants = ({k: d["training"].pop(k) for k in BUDGET} for d in (a, b))
+    if a != b:
+        raise StudyError(f"{run} holds a run of another spec than this study's row; use another --out or remove it")
+    if any(wants[k] < had[k] for k in BUDGET):
+        raise StudyError(
+            f"{run} was trained with a larger budget (epochs {had['epochs']}, patience {had['patience']}) than this "
+            f"study's (epochs {wants['epochs']}, patience {wants['patience']}); use another --out or remove it"
+        )
+    if wants != had and a["training"].get("schedule", "constant") == "cosine":
+        raise StudyError(f"{run}: a cosine schedule's curve depends on its epochs, so it cannot be given more")
+    return wants != had
+
+
 def run_row(
     spec: Spec | dict,
     data: Path,
@@ -79,16 +103,11 @@ def run_row(
     """Train (or resume, or reuse) and evaluate one row for one seed (with ``tta``, averaged over
     the four 180° turns)."""
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    if (run / "spec.yaml").is_file():
-        trained = load_spec(run / "spec.yaml").to_dict()
-        trained["heads"] = {h: {k: v for k, v in p.items() if k != "classes"} for h, p in trained["heads"].items()}
-        wanted = spec.to_dict()
-        wanted["heads"] = {h: {k: v for k, v in p.items() if k != "classes"} for h, p in wanted["heads"].items()}
-        if trained != wanted:
-            raise StudyError(f"{run} holds a run of another spec than this study's row; use another --out or remove it")
-    if not (run / "summary.json").is_file():
+    longer = (run / "spec.yaml").is_file() and _budget_grows(load_spec(run / "spec.yaml"), spec, run)
+    if not (run / "summary.json").is_file() or longer:
         resume = (run / "last.pt").is_file()
-        config = TrainConfig(seed=seed, augment=augment, progress=False)
+        budget = {k: getattr(spec.training, k) for k in BUDGET}  # a finished run given more: it goes on
+        config = TrainConfig(seed=seed, augment=augment, progress=False, **budget)
         train(spec, data, run, config, resume=resume, log=lambda m: log("   ", m))
     if not evaluate_test:
         return {}

@@ -217,14 +217,16 @@ def _orderings(results: dict) -> list[str]:
         va, vb = _values(rows[better], key[metric]), _values(rows[worse], key[metric])
         a = statistics.mean(va or [float("nan")])
         b = statistics.mean(vb or [float("nan")])
-        verdict = "held" if a > b else "did not hold"
+        se = _accuracy_se(rows[better], rows[worse]) if metric == "acc" else None
+        noise = se is not None and abs(a - b) < 2 * se
+        # an ordering holds only beyond 2 s.e.; a difference within them shows neither way
+        verdict = "not shown: within noise" if noise else "held" if a > b else "did not hold"
         if len(va) > 1 and len(va) == len(vb):  # the same seeds, in the same order, for every row
             wins = sum(x > y for x, y in zip(va, vb))
-            verdict += f" ({wins}/{len(va)} seeds)"
+            verdict += f" ({wins}/{len(va)} seeds ahead)" if noise else f" ({wins}/{len(va)} seeds)"
         line = f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f} — **{verdict}**"
-        se = _accuracy_se(rows[better], rows[worse]) if metric == "acc" else None
         if se is not None:
-            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e.)" + (", within noise" if abs(a - b) < 2 * se else "")
+            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e.)"
         out.append(line)
     return out
 

@@ -48,12 +48,16 @@ class _Run:
         self.revision, self.started = git_revision(), time.perf_counter()  # (started: reset where training begins)
         if state is None and config.init:  # a missing --init run is refused before the dataset is read
             find_checkpoint(Path(config.init))
+        self.budget_changed = False
         if state is not None:
-            spec = load_spec(state["spec"])
+            data = dict(state["spec"])
             self.settings = dict(state["settings"])
             for key in ("epochs", "patience"):  # a resumed run may be given more time, nothing else
-                if getattr(config, key) is not None:
+                if getattr(config, key) is not None and getattr(config, key) != self.settings[key]:
                     self.settings[key] = getattr(config, key)
+                    data["training"] = {**data.get("training", {}), key: getattr(config, key)}
+                    self.budget_changed = True  # (its spec.yaml then says so)
+            spec = load_spec(data)
         else:
             spec = spec if isinstance(spec, Spec) else load_spec(spec)
             self.settings = config.resolved(spec)
@@ -107,6 +111,9 @@ class _Run:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.log(f"resuming {self.out} after epoch {state['epoch']}")
+        if self.budget_changed and self.rt.is_main:
+            atomic_write_text(self.out / "spec.yaml", self.spec.to_yaml())
+            self.log(f"budget now {self.settings['epochs']} epochs, patience {self.settings['patience']}")
         run = RunState(state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"], state["history"])
         run.initial = state.get("initial", {})  # (checkpoints before 2026-12-01 have none of these three)
         run.revisions = list(state.get("revisions", []))
@@ -125,7 +132,7 @@ class _Run:
         if self.settings.get("init"):  # after the priors: a copied head replaces its prior start
             copied, fresh = init_from(self.model, Path(self.settings["init"]))
             if self.rt.is_main:
-                left = f"; fresh: {', '.join(sorted({k.rsplit('.', 1)[0] for k in fresh}))}" if fresh else ""
+                left = f"; fresh: {', '.join(sorted({'.'.join(k.split('.')[:2]) for k in fresh}))}" if fresh else ""
                 self.log(f"started from {self.settings['init']}: {copied} weight tensors copied{left}")
         if not self.rt.is_main:
             return run

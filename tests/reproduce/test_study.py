@@ -142,8 +142,21 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     assert state["seconds"] == pytest.approx(result["seconds"] + again["seconds"])
     assert "summed over the 2 invocations" in (text := (tmp_path / "toy" / "summary.md").read_text())
     assert "on 1 worker(s))." in text  # the workers of this invocation, not of the study
-    # results of another scale in the same folder are refused, naming what differs
+    # a larger budget trains the finished runs on from where they ended (and their specs say so)
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2))
+    longer = study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    assert "epochs: 2" in (run / "spec.yaml").read_text()
+    assert (
+        longer["results"]["table3"]["Cls+Seg 1:100"][0]["epoch"]
+        == json.loads((run / "summary.json").read_text())["best_epoch"]
+    )  # evaluated again when the best checkpoint moved
+    # a smaller budget, or another spec, is refused, naming what differs
+    with pytest.raises(StudyError, match=r"trained with a larger budget \(epochs 2, patience 1\) than this study's"):
+        monkeypatch.setitem(study.SCALES, "toy", toy)
+        study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
+    monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2, hidden=32))
     with pytest.raises(StudyError, match="holds a run of another spec"):
         study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, n=40))
@@ -169,8 +182,15 @@ def test_accuracy_orderings_state_their_standard_error():
     close = _orderings({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.75)]}})
     # sqrt(0.8·0.2/100 + 0.75·0.25/100) = 0.059
     assert close == [
-        "- table1: DSM-Net acc 0.800 > Cls subnet 0.750 — **held**; difference +0.050 ± 0.059 (1 s.e.), within noise"
+        "- table1: DSM-Net acc 0.800 > Cls subnet 0.750 — **not shown: within noise**; "
+        "difference +0.050 ± 0.059 (1 s.e.)"
     ]
+    behind = _orderings({"table1": {"DSM-Net": [run(0.75), run(0.80)], "Cls subnet": [run(0.80), run(0.75)]}})
+    assert behind[0].startswith(
+        "- table1: DSM-Net acc 0.775 > Cls subnet 0.775 — **not shown: within noise (1/2 seeds ahead)**"
+    )
+    reversed_ = _orderings({"table1": {"DSM-Net": [run(0.40)], "Cls subnet": [run(0.80)]}})
+    assert "**did not hold**; difference -0.400 ± 0.063" in reversed_[0]
     far = _orderings({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.40)]}})
     assert far[0].endswith("difference +0.400 ± 0.063 (1 s.e.)")
     # two seeds: the standard error of the mean of each row
