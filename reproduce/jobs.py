@@ -21,7 +21,7 @@ from dsmnet.simulate.generate import SimulationConfig, simulate
 from dsmnet.simulate.preview import is_dataset
 from dsmnet.training.evaluate import evaluate
 from dsmnet.training.loop import train
-from dsmnet.training.settings import TrainConfig
+from dsmnet.training.settings import MORE_TIME, TrainConfig
 
 
 class StudyError(UserError, RuntimeError):
@@ -65,9 +65,6 @@ def datasets(scale: Scale, out: Path, log=print) -> dict[str, Path]:
     return paths
 
 
-BUDGET = ("epochs", "patience")  # what a study may raise for its finished runs, which then train on
-
-
 def _budget_grows(trained: Spec, wanted: Spec, run: Path) -> bool:
     """Whether the study's row gives the run in ``run`` a larger budget (more epochs or patience),
     so that it trains on from where it ended: with the per-epoch seeding and a constant rate that
@@ -76,10 +73,10 @@ def _budget_grows(trained: Spec, wanted: Spec, run: Path) -> bool:
     a, b = trained.to_dict(), wanted.to_dict()
     for d in (a, b):
         d["heads"] = {h: {k: v for k, v in p.items() if k != "classes"} for h, p in d["heads"].items()}
-    had, wants = ({k: d["training"].pop(k) for k in BUDGET} for d in (a, b))
+    had, wants = ({k: d["training"].pop(k) for k in MORE_TIME} for d in (a, b))
     if a != b:
         raise StudyError(f"{run} holds a run of another spec than this study's row; use another --out or remove it")
-    if any(wants[k] < had[k] for k in BUDGET):
+    if any(wants[k] < had[k] for k in MORE_TIME):
         raise StudyError(
             f"{run} was trained with a larger budget (epochs {had['epochs']}, patience {had['patience']}) than this "
             f"study's (epochs {wants['epochs']}, patience {wants['patience']}); use another --out or remove it"
@@ -106,7 +103,7 @@ def run_row(
     longer = (run / "spec.yaml").is_file() and _budget_grows(load_spec(run / "spec.yaml"), spec, run)
     if not (run / "summary.json").is_file() or longer:
         resume = (run / "last.pt").is_file()
-        budget = {k: getattr(spec.training, k) for k in BUDGET}  # a finished run given more: it goes on
+        budget = {k: getattr(spec.training, k) for k in MORE_TIME}  # a finished run given more: it goes on
         config = TrainConfig(seed=seed, augment=augment, progress=False, **budget)
         train(spec, data, run, config, resume=resume, log=lambda m: log("   ", m))
     if not evaluate_test:

@@ -34,7 +34,15 @@ from dsmnet.training.checkpoint import find_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
 from dsmnet.training.runtime import Runtime, keep_freed_memory, make_runtime
-from dsmnet.training.settings import RunState, TrainConfig, TrainingError, learning_rate, make_optimizer, prepare_run
+from dsmnet.training.settings import (
+    MORE_TIME,
+    RunState,
+    TrainConfig,
+    TrainingError,
+    learning_rate,
+    make_optimizer,
+    prepare_run,
+)
 from dsmnet.training.step import TrainStep, init_from
 from dsmnet.training.validate import evaluate_split
 
@@ -48,15 +56,13 @@ class _Run:
         self.revision, self.started = git_revision(), time.perf_counter()  # (started: reset where training begins)
         if state is None and config.init:  # a missing --init run is refused before the dataset is read
             find_checkpoint(Path(config.init))
-        self.budget_changed = False
         if state is not None:
             data = dict(state["spec"])
             self.settings = dict(state["settings"])
-            for key in ("epochs", "patience"):  # a resumed run may be given more time, nothing else
+            for key in MORE_TIME:  # a resumed run may be given more time, nothing else
                 if getattr(config, key) is not None and getattr(config, key) != self.settings[key]:
                     self.settings[key] = getattr(config, key)
                     data["training"] = {**data.get("training", {}), key: getattr(config, key)}
-                    self.budget_changed = True  # (its spec.yaml then says so)
             spec = load_spec(data)
         else:
             spec = spec if isinstance(spec, Spec) else load_spec(spec)
@@ -111,7 +117,7 @@ class _Run:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.log(f"resuming {self.out} after epoch {state['epoch']}")
-        if self.budget_changed and self.rt.is_main:
+        if any(self.settings[k] != state["settings"][k] for k in MORE_TIME) and self.rt.is_main:
             atomic_write_text(self.out / "spec.yaml", self.spec.to_yaml())
             self.log(f"budget now {self.settings['epochs']} epochs, patience {self.settings['patience']}")
         run = RunState(state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"], state["history"])

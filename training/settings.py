@@ -21,6 +21,10 @@ class TrainingError(UserError, RuntimeError):
     """Training cannot go on (a NaN loss, a run folder in the way…); the message says why."""
 
 
+# what a resumed run may be given more of (nothing else of its settings changes)
+MORE_TIME: tuple[str, ...] = ("epochs", "patience")
+
+
 @dataclass
 class TrainConfig:
     """Run settings; ``None`` takes the spec's ``training`` value."""
