@@ -16,6 +16,7 @@ from dsmnet.core.build import load_spec
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.spec import Spec
 from dsmnet.registry.errors import UserError
+from dsmnet.reproduce.records import kept_unless_run, same_dataset
 from dsmnet.reproduce.scales import Scale
 from dsmnet.simulate.generate import SimulationConfig, simulate
 from dsmnet.simulate.preview import is_dataset
@@ -86,6 +87,20 @@ def _budget_grows(trained: Spec, wanted: Spec, run: Path) -> bool:
     return wants != had
 
 
+def kept_result(job: Job, out: Path) -> dict[str, Any] | None:
+    """A row's result kept in ``out/metrics`` when its run folder is gone (:mod:`.records`), if it
+    is this row's: a kept spec of another row is refused, and so is a larger budget, since the
+    run cannot train on without its checkpoints."""
+    kept = kept_unless_run(out, job.run, job.test, job.tta)
+    spec = ((kept or {}).get("training") or {}).get("spec")
+    if spec is not None and _budget_grows(load_spec(spec), load_spec(job.spec), job.run):
+        raise StudyError(
+            f"{job.run}: this study gives the run a larger budget, but only its kept result is left "
+            "(its checkpoints are gone); remove that result from metrics/ to train the run again"
+        )
+    return kept
+
+
 def run_row(
     spec: Spec | dict,
     data: Path,
@@ -114,7 +129,7 @@ def run_row(
     done = run / folder / "metrics.json"
     if done.is_file() and done.stat().st_mtime >= (run / "best.pt").stat().st_mtime:
         metrics = json.loads(done.read_text())
-        if metrics.get("data") == str(source):  # evaluated on this dataset since the last best checkpoint
+        if same_dataset(metrics.get("data"), source):  # evaluated on this dataset since the last best checkpoint
             return metrics
     result = evaluate(run, source, split, out=run / folder, tta=tta)
     return json.loads((Path(result["out"]) / "metrics.json").read_text())
@@ -127,7 +142,7 @@ def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
     path = folder / f"seed{seed}.json"
     if path.is_file():
         found = json.loads(path.read_text())
-        if found.get("data") == str(test):
+        if same_dataset(found.get("data"), test):
             return found
     result = classical_baseline(data, seed, test)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +155,7 @@ def template_matching(test: Path, rotations: int, folder: Path, log=print) -> di
     path = folder / "template_matching.json"
     if path.is_file():
         found = json.loads(path.read_text())
-        if found.get("data") == str(test) and found.get("rotations") == rotations:
+        if same_dataset(found.get("data"), test) and found.get("rotations") == rotations:
             return found
     from dsmnet.reproduce.oracle import template_matching as match  # scipy and the library: only to compute
 

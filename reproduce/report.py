@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import statistics
 import sys
@@ -13,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dsmnet.reproduce.records import record_of
 from dsmnet.reproduce.scales import BASELINE, ORACLE, ORDERINGS, PAPER, Scale
 
 
@@ -65,8 +65,9 @@ def run_reference(compute: Callable[[], dict[str, Any]]) -> int:
     return 0
 
 
-def learning_curves(runs: dict[str, Path], path: Path) -> None:
-    """Validation accuracy and mIoU per epoch of each run (its best epoch marked)."""
+def learning_curves(results: dict[str, dict], path: Path) -> None:
+    """Validation accuracy and mIoU per epoch of each row's run (its best epoch marked), from the
+    runs' training records (:func:`.records.record_of`); results without one are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,15 +78,14 @@ def learning_curves(runs: dict[str, Path], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     tab20 = plt.get_cmap("tab20").colors  # 10 hues, each dark and light: a whole study's runs stay apart
     colours = tab20[::2] + tab20[1::2]  # the dark shades first
-    for n, (title, run) in enumerate(runs.items()):
+    for n, (title, result) in enumerate(results.items()):
         colour = colours[n % len(colours)]
-        history_file = run / "metrics.jsonl"
-        if not history_file.is_file():
+        record = record_of(result)
+        if not record or not record["history"]:
             continue
-        history = [json.loads(line) for line in history_file.read_text().splitlines()]
-        best = json.loads((run / "summary.json").read_text())["best_epoch"] if (run / "summary.json").is_file() else 0
+        best = record["summary"].get("best_epoch", 0)
         for ax, key in zip(axes, ("val_acc_cls", "val_miou_seg")):
-            points = [(h["epoch"], h[key]) for h in history if key in h]
+            points = [(h["epoch"], h[key]) for h in record["history"] if key in h]
             if points:
                 ax.plot(*zip(*points), label=title, color=colour)
                 ax.plot([e for e, _ in points if e == best], [v for e, v in points if e == best], "o", color=colour)
@@ -152,26 +152,25 @@ def budget_note(runs: list[dict]) -> str:
     """Where the training runs' best epochs fell: the note "still improving" when a run did not stop
     early (its best epoch came less than ``patience`` epochs before the budget's last), so a longer
     budget could have moved the row. Empty for rows without training runs (the reference rows)."""
-    summaries = []
-    for r in runs:
-        path = Path(r.get("run", "")) / "summary.json"
-        if r.get("run") and path.is_file():
-            summaries.append(json.loads(path.read_text()))
+    summaries = [record["summary"] for r in runs if (record := record_of(r))]
     late = [s for s in summaries if not s.get("stopped_early", True)]
+    trained = [r for r in runs if r.get("run")]
+    unrecorded = len(trained) - len(summaries)  # results kept before training records were
+    missing = f"; {unrecorded}/{len(trained)} seeds kept without a training record" if unrecorded else ""
     if not late:
-        return ""
+        return missing.removeprefix("; ")
     best = ", ".join(str(s["best_epoch"]) for s in summaries)
     share = f"{len(late)}/{len(summaries)} seeds"
-    return f"best epoch {best} of {late[0]['epochs']}: still improving at the budget's end ({share})"
+    return f"best epoch {best} of {late[0]['epochs']}: still improving at the budget's end ({share}){missing}"
 
 
-def revisions_line(runs: dict[str, Path]) -> str:
-    """Which code revisions trained the runs (each run's ``summary.json`` lists one per session): a
+def revisions_line(results: dict[str, dict]) -> str:
+    """Which code revisions trained the rows' runs (each run's summary lists one per session): a
     study whose rows were trained at different revisions says so, naming the runs of the rarer ones."""
     by: dict[str, list[str]] = {}
-    for label, run in runs.items():
-        path = Path(run) / "summary.json"
-        found = json.loads(path.read_text()).get("revisions") if path.is_file() else None
+    for label, result in results.items():
+        record = record_of(result)
+        found = record["summary"].get("revisions") if record else None
         for revision in found or ["unrecorded"]:
             by.setdefault(revision, []).append(label)
     if not by:

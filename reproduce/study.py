@@ -20,7 +20,17 @@ from typing import Any
 
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.provenance import git_revision
-from dsmnet.reproduce.jobs import Job, _cost, baseline, datasets, default_workers, run_jobs, template_matching
+from dsmnet.reproduce.jobs import (
+    Job,
+    _cost,
+    baseline,
+    datasets,
+    default_workers,
+    kept_result,
+    run_jobs,
+    template_matching,
+)
+from dsmnet.reproduce.records import kept_path, with_record
 from dsmnet.reproduce.report import _describe, _orderings, _per_class, _table, learning_curves, revisions_line
 from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, ORACLE, SCALES, TABLES, Scale, variant
 
@@ -98,9 +108,9 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
             ]
         for row, run in plan.get(table, []):
             results[table].setdefault(row, []).append(metrics[run])
-            keep = out / "metrics" / dataset / run.parent.name / f"{run.name}.json"
+            keep = kept_path(out, run)
             keep.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(keep, json.dumps(metrics[run], indent=1) + "\n")
+            atomic_write_text(keep, json.dumps(with_record(metrics[run], run), indent=1) + "\n")
         md, csv_text = _table(table, results[table], scale)
         atomic_write_text(out / f"{table}.md", md)
         atomic_write_text(out / f"{table}.csv", csv_text)
@@ -108,7 +118,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
     summary += ["## The paper's orderings", ""] + _orderings(results) + [""]
     for table in tables:
         summary += _per_class(table, results[table])
-    curves = {f"{TABLES[t][0]} · {row} · {run.name}": run for t in tables for row, run in plan.get(t, [])}
+    curves = {f"{TABLES[t][0]} · {row} · {run.name}": metrics[run] for t in tables for row, run in plan.get(t, [])}
     if curves:
         learning_curves(curves, out / "learning_curves.png")
         summary += [
@@ -166,12 +176,16 @@ def reproduce(
     if with_discovery:
         job = _discovery_job(scale, out, paths)
         discovery_run, jobs[job.run] = job.run, job
+    kept = {run: found for run, job in jobs.items() if (found := kept_result(job, out)) is not None}
+    if kept:
+        log(f"{len(kept)} run(s) reused from their kept results in {out / 'metrics'} (run folders gone)")
+    jobs = {run: job for run, job in jobs.items() if run not in kept}
     if report_only:  # redraw from the finished runs; train nothing
         jobs = _finished(jobs, log)
         discovery_run = discovery_run if discovery_run in jobs else None
         command += " --report"
     log(f"{len(jobs)} training runs on {workers} worker(s)")
-    metrics = run_jobs(list(jobs.values()), workers, log)
+    metrics = {**kept, **run_jobs(list(jobs.values()), workers, log)}
     plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
     results, lines = _report_tables(scale, out, paths, tables, plan, metrics, log)
     summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), "", *lines]

@@ -75,6 +75,9 @@ def test_a_row_still_improving_at_its_last_epoch_says_so(tmp_path):
     assert budget_note([stopped]) == ""
     assert budget_note([stopped, late]) == "best epoch 12, 29 of 30: still improving at the budget's end (1/2 seeds)"
     assert budget_note([{"metrics": {"acc_cls": 0.6}}]) == ""  # a reference row: no training run
+    gone = {"run": str(tmp_path / "gone"), "metrics": {"acc_cls": 0.5}}  # kept before training records were
+    assert budget_note([stopped, gone]) == "1/2 seeds kept without a training record"
+    assert budget_note([late, gone]).endswith("(1/1 seeds); 1/2 seeds kept without a training record")
     md, _ = _table("table1", {"Cls subnet": [late]}, SCALES["mini"])
     assert "| 0.500 | - / - / 76.24 | best epoch 29 of 30: still improving at the budget's end (1/1 seeds) |" in md
 
@@ -159,9 +162,40 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2, hidden=32))
     with pytest.raises(StudyError, match="holds a run of another spec"):
         study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
+    # with the run folders gone and the study folder moved (a clean clone elsewhere), the kept
+    # results redraw the report and nothing is trained or scored again
+    import shutil
+
+    shutil.rmtree(tmp_path / "toy" / "runs")
+    moved = tmp_path / "moved"
+    (tmp_path / "toy").rename(moved)
+    monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2))
+    lines.clear()
+    kept = study.reproduce("toy", moved, log=lines.append, tables=("table3",), with_discovery=False)
+    assert lines[:2] == [
+        f"4 run(s) reused from their kept results in {moved / 'metrics'} (run folders gone)",
+        "0 training runs on 2 worker(s)",
+    ]
+    assert not any("template matching" in line for line in lines)  # the reference rows' caches hold too
+    row = kept["results"]["table3"]["Cls+Seg 1:100"][0]
+    assert row["metrics"] == longer["results"]["table3"]["Cls+Seg 1:100"][0]["metrics"]
+    assert not (moved / "runs").exists()
+    record = json.loads((moved / "metrics" / "A" / "dsmnet-cls+seg-seg=100" / "seed0.json").read_text())
+    assert [h["epoch"] for h in record["training"]["history"]] == [1, 2]
+    assert record["training"]["spec"]["training"]["epochs"] == 2
+    text = (moved / "summary.md").read_text()
+    assert "Code revisions that trained these runs: " in text and "unrecorded" not in text
+    assert (moved / "learning_curves.png").is_file()
+    # ... but a larger budget needs the checkpoints, and another spec is refused as before
+    monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=3))
+    with pytest.raises(StudyError, match="larger budget, but only its kept result is left"):
+        study.reproduce("toy", moved, log=lines.append, tables=("table3",), with_discovery=False)
+    monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2, hidden=32))
+    with pytest.raises(StudyError, match="holds a run of another spec"):
+        study.reproduce("toy", moved, log=lines.append, tables=("table3",), with_discovery=False)
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, n=40))
     with pytest.raises(StudyError, match="simulated with other settings .n: 36.*wants n: 40"):
-        study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False)
+        study.reproduce("toy", moved, log=lines.append, tables=("table3",), with_discovery=False)
 
 
 def test_a_failing_job_names_itself_and_stops_the_queue(tmp_path, tiny_spec):
@@ -209,19 +243,20 @@ def test_wall_time_counts_side_by_side_invocations_once(tmp_path):
 
 
 def test_the_report_names_the_code_revisions_that_trained_its_runs(tmp_path):
-    def run(name: str, revisions: list[str] | None) -> Path:
+    def run(name: str, revisions: list[str] | None) -> dict:
         folder = tmp_path / name
         folder.mkdir()
         summary = {"epochs": 3} if revisions is None else {"epochs": 3, "revisions": revisions}
         (folder / "summary.json").write_text(json.dumps(summary))
-        return folder
+        return {"run": str(folder), "metrics": {}}
 
     runs = {"A · Cls · seed0": run("a", ["abc1234"]), "A · DSM · seed0": run("b", ["abc1234"])}
     assert revisions_line(runs) == "Code revisions that trained these runs: abc1234 (2 runs)."
     runs["B · DSM · seed0"] = run("c", ["0ld0000", "abc1234+changes"])  # resumed at another revision
     runs["B · Cls · seed0"] = run("d", None)  # trained before runs recorded it
+    runs["B · Seg · seed0"] = {"run": str(tmp_path / "gone"), "metrics": {}}  # kept before records were
     assert revisions_line(runs) == (
-        "Code revisions that trained these runs: abc1234 (2 runs); 0ld0000 (B · DSM · seed0); "
-        "abc1234+changes (B · DSM · seed0); unrecorded (B · Cls · seed0)."
+        "Code revisions that trained these runs: abc1234 (2 runs); unrecorded (B · Cls · seed0, B · Seg · seed0); "
+        "0ld0000 (B · DSM · seed0); abc1234+changes (B · DSM · seed0)."
     )
     assert revisions_line({}) == ""
