@@ -71,15 +71,41 @@ def _plan(scale: Scale, out: Path, paths: dict[str, Path], tables, rows) -> tupl
     return plan, jobs
 
 
+def _discovery_run(scale: Scale, out: Path) -> Path:
+    return out / "runs" / f"A_without_{HOLDOUT}" / "dsmnet" / f"seed{scale.seeds[0]}"
+
+
 def _discovery_job(scale: Scale, out: Path, paths: dict[str, Path]) -> Job:
     """DSM-Net trained on dataset A without the held-out class (paper §3.5)."""
     from dsmnet.reproduce.discover import without_class
 
     reduced = without_class(paths["A"], out / "data" / f"A_without_{HOLDOUT}", HOLDOUT)
     spec = variant("dsmnet", None, {}, scale)
-    run = out / "runs" / f"A_without_{HOLDOUT}" / "dsmnet" / f"seed{scale.seeds[0]}"
     title = f"discovery · DSM-Net without {HOLDOUT} · seed {scale.seeds[0]}"
-    return Job(run, spec.to_dict(), reduced, scale.seeds[0], title, _cost(spec), False, None, scale.augment)
+    return Job(
+        _discovery_run(scale, out),
+        spec.to_dict(),
+        reduced,
+        scale.seeds[0],
+        title,
+        _cost(spec),
+        False,
+        None,
+        scale.augment,
+    )
+
+
+def _kept_discovery(scale: Scale, out: Path, log) -> dict | None:
+    """Discovery's kept result (``discover/discover.json``, with its run's training record) when
+    the run folder is gone; None while the run is there (discovery is redone from it)."""
+    path = out / "discover" / "discover.json"
+    if (_discovery_run(scale, out) / "summary.json").is_file() or not path.is_file():
+        return None
+    found = json.loads(path.read_text())
+    if found.get("holdout") != HOLDOUT:
+        return None
+    log(f"discovery reused from {path} (its run folder gone)")
+    return found
 
 
 def _finished(jobs: dict[Path, Job], log) -> dict[Path, Job]:
@@ -130,12 +156,18 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
     return results, summary
 
 
-def _report_discovery(run: Path, paths: dict[str, Path], out: Path) -> tuple[dict, list[str]]:
+def _discovery(run: Path, paths: dict[str, Path], out: Path) -> dict:
+    """Discovery on the trained run; its result kept with the run's training record."""
     from dsmnet.reproduce.discover import discover
 
-    found = discover(run, paths["A"], HOLDOUT, out / "discover")
+    found = with_record(discover(run, paths["A"], HOLDOUT, out / "discover"), run)
+    atomic_write_text(out / "discover" / "discover.json", json.dumps(found, indent=1) + "\n")
+    return found
+
+
+def _discovery_lines(found: dict) -> list[str]:
     fsc = found.get("fsc", {})
-    return found, [
+    return [
         f"## Unseen-structure discovery ({HOLDOUT} held out)",
         "",
         f"k-means (k = {found['k']}) on {found['feature_dim']}-d classifier features of all {found['particles']} "
@@ -168,15 +200,16 @@ def reproduce(
     workers = workers or default_workers()
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    paths = datasets(scale, out, log)
+    paths = datasets(scale, out, log, simulate=not report_only)
     command = _command(scale_name, out, seeds, tables, rows, with_discovery)
     revision = git_revision()
     plan, jobs = _plan(scale, out, paths, tables, rows)
-    discovery_run = None
-    if with_discovery:
+    discovery_run, discovered = None, _kept_discovery(scale, out, log) if with_discovery else None
+    trained = (_discovery_run(scale, out) / "summary.json").is_file()
+    if with_discovery and discovered is None and (trained or not report_only):  # a report trains nothing
         job = _discovery_job(scale, out, paths)
         discovery_run, jobs[job.run] = job.run, job
-    kept = {run: found for run, job in jobs.items() if (found := kept_result(job, out)) is not None}
+    kept = {run: result for run, job in jobs.items() if (result := kept_result(job, out)) is not None}
     if kept:
         log(f"{len(kept)} run(s) reused from their kept results in {out / 'metrics'} (run folders gone)")
     jobs = {run: job for run, job in jobs.items() if run not in kept}
@@ -189,10 +222,10 @@ def reproduce(
     plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
     results, lines = _report_tables(scale, out, paths, tables, plan, metrics, log)
     summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), "", *lines]
-    found = None
     if discovery_run is not None:
-        found, lines = _report_discovery(discovery_run, paths, out)
-        summary += lines
+        discovered = _discovery(discovery_run, paths, out)
+    if discovered is not None:
+        summary += _discovery_lines(discovered)
     seconds = time.perf_counter() - start
     total, invocations = _add_wall_time(out, seconds)
     summary[2] = f"Command: `{command}`; git revision {revision}; wall time {total / 60:.1f} min" + (
@@ -202,7 +235,7 @@ def reproduce(
         else f" on {workers} worker(s)."
     )
     atomic_write_text(out / "summary.md", "\n".join(summary))
-    return {"out": str(out), "seconds": seconds, "results": results, "discovery": found}
+    return {"out": str(out), "seconds": seconds, "results": results, "discovery": discovered}
 
 
 def _add_wall_time(out: Path, seconds: float) -> tuple[float, int]:

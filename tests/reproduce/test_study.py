@@ -119,11 +119,11 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
         test_n=12,
     )
     monkeypatch.setitem(study.SCALES, "toy", toy)
+    monkeypatch.setattr(study, "HOLDOUT", "mtor_4jsv")  # one of the toy's three classes
     lines = []
-    result = study.reproduce(
-        "toy", tmp_path / "toy", log=lines.append, tables=("table3",), with_discovery=False, workers=2
-    )
-    assert "4 training runs on 2 worker(s)" in lines
+    result = study.reproduce("toy", tmp_path / "toy", log=lines.append, tables=("table3",), workers=2)
+    assert "5 training runs on 2 worker(s)" in lines  # Table 3's four and discovery's
+    assert result["discovery"]["holdout"] == "mtor_4jsv" and result["discovery"]["training"]["history"]
     rows = result["results"]["table3"]
     assert list(rows) == ["Cls+Rec 1:1", "Cls+Rec 1:10", "Cls+Seg 1:10", "Cls+Seg 1:100"]
     assert all(len(runs) == 1 and "acc_cls" in runs[0]["metrics"] for runs in rows.values())
@@ -170,12 +170,18 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     moved = tmp_path / "moved"
     (tmp_path / "toy").rename(moved)
     monkeypatch.setitem(study.SCALES, "toy", dataclasses.replace(toy, epochs=2))
+    shutil.rmtree(moved / "data")
     lines.clear()
-    kept = study.reproduce("toy", moved, log=lines.append, tables=("table3",), with_discovery=False)
-    assert lines[:2] == [
+    kept = study.reproduce("toy", moved, log=lines.append, tables=("table3",), report_only=True)
+    assert f"{moved / 'data' / 'A_test'} not simulated: its rows' kept results stand in for it" in lines
+    assert lines[-3:] == [
+        f"discovery reused from {moved / 'discover' / 'discover.json'} (its run folder gone)",
         f"4 run(s) reused from their kept results in {moved / 'metrics'} (run folders gone)",
         "0 training runs on 2 worker(s)",
     ]
+    assert (
+        kept["discovery"] == result["discovery"] and "Unseen-structure discovery" in (moved / "summary.md").read_text()
+    )
     assert not any("template matching" in line for line in lines)  # the reference rows' caches hold too
     row = kept["results"]["table3"]["Cls+Seg 1:100"][0]
     assert row["metrics"] == longer["results"]["table3"]["Cls+Seg 1:100"][0]["metrics"]
