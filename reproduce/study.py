@@ -121,6 +121,9 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
     and the learning curves; every run's test metrics kept in ``out/metrics``."""
     results: dict[str, dict[str, list[dict]]] = {}
     summary: list[str] = []
+    # each result as it is kept: naming its run folder in this study folder (perhaps moved since it
+    # was scored), with the run's training record while the folder is there
+    metrics = {run: with_record({**m, "run": str(run)}, run) for run, m in metrics.items()}
     for table in tables:
         results[table] = {}
         dataset = TABLES[table][0]
@@ -136,7 +139,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
             results[table].setdefault(row, []).append(metrics[run])
             keep = kept_path(out, run)
             keep.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(keep, json.dumps(with_record(metrics[run], run), indent=1) + "\n")
+            atomic_write_text(keep, json.dumps(metrics[run], indent=1) + "\n")
         md, csv_text = _table(table, results[table], scale)
         atomic_write_text(out / f"{table}.md", md)
         atomic_write_text(out / f"{table}.csv", csv_text)
