@@ -154,7 +154,7 @@ def budget_note(runs: list[dict]) -> str:
     budget could have moved the row. Empty for rows without training runs (the reference rows)."""
     summaries = [record["summary"] for r in runs if (record := record_of(r))]
     late = [s for s in summaries if not s.get("stopped_early", True)]
-    trained = [r for r in runs if r.get("run")]
+    trained = [r for r in runs if "epoch" in r]  # a trained run's result names its checkpoint's epoch
     unrecorded = len(trained) - len(summaries)  # results kept before training records were
     missing = f"; {unrecorded}/{len(trained)} seeds kept without a training record" if unrecorded else ""
     if not late:

@@ -69,13 +69,14 @@ def test_a_row_still_improving_at_its_last_epoch_says_so(tmp_path):
         folder.mkdir()
         summary = {"epochs": epochs, "best_epoch": best, "stopped_early": early}
         (folder / "summary.json").write_text(json.dumps(summary))
-        return {"run": str(folder), "metrics": {"acc_cls": 0.5}}
+        return {"run": str(folder), "epoch": best, "metrics": {"acc_cls": 0.5}}
 
     stopped, late = run("a", 12, 18, True), run("b", 29, 30, False)
     assert budget_note([stopped]) == ""
     assert budget_note([stopped, late]) == "best epoch 12, 29 of 30: still improving at the budget's end (1/2 seeds)"
     assert budget_note([{"metrics": {"acc_cls": 0.6}}]) == ""  # a reference row: no training run
-    gone = {"run": str(tmp_path / "gone"), "metrics": {"acc_cls": 0.5}}  # kept before training records were
+    gone = {"run": str(tmp_path / "gone"), "epoch": 9, "metrics": {"acc_cls": 0.5}}  # kept before records were
+    assert budget_note([{"run": "classical baseline", "metrics": {"acc_cls": 0.6}}]) == ""  # a reference row
     assert budget_note([stopped, gone]) == "1/2 seeds kept without a training record"
     assert budget_note([late, gone]).endswith("(1/1 seeds); 1/2 seeds kept without a training record")
     md, _ = _table("table1", {"Cls subnet": [late]}, SCALES["mini"])
