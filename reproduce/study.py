@@ -147,7 +147,11 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
     summary += ["## The paper's orderings", ""] + _orderings(results) + [""]
     for table in tables:
         summary += _per_class(table, results[table])
-    curves = {f"{TABLES[t][0]} · {row} · {run.name}": metrics[run] for t in tables for row, run in plan.get(t, [])}
+    labels: dict[Path, str] = {}  # one curve per run: a run two rows share (Table 3's 1:1, 1:10) under its first
+    for t in tables:
+        for row, run in plan.get(t, []):
+            labels.setdefault(run, f"{TABLES[t][0]} · {row} · {run.name}")
+    curves = {label: metrics[run] for run, label in labels.items()}
     if curves:
         learning_curves(curves, out / "learning_curves.png")
         summary += [
