@@ -18,8 +18,7 @@ from dsmnet.core.spec import Spec
 from dsmnet.registry.errors import UserError
 from dsmnet.reproduce.records import kept_unless_run, same_dataset
 from dsmnet.reproduce.scales import Scale
-from dsmnet.simulate.generate import SimulationConfig
-from dsmnet.simulate.generate import simulate as make
+from dsmnet.simulate.generate import SimulationConfig, simulate
 from dsmnet.simulate.preview import is_dataset
 from dsmnet.training.evaluate import evaluate
 from dsmnet.training.loop import train
@@ -33,10 +32,10 @@ class StudyError(UserError, RuntimeError):
 SEEDS = {"A": 11, "B": 12, "A_test": 21, "B_test": 22}  # every dataset its own tomograms and noise
 
 
-def datasets(scale: Scale, out: Path, log=print, simulate: bool = True) -> dict[str, Path]:
+def datasets(scale: Scale, out: Path, log=print, simulate_missing: bool = True) -> dict[str, Path]:
     """Datasets A and B of the scale and their independent test sets (``A_test``, ``B_test``:
     other tomograms, another seed), simulated once; an existing one made otherwise is an error.
-    Without ``simulate`` a missing one is only named (a report redrawn from kept results)."""
+    Without ``simulate_missing`` a missing one is only named (a report redrawn from kept results)."""
     paths = {}
     wanted_sets = [(name, snr, scale.n) for name, snr in scale.snr.items()]
     wanted_sets += [(f"{name}_test", snr, scale.test_n) for name, snr in scale.snr.items()]
@@ -61,9 +60,9 @@ def datasets(scale: Scale, out: Path, log=print, simulate: bool = True) -> dict[
                     f"scale {scale.name} wants {', '.join(f'{k}: {wanted[k]}' for k in differ)}); "
                     "use another --out or remove it"
                 )
-        elif simulate:
+        elif simulate_missing:
             log(f"simulating dataset {name} (SNR {snr}) → {path}")
-            make(config, path, overwrite=True)
+            simulate(config, path, overwrite=True)
         else:
             log(f"{path} not simulated: its rows' kept results stand in for it")
         paths[name] = path

@@ -207,7 +207,7 @@ def reproduce(
     workers = workers or default_workers()
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    paths = datasets(scale, out, log, simulate=not report_only)
+    paths = datasets(scale, out, log, simulate_missing=not report_only)
     command = _command(scale_name, out, seeds, tables, rows, with_discovery)
     revision = git_revision()
     plan, jobs = _plan(scale, out, paths, tables, rows)
