@@ -39,12 +39,10 @@ def training_record(run: Path) -> dict[str, Any] | None:
 
 
 def record_of(result: dict[str, Any]) -> dict[str, Any] | None:
-    """The training record behind a row's test result: from its run folder while that exists, else
-    the one kept with the result; None for the reference rows and for results kept before records
+    """The training record kept with a row's test result (:func:`with_record` read it from the run
+    folder while that was there); None for the reference rows and for results kept before records
     were (they hold test metrics only)."""
-    run = result.get("run")
-    found = training_record(Path(run)) if run else None
-    return found or result.get("training")
+    return result.get("training")
 
 
 def with_record(result: dict[str, Any], run: Path) -> dict[str, Any]:

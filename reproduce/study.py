@@ -81,18 +81,9 @@ def _discovery_job(scale: Scale, out: Path, paths: dict[str, Path]) -> Job:
 
     reduced = without_class(paths["A"], out / "data" / f"A_without_{HOLDOUT}", HOLDOUT)
     spec = variant("dsmnet", None, {}, scale)
-    title = f"discovery · DSM-Net without {HOLDOUT} · seed {scale.seeds[0]}"
-    return Job(
-        _discovery_run(scale, out),
-        spec.to_dict(),
-        reduced,
-        scale.seeds[0],
-        title,
-        _cost(spec),
-        False,
-        None,
-        scale.augment,
-    )
+    run, seed = _discovery_run(scale, out), scale.seeds[0]
+    title = f"discovery · DSM-Net without {HOLDOUT} · seed {seed}"
+    return Job(run, spec.to_dict(), reduced, seed, title, _cost(spec), False, None, scale.augment)
 
 
 def _kept_discovery(scale: Scale, out: Path, log) -> dict | None:

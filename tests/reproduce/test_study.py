@@ -10,6 +10,7 @@ import pytest
 from dsmnet.dataset.mrc import DataError
 from dsmnet.reproduce.discover import discover, without_class
 from dsmnet.reproduce.jobs import StudyError
+from dsmnet.reproduce.records import with_record
 from dsmnet.reproduce.report import _orderings, _table, budget_note, failed, revisions_line
 from dsmnet.reproduce.scales import SCALES, TABLE1, TABLE3, variant
 from dsmnet.training.loop import train
@@ -69,7 +70,7 @@ def test_a_row_still_improving_at_its_last_epoch_says_so(tmp_path):
         folder.mkdir()
         summary = {"epochs": epochs, "best_epoch": best, "stopped_early": early}
         (folder / "summary.json").write_text(json.dumps(summary))
-        return {"run": str(folder), "epoch": best, "metrics": {"acc_cls": 0.5}}
+        return with_record({"run": str(folder), "epoch": best, "metrics": {"acc_cls": 0.5}}, folder)
 
     stopped, late = run("a", 12, 18, True), run("b", 29, 30, False)
     assert budget_note([stopped]) == ""
@@ -256,7 +257,7 @@ def test_the_report_names_the_code_revisions_that_trained_its_runs(tmp_path):
         folder.mkdir()
         summary = {"epochs": 3} if revisions is None else {"epochs": 3, "revisions": revisions}
         (folder / "summary.json").write_text(json.dumps(summary))
-        return {"run": str(folder), "metrics": {}}
+        return with_record({"run": str(folder), "metrics": {}}, folder)
 
     runs = {"A · Cls · seed0": run("a", ["abc1234"]), "A · DSM · seed0": run("b", ["abc1234"])}
     assert revisions_line(runs) == "Code revisions that trained these runs: abc1234 (2 runs)."
