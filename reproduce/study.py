@@ -22,6 +22,7 @@ from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.provenance import git_revision
 from dsmnet.reproduce.jobs import (
     Job,
+    StudyError,
     _cost,
     baseline,
     datasets,
@@ -215,6 +216,11 @@ def reproduce(
         jobs = _finished(jobs, log)
         discovery_run = discovery_run if discovery_run in jobs else None
         command += " --report"
+        if not jobs and not kept and discovered is None:
+            raise StudyError(
+                f"{out}: nothing to report (no kept results in {out / 'metrics'} and no finished runs); "
+                "run the study without --report first"
+            )
     log(f"{len(jobs)} training runs on {workers} worker(s)")
     metrics = {**kept, **run_jobs(list(jobs.values()), workers, log)}
     plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}

@@ -138,6 +138,21 @@ def test_a_failing_study_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     assert capsys.readouterr().err.strip() == f"dsmnet: error: {tmp_path}/data/A was simulated with other settings"
 
 
+def test_reproduce_refuses_bad_seeds_and_a_report_of_nothing(capsys, tmp_path):
+    for seeds in ("a", "-1", "0,0", "0,,1"):
+        assert main(["reproduce", "--out", str(tmp_path), "--seeds", seeds]) == 2
+        err = capsys.readouterr().err.strip()
+        assert (
+            err
+            == f"dsmnet: error: --seeds {seeds!r}: expected distinct non-negative integers, comma-separated (e.g. 0,1)"
+        )
+    assert main(["reproduce", "--out", str(tmp_path / "empty"), "--report"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dsmnet: error: {tmp_path / 'empty'}: nothing to report (no kept results in {tmp_path / 'empty' / 'metrics'} "
+        "and no finished runs); run the study without --report first"
+    )
+
+
 def test_every_user_error_derives_from_one_base():
     from dsmnet.core.errors import PluginError, SpecError
     from dsmnet.core.fsutil import OutputError

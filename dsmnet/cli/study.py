@@ -28,6 +28,17 @@ def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1``: distinct non-negative integers."""
+    try:
+        seeds = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise UsageError(f"--seeds {text!r}: expected distinct non-negative integers, comma-separated (e.g. 0,1)")
+    return seeds
+
+
 @command("reproduce", help="the paper's Tables 1-3 and unseen-structure discovery", arguments=_reproduce_arguments)
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from dsmnet.reproduce.study import SCALES, TABLES, reproduce
@@ -38,7 +49,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
         raise UsageError(f"unknown table {unknown[0]!r} (allowed: {', '.join(TABLES)})")
-    seeds = tuple(int(v) for v in args.seeds.split(",")) if args.seeds else None
+    seeds = _seeds(args.seeds) if args.seeds else None
     known = {r[0] for t in TABLES.values() for r in t[1]}
     rows = tuple(r.strip() for r in args.rows.split(",")) if args.rows else None
     if rows and any(r not in known for r in rows):
