@@ -7,11 +7,14 @@ SSN3D-ED) is timed
 
 - alone: one process using all cores (``torch.set_num_threads(cores)``);
 - side by side: ``cores`` processes, one thread each, started together on the same step;
-  their samples/s are summed.
+  their samples/s are summed;
+- oversubscribed: ``more`` single-threaded processes on the same cores (several study
+  invocations side by side, or ``--workers`` above the core count), summed likewise.
 
-The ratio side-by-side / alone is the study's speed-up from running jobs in parallel.
+The ratio side-by-side / alone is the study's speed-up from running jobs in parallel; the ratio
+oversubscribed / side-by-side says whether more trainings than cores cost throughput.
 
-Run: ``python -m bench.workers [--steps 6]``
+Run: ``python -m bench.workers [--steps 6] [--more 5]`` (``--more 0`` skips the oversubscribed case)
 """
 
 from __future__ import annotations
@@ -87,24 +90,36 @@ def side_by_side(row: str, workers: int, steps: int) -> float:
             return sum(pool.map(_side_by_side_worker, [(row, steps, barrier)] * workers))
 
 
-def run(steps: int = 6) -> dict:
+def run(steps: int = 6, more: int = 5) -> dict:
     cores = os.cpu_count() or 1
-    out = {"cores": cores, "rows": {}}
+    out = {"cores": cores, "more": more, "rows": {}}
     for row in ROWS:
         alone = _throughput(row, cores, steps)
         together = side_by_side(row, cores, steps) if cores > 1 else alone
         out["rows"][row] = {"alone": alone, "side_by_side": together, "ratio": together / alone}
+        if more > cores:
+            crowded = side_by_side(row, more, steps)
+            out["rows"][row] |= {"oversubscribed": crowded, "crowded_ratio": crowded / together}
     return out
 
 
 def report(r: dict) -> str:
+    crowded = any("oversubscribed" in v for v in r["rows"].values())
     lines = [
         f"mini scale (34³, widths 16/32/64, batch 16), training step; {machine()}",
         f"{'row':<11} {'1 process × ' + str(r['cores']) + ' threads':>24} "
-        f"{str(r['cores']) + ' processes × 1 thread':>24} {'ratio':>6}",
+        f"{str(r['cores']) + ' processes × 1 thread':>24} {'ratio':>6}"
+        + (
+            f" {str(r['more']) + ' processes × 1 thread':>24} {'/ ' + str(r['cores']) + ' processes':>14}"
+            if crowded
+            else ""
+        ),
     ]
     for row, v in r["rows"].items():
-        lines.append(f"{row:<11} {v['alone']:>18.1f} smp/s {v['side_by_side']:>18.1f} smp/s {v['ratio']:>6.2f}")
+        line = f"{row:<11} {v['alone']:>18.1f} smp/s {v['side_by_side']:>18.1f} smp/s {v['ratio']:>6.2f}"
+        if "oversubscribed" in v:
+            line += f" {v['oversubscribed']:>18.1f} smp/s {v['crowded_ratio']:>14.2f}"
+        lines.append(line)
     return "\n".join(lines)
 
 
