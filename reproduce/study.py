@@ -31,7 +31,7 @@ from dsmnet.reproduce.jobs import (
     run_jobs,
     template_matching,
 )
-from dsmnet.reproduce.records import kept_path, with_record
+from dsmnet.reproduce.records import kept_path, same_dataset, with_record
 from dsmnet.reproduce.report import _describe, _orderings, _per_class, _table, learning_curves, revisions_line
 from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, ORACLE, SCALES, TABLES, Scale, variant
 
@@ -108,14 +108,21 @@ def _finished(jobs: dict[Path, Job], log) -> dict[Path, Job]:
     return finished
 
 
+def _test_here(result: dict, run: Path, paths: dict[str, Path]) -> dict[str, str]:
+    """``data`` naming where the run's test set is now, if the result was scored on it (a run
+    ``runs/<dataset>/<row>/seed<N>`` is tested on ``<dataset>_test``)."""
+    test = paths.get(f"{run.parent.parent.name}_test")
+    return {"data": str(test)} if test is not None and same_dataset(result.get("data"), test) else {}
+
+
 def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=print) -> tuple[dict, list[str]]:
     """Tables 1–3 with the baseline and template-matching rows, the orderings, per-class accuracy
     and the learning curves; every run's test metrics kept in ``out/metrics``."""
     results: dict[str, dict[str, list[dict]]] = {}
     summary: list[str] = []
-    # each result as it is kept: naming its run folder in this study folder (perhaps moved since it
-    # was scored), with the run's training record while the folder is there
-    metrics = {run: with_record({**m, "run": str(run)}, run) for run, m in metrics.items()}
+    # each result as it is kept: naming its run folder and test set in this study folder (perhaps
+    # moved since it was scored), with the run's training record while the folder is there
+    metrics = {run: with_record({**m, "run": str(run), **_test_here(m, run, paths)}, run) for run, m in metrics.items()}
     for table in tables:
         results[table] = {}
         dataset = TABLES[table][0]

@@ -190,6 +190,7 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     assert not (moved / "runs").exists()
     record = json.loads((moved / "metrics" / "A" / "dsmnet-cls+seg-seg=100" / "seed0.json").read_text())
     assert record["run"] == str(moved / "runs" / "A" / "dsmnet-cls+seg-seg=100" / "seed0")  # where it now is
+    assert record["data"] == str(moved / "data" / "A_test")  # and its test set
     assert [h["epoch"] for h in record["training"]["history"]] == [1, 2]
     assert record["training"]["spec"]["training"]["epochs"] == 2
     text = (moved / "summary.md").read_text()
