@@ -216,18 +216,30 @@ def _orderings(results: dict) -> list[str]:
         va, vb = _values(rows[better], key[metric]), _values(rows[worse], key[metric])
         a = statistics.mean(va or [float("nan")])
         b = statistics.mean(vb or [float("nan")])
-        se = _accuracy_se(rows[better], rows[worse]) if metric == "acc" else None
+        se = _accuracy_se(rows[better], rows[worse]) if metric == "acc" else _seed_se(va, vb)
         noise = se is not None and abs(a - b) < 2 * se
         # an ordering holds only beyond 2 s.e.; a difference within them shows neither way
         verdict = "not shown: within noise" if noise else "held" if a > b else "did not hold"
+        if se is None and metric == "miou":
+            verdict += " (one seed each: no standard error)"
         if len(va) > 1 and len(va) == len(vb):  # the same seeds, in the same order, for every row
             wins = sum(x > y for x, y in zip(va, vb))
             verdict += f" ({wins}/{len(va)} seeds ahead)" if noise else f" ({wins}/{len(va)} seeds)"
         line = f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f} — **{verdict}**"
         if se is not None:
-            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e.)"
+            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e." + (
+                ")" if metric == "acc" else ", from the seeds' spread)"
+            )
         out.append(line)
     return out
+
+
+def _seed_se(va: list[float], vb: list[float]) -> float | None:
+    """Standard error of the difference of two rows' mean mIoU from their seed-to-seed spread
+    (the larger s.d. of the rows run at several seeds, taken for both), or None with one seed
+    each: the kept metrics hold no per-particle IoU to give a standard error otherwise."""
+    spread = max((statistics.stdev(v) for v in (va, vb) if len(v) > 1), default=None)
+    return None if spread is None or not va or not vb else spread * math.sqrt(1 / len(va) + 1 / len(vb))
 
 
 def _accuracy_se(better: list[dict], worse: list[dict]) -> float | None:

@@ -104,7 +104,11 @@ ORDERINGS = [
     ("table1", "Cls+Seg", "Cls subnet", "acc"),
     ("table1", "Cls+Rec", "Cls subnet", "acc"),
     ("table2", "DSM-Net", "Cls subnet", "acc"),
+    ("table2", "DSM-Net", "DSRF3D-v2", "acc"),
+    ("table2", "Cls subnet", "DSRF3D-v2", "acc"),
     ("table2", "DSM-Net", "Seg subnet", "miou"),
+    ("table2", "DSM-Net", "SSN3D-ED", "miou"),
+    ("table2", "Seg subnet", "SSN3D-ED", "miou"),
     # not the paper's: every CNN classifier against the classical baseline
     ("table1", "DSM-Net", "Classical (LDA)", "acc"),
     ("table1", "Cls subnet", "Classical (LDA)", "acc"),

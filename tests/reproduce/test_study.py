@@ -242,6 +242,22 @@ def test_accuracy_orderings_state_their_standard_error():
     assert "difference +0.400 ± 0.045 (1 s.e.)" in two[0]
 
 
+def test_miou_orderings_take_their_standard_error_from_the_seeds():
+    def seg(miou: float) -> dict:
+        return {"metrics": {"miou_seg": miou}}
+
+    one = _orderings({"table1": {"DSM-Net": [seg(0.80)], "SSN3D-ED": [seg(0.79)]}})
+    assert one == ["- table1: DSM-Net miou 0.800 > SSN3D-ED 0.790 — **held (one seed each: no standard error)**"]
+    # seeds 0.666 and 0.634 (s.d. 0.0226) against one seed: s.e. 0.0226 · sqrt(1/2 + 1) = 0.028
+    spread = _orderings({"table2": {"DSM-Net": [seg(0.666), seg(0.634)], "Seg subnet": [seg(0.648)]}})
+    assert spread == [
+        "- table2: DSM-Net miou 0.650 > Seg subnet 0.648 — **not shown: within noise**; "
+        "difference +0.002 ± 0.028 (1 s.e., from the seeds' spread)"
+    ]
+    far = _orderings({"table2": {"DSM-Net": [seg(0.80), seg(0.81)], "Seg subnet": [seg(0.60), seg(0.61)]}})
+    assert far[0].startswith("- table2: DSM-Net miou 0.805 > Seg subnet 0.605 — **held (2/2 seeds)**")
+
+
 def test_wall_time_counts_side_by_side_invocations_once(tmp_path):
     from dsmnet.reproduce.study import _add_wall_time
 
