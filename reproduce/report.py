@@ -216,7 +216,7 @@ def _orderings(results: dict) -> list[str]:
         va, vb = _values(rows[better], key[metric]), _values(rows[worse], key[metric])
         a = statistics.mean(va or [float("nan")])
         b = statistics.mean(vb or [float("nan")])
-        se = _accuracy_se(rows[better], rows[worse]) if metric == "acc" else _seed_se(va, vb)
+        se = _accuracy_se(rows[better], rows[worse]) if metric == "acc" else _seed_se(rows, va, vb)
         noise = se is not None and abs(a - b) < 2 * se
         # an ordering holds only beyond 2 s.e.; a difference within them shows neither way
         verdict = "not shown: within noise" if noise else "held" if a > b else "did not hold"
@@ -234,12 +234,15 @@ def _orderings(results: dict) -> list[str]:
     return out
 
 
-def _seed_se(va: list[float], vb: list[float]) -> float | None:
-    """Standard error of the difference of two rows' mean mIoU from their seed-to-seed spread
-    (the larger s.d. of the rows run at several seeds, taken for both), or None with one seed
-    each: the kept metrics hold no per-particle IoU to give a standard error otherwise."""
-    spread = max((statistics.stdev(v) for v in (va, vb) if len(v) > 1), default=None)
-    return None if spread is None or not va or not vb else spread * math.sqrt(1 / len(va) + 1 / len(vb))
+def _seed_se(rows: dict[str, list[dict]], va: list[float], vb: list[float]) -> float | None:
+    """Standard error of the difference of two rows' mean mIoU from the seed-to-seed spread, pooled
+    over every row of the table run at several seeds (two seeds of one row give too rough an s.d.),
+    or None when no row has several: the kept metrics hold no per-particle IoU to give one."""
+    runs = [_values(r, "miou_seg") for r in rows.values()]
+    variances = [statistics.variance(v) for v in runs if len(v) > 1]
+    if not variances or not va or not vb:
+        return None
+    return math.sqrt(statistics.mean(variances) * (1 / len(va) + 1 / len(vb)))
 
 
 def _accuracy_se(better: list[dict], worse: list[dict]) -> float | None:

@@ -254,6 +254,9 @@ def test_miou_orderings_take_their_standard_error_from_the_seeds():
         "- table2: DSM-Net miou 0.650 > Seg subnet 0.648 — **not shown: within noise**; "
         "difference +0.002 ± 0.028 (1 s.e., from the seeds' spread)"
     ]
+    # the spread is pooled over the table's rows: a row whose two seeds agree does not make it zero
+    pooled = {"DSM-Net": [seg(0.80), seg(0.80)], "Cls+Seg": [seg(0.78), seg(0.76)], "Seg subnet": [seg(0.803)]}
+    assert "**not shown: within noise**; difference -0.003 ± 0.012" in _orderings({"table1": pooled})[0]
     far = _orderings({"table2": {"DSM-Net": [seg(0.80), seg(0.81)], "Seg subnet": [seg(0.60), seg(0.61)]}})
     assert far[0].startswith("- table2: DSM-Net miou 0.805 > Seg subnet 0.605 — **held (2/2 seeds)**")
 
