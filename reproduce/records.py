@@ -17,9 +17,15 @@ from typing import Any
 import yaml
 
 
+def run_dataset(run: Path) -> str:
+    """The dataset of the study's run ``out/runs/<dataset>/<row>/seed<N>``: trained on ``<dataset>``,
+    tested on ``<dataset>_test``."""
+    return run.parent.parent.name
+
+
 def kept_path(out: Path, run: Path) -> Path:
     """Where the record of the run ``out/runs/<dataset>/<row>/seed<N>`` is kept."""
-    return out / "metrics" / run.parent.parent.name / run.parent.name / f"{run.name}.json"
+    return out / "metrics" / run_dataset(run) / run.parent.name / f"{run.name}.json"
 
 
 def training_record(run: Path) -> dict[str, Any] | None:

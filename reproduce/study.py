@@ -31,7 +31,7 @@ from dsmnet.reproduce.jobs import (
     run_jobs,
     template_matching,
 )
-from dsmnet.reproduce.records import kept_path, same_dataset, with_record
+from dsmnet.reproduce.records import kept_path, run_dataset, same_dataset, with_record
 from dsmnet.reproduce.report import _describe, _orderings, _per_class, _table, learning_curves, revisions_line
 from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, ORACLE, SCALES, TABLES, Scale, variant
 
@@ -109,9 +109,8 @@ def _finished(jobs: dict[Path, Job], log) -> dict[Path, Job]:
 
 
 def _test_here(result: dict, run: Path, paths: dict[str, Path]) -> dict[str, str]:
-    """``data`` naming where the run's test set is now, if the result was scored on it (a run
-    ``runs/<dataset>/<row>/seed<N>`` is tested on ``<dataset>_test``)."""
-    test = paths.get(f"{run.parent.parent.name}_test")
+    """``data`` naming where the run's test set is now, if the result was scored on it."""
+    test = paths.get(f"{run_dataset(run)}_test")
     return {"data": str(test)} if test is not None and same_dataset(result.get("data"), test) else {}
 
 
@@ -205,7 +204,8 @@ def reproduce(
         scale = dataclasses.replace(scale, seeds=tuple(seeds))
     workers = workers or default_workers()
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    if not report_only:  # a report needs a study folder there already, and a refused one leaves none
+        out.mkdir(parents=True, exist_ok=True)
     paths = datasets(scale, out, log, simulate_missing=not report_only)
     command = _command(scale_name, out, seeds, tables, rows, with_discovery)
     revision = git_revision()

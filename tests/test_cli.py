@@ -151,6 +151,7 @@ def test_reproduce_refuses_bad_seeds_and_a_report_of_nothing(capsys, tmp_path):
         f"dsmnet: error: {tmp_path / 'empty'}: nothing to report (no kept results in {tmp_path / 'empty' / 'metrics'} "
         "and no finished runs); run the study without --report first"
     )
+    assert not (tmp_path / "empty").exists()
 
 
 def test_every_user_error_derives_from_one_base():
