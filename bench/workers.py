@@ -37,15 +37,14 @@ def _spec(row: str):
     return variant("dsmnet" if heads else "ssn3d_ed", heads, {}, SCALES["mini"])
 
 
-def _throughput(row: str, threads: int, steps: int, barrier=None) -> float:
-    """Samples/s of the engine's training step for one row at the mini scale."""
+def training_step(spec):
+    """One training step of the engine for ``spec`` on a random batch (as training runs it:
+    bf16 autocast where the CPU has it, channels-last, Adam), as a callable, and its batch size."""
     from dsmnet.core.build import build_loss, build_model
     from dsmnet.training.runtime import keep_freed_memory, make_runtime
     from dsmnet.training.step import TrainStep
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    spec = _spec(row)
     rt = make_runtime("cpu")
     keep_freed_memory()  # as training does
     model = build_model(spec)
@@ -67,6 +66,13 @@ def _throughput(row: str, threads: int, steps: int, barrier=None) -> float:
         loss.total.backward()
         opt.step()
 
+    return one, batch
+
+
+def _throughput(row: str, threads: int, steps: int, barrier=None) -> float:
+    """Samples/s of the engine's training step for one row at the mini scale."""
+    torch.set_num_threads(threads)
+    one, batch = training_step(_spec(row))
     for _ in range(2):
         one()
     if barrier is not None:

@@ -158,15 +158,22 @@ def resolve(spec: Spec, registries: Registries | None = None) -> Plan:
 
 def _construct(plan: Plan) -> MultiTaskNet:
     spec = plan.spec
-    in_shape = ShapeSpec(spec.input.channels, 1, spec.input.shape)
+    factor = spec.input.bin
+    if any(n % factor for n in spec.input.shape):
+        raise SpecError.at(
+            ("input", "bin"),
+            f"{format_size(spec.input.shape)} does not divide by bin {factor} (each side must be a multiple of it)",
+        )
+    in_shape = ShapeSpec(spec.input.channels, 1, tuple(n // factor for n in spec.input.shape))
     backbone = plan.backbone.construct(in_shape)
     feats: dict[str, ShapeSpec] = backbone.output_shape()
     deepest = next(reversed(feats))
     smallest = min(min(s.size) for s in feats.values())
-    if smallest < 1 or min(spec.input.shape) < max(s.stride for s in feats.values()):
+    if smallest < 1 or min(in_shape.size) < max(s.stride for s in feats.values()):
+        binned = f", binned {factor}× to {format_size(in_shape.size)}," if factor > 1 else ""
         raise SpecError.at(
             ("input", "shape"),
-            f"{format_size(spec.input.shape)} is too small for backbone {plan.backbone.component.name!r}, "
+            f"{format_size(spec.input.shape)}{binned} is too small for backbone {plan.backbone.component.name!r}, "
             f"which downsamples {max(s.stride for s in feats.values())}× (each side must be at least that)",
         )
     decoder = out = None
@@ -194,7 +201,8 @@ def _construct(plan: Plan) -> MultiTaskNet:
                 f"input, but {source!r} is at stride {shape.stride}: read a decoder instead",
             )
         heads[name] = part.construct(shape)
-    return MultiTaskNet(backbone, decoder, heads, sources, plan.targets, spec)
+    dense = [n for n, part in plan.heads.items() if part.component.cls.dense]
+    return MultiTaskNet(backbone, decoder, heads, sources, plan.targets, spec, bin=factor, dense=dense)
 
 
 def build_model(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
+
+from dsmnet.core.resample import fourier_resize, upsample_linear
 
 
 class MultiTaskNet(nn.Module):
@@ -19,6 +21,9 @@ class MultiTaskNet(nn.Module):
         sources: per head, what it reads: ``"decoder"`` or a backbone feature name.
         targets: per head, what it predicts: ``class``, ``mask`` or ``density``.
         spec: the spec the network was built from (None for one assembled by hand).
+        bin: the network works on its input Fourier-cropped by this factor (``input.bin``);
+            the outputs of the ``dense`` heads are interpolated back to the input's size.
+        dense: the heads that predict per voxel.
     """
 
     def __init__(
@@ -29,8 +34,12 @@ class MultiTaskNet(nn.Module):
         sources: Mapping[str, str],
         targets: Mapping[str, str],
         spec: Any = None,
+        bin: int = 1,
+        dense: Iterable[str] = (),
     ):
         super().__init__()
+        self.bin = int(bin)
+        self.dense = frozenset(dense)
         self.backbone = backbone
         self.decoder = decoder
         self.heads = nn.ModuleDict(heads)
@@ -38,17 +47,32 @@ class MultiTaskNet(nn.Module):
         self.targets = dict(targets)
         self.spec = spec
 
+    def _binned(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bin == 1:
+            return x
+        size = tuple(n // self.bin for n in x.shape[-3:])
+        return fourier_resize(x, size).to(x.dtype).contiguous(memory_format=_layout(x))
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        feats = self.backbone(x)
+        feats = self.backbone(self._binned(x))
         decoded = self.decoder(feats) if self.decoder is not None else None
-        return {
+        out = {
             name: head(decoded if self.sources[name] == "decoder" else feats[self.sources[name]])
             for name, head in self.heads.items()
         }
+        if self.bin != 1:
+            box = tuple(x.shape[-3:])
+            out.update({n: upsample_linear(out[n], self.bin, box) for n in self.dense if n in out})
+        return out
 
     def features(self, x: torch.Tensor, head: str) -> torch.Tensor:
         """The feature vector a classification head computes its logits from."""
         src = self.sources[head]
-        feats = self.backbone(x)
+        feats = self.backbone(self._binned(x))
         inp = self.decoder(feats) if src == "decoder" else feats[src]
         return self.heads[head].features(inp)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    channels_last = x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)
+    return torch.channels_last_3d if channels_last else torch.contiguous_format

@@ -57,6 +57,10 @@ class InputSpec(BaseModel):
     shape: tuple[Dim, Dim, Dim] = (40, 40, 40)
     channels: Annotated[int, Field(ge=1, le=64)] = 1
     voxel_size: Annotated[float, Field(gt=0.0)] | None = Field(default=None, description="Å per voxel")
+    # the network works on the box Fourier-cropped by this factor (voxels ``bin``× larger, the
+    # frequencies both grids hold kept exactly) and returns its per-voxel outputs resized back
+    # to ``shape``: losses, metrics and predictions stay at the box's own voxels
+    bin: Annotated[int, Field(ge=1, le=8)] = 1
 
 
 class TrainingSpec(BaseModel):
@@ -104,7 +108,10 @@ class Spec(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts, numbers, strings) that :meth:`from_dict` reads back."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if data["input"]["bin"] == 1:  # the default is left out, so specs written before it read alike
+            del data["input"]["bin"]
+        return data
 
     def to_yaml(self) -> str:
         """The spec as YAML (short lists of numbers inline, as a person writes them)."""

@@ -127,6 +127,18 @@ def test_input_too_small_for_the_backbone(registries):
     assert msg.startswith("input.shape: 40×40×4 is too small") and "downsamples 8×" in msg
 
 
+def test_input_bin_must_divide_the_box_and_leave_room_for_the_backbone(registries):
+    spec = base()
+    spec["input"]["bin"] = 3
+    msg = str(error_of(spec, registries))
+    assert msg == "input.bin: 40×40×40 does not divide by bin 3 (each side must be a multiple of it)"
+    spec["input"]["shape"], spec["input"]["bin"] = [16, 16, 16], 4
+    msg = str(error_of(spec, registries))
+    assert msg.startswith("input.shape: 16×16×16, binned 4× to 4×4×4, is too small") and "downsamples 8×" in msg
+    spec["input"]["bin"] = 0
+    assert str(error_of(spec, registries)).startswith("input.bin: ")
+
+
 def test_decoder_blocks_length_checked_by_the_component(registries):
     spec = base()
     spec["decoder"]["blocks"] = [1]

@@ -155,3 +155,23 @@ def test_a_bad_subtomogram_is_refused_naming_the_file(small_data, tmp_path, valu
     with pytest.raises(DataError, match=message) as err:
         load_dataset(copy, targets=False)
     assert str(path) in str(err.value)
+
+
+def test_a_binned_network_trains_evaluates_and_predicts_at_the_box_voxels(small_data, tmp_path):
+    import yaml
+
+    from dsmnet.training.loop import train
+    from dsmnet.training.settings import TrainConfig
+    from tests.conftest import TINY
+
+    spec = tmp_path / "binned.yaml"
+    spec.write_text(yaml.safe_dump({**TINY, "input": {"shape": [24, 24, 24], "bin": 2}}))
+    run = tmp_path / "run"
+    train(spec, small_data, run, TrainConfig(progress=False, epochs=1, augment="rotate"), log=lambda _: None)
+    assert yaml.safe_load((run / "spec.yaml").read_text())["input"]["bin"] == 2
+    m = json.loads((Path(evaluate(run, small_data, "test")["out"]) / "metrics.json").read_text())["metrics"]
+    assert 0 <= m["miou_seg"] <= 1 and m["mse_rec"] >= 0
+    predict(run, small_data, tmp_path / "pred")
+    table = starfile.read(tmp_path / "pred" / "predictions.star")
+    with mrcfile.open(tmp_path / "pred" / table["dsmMaskName"].iloc[0]) as mrc:
+        assert mrc.data.shape == (24, 24, 24)
