@@ -201,8 +201,7 @@ def _construct(plan: Plan) -> MultiTaskNet:
                 f"input, but {source!r} is at stride {shape.stride}: read a decoder instead",
             )
         heads[name] = part.construct(shape)
-    dense = [n for n, part in plan.heads.items() if part.component.cls.dense]
-    return MultiTaskNet(backbone, decoder, heads, sources, plan.targets, spec, bin=factor, dense=dense)
+    return MultiTaskNet(backbone, decoder, heads, sources, plan.targets, spec, bin=factor)
 
 
 def build_model(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -22,8 +22,8 @@ class MultiTaskNet(nn.Module):
         targets: per head, what it predicts: ``class``, ``mask`` or ``density``.
         spec: the spec the network was built from (None for one assembled by hand).
         bin: the network works on its input Fourier-cropped by this factor (``input.bin``);
-            the outputs of the ``dense`` heads are interpolated back to the input's size.
-        dense: the heads that predict per voxel.
+            the outputs of its dense heads (``dense`` class attribute: per voxel) are
+            interpolated back to the input's size.
     """
 
     def __init__(
@@ -35,11 +35,10 @@ class MultiTaskNet(nn.Module):
         targets: Mapping[str, str],
         spec: Any = None,
         bin: int = 1,
-        dense: Iterable[str] = (),
     ):
         super().__init__()
         self.bin = int(bin)
-        self.dense = frozenset(dense)
+        self.dense = frozenset(n for n, head in heads.items() if getattr(head, "dense", False))
         self.backbone = backbone
         self.decoder = decoder
         self.heads = nn.ModuleDict(heads)
@@ -62,7 +61,7 @@ class MultiTaskNet(nn.Module):
         }
         if self.bin != 1:
             box = tuple(x.shape[-3:])
-            out.update({n: upsample_linear(out[n], self.bin, box) for n in self.dense if n in out})
+            out.update({n: upsample_linear(out[n], self.bin, box) for n in self.dense})
         return out
 
     def features(self, x: torch.Tensor, head: str) -> torch.Tensor:
