@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.provenance import git_revision
+from dsmnet.reproduce.clock import StudyClock
 from dsmnet.reproduce.jobs import (
     Job,
     StudyError,
@@ -203,7 +203,7 @@ def reproduce(
     if seeds:
         scale = dataclasses.replace(scale, seeds=tuple(seeds))
     workers = workers or default_workers()
-    start = time.perf_counter()
+    clock = StudyClock(out)
     if not report_only:  # a report needs a study folder there already, and a refused one leaves none
         out.mkdir(parents=True, exist_ok=True)
     paths = datasets(scale, out, log, simulate_missing=not report_only)
@@ -228,46 +228,26 @@ def reproduce(
                 f"{out}: nothing to report (no kept results in {out / 'metrics'} and no finished runs); "
                 "run the study without --report first"
             )
-    log(f"{len(jobs)} training runs on {workers} worker(s)")
-    metrics = {**kept, **run_jobs(list(jobs.values()), workers, log)}
-    plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
-    results, lines = _report_tables(scale, out, paths, tables, plan, metrics, log)
-    summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), "", *lines]
-    if discovery_run is not None:
-        discovered = _discovery(discovery_run, paths, out)
-    if discovered is not None:
-        summary += _discovery_lines(discovered)
-    seconds = time.perf_counter() - start
-    total, invocations = _add_wall_time(out, seconds)
-    summary[2] = f"Command: `{command}`; git revision {revision}; wall time {total / 60:.1f} min" + (
-        f", summed over the {invocations} invocations that built these results "
-        f"(this one: {seconds / 60:.1f} min on {workers} worker(s))."
-        if invocations > 1
-        else f" on {workers} worker(s)."
-    )
-    atomic_write_text(out / "summary.md", "\n".join(summary))
-    return {"out": str(out), "seconds": seconds, "results": results, "discovery": discovered}
-
-
-def _add_wall_time(out: Path, seconds: float) -> tuple[float, int]:
-    """The study's wall time so far, kept in ``study.json`` across invocations: an interrupted and
-    resumed study, or one re-run to redraw its tables, reports the time all its parts took.
-    Each invocation is kept as its (start, end) on the clock and the wall time is the length of
-    their union, so invocations that ran side by side are not counted twice."""
-    path = out / "study.json"
-    state = json.loads(path.read_text()) if path.is_file() else {}
-    end = time.time()
-    spans = [*state.get("spans", []), [end - seconds, end]]
-    earlier = state.get("earlier_seconds", 0.0 if "spans" in state else state.get("seconds", 0.0))  # older files
-    wall, reach = 0.0, -math.inf
-    for a, b in sorted(spans):
-        wall += max(0.0, b - max(a, reach))
-        reach = max(reach, b)
-    state = {
-        "seconds": earlier + wall,
-        "invocations": state.get("invocations", 0) + 1,
-        "spans": spans,
-        "earlier_seconds": earlier,
-    }
-    atomic_write_text(path, json.dumps(state, indent=1) + "\n")
-    return state["seconds"], state["invocations"]
+    clock.begin()  # from here on the invocation counts in the study's wall time, even if it is killed
+    try:
+        log(f"{len(jobs)} training runs on {workers} worker(s)")
+        metrics = {**kept, **run_jobs(list(jobs.values()), workers, log)}
+        plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
+        results, lines = _report_tables(scale, out, paths, tables, plan, metrics, log)
+        summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), "", *lines]
+        if discovery_run is not None:
+            discovered = _discovery(discovery_run, paths, out)
+        if discovered is not None:
+            summary += _discovery_lines(discovered)
+        seconds = time.time() - clock.start
+        total, invocations = clock.end()
+        summary[2] = f"Command: `{command}`; git revision {revision}; wall time {total / 60:.1f} min" + (
+            f", summed over the {invocations} invocations that built these results "
+            f"(this one: {seconds / 60:.1f} min on {workers} worker(s))."
+            if invocations > 1
+            else f" on {workers} worker(s)."
+        )
+        atomic_write_text(out / "summary.md", "\n".join(summary))
+        return {"out": str(out), "seconds": seconds, "results": results, "discovery": discovered}
+    finally:
+        clock.end()  # an interrupted invocation closes its span too (a no-op after the first)

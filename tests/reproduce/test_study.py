@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,7 @@ def test_a_whole_study_runs_on_two_workers(monkeypatch, tmp_path, capfd):
     assert metrics.stat().st_mtime_ns == evaluated  # not evaluated again
     state = json.loads((tmp_path / "toy" / "study.json").read_text())
     assert state["invocations"] == 2
-    assert state["seconds"] == pytest.approx(result["seconds"] + again["seconds"])
+    assert state["seconds"] == pytest.approx(result["seconds"] + again["seconds"], abs=1.0)
     assert "summed over the 2 invocations" in (text := (tmp_path / "toy" / "summary.md").read_text())
     assert "on 1 worker(s))." in text  # the workers of this invocation, not of the study
     # a larger budget trains the finished runs on from where they ended (and their specs say so)
@@ -262,13 +263,37 @@ def test_miou_orderings_take_their_standard_error_from_the_seeds():
 
 
 def test_wall_time_counts_side_by_side_invocations_once(tmp_path):
-    from dsmnet.reproduce.study import _add_wall_time
+    from dsmnet.reproduce.clock import record_span
 
-    assert _add_wall_time(tmp_path, 100.0) == (pytest.approx(100.0), 1)
-    total, n = _add_wall_time(tmp_path, 50.0)  # ran inside the first one's span (both end now)
-    assert n == 2 and total == pytest.approx(100.0, abs=1.0)
+    assert record_span(tmp_path, 1000.0, 1100.0) == (pytest.approx(100.0), 1)
+    assert record_span(tmp_path, 1050.0, 1100.0) == (pytest.approx(100.0), 2)  # ran inside the first one's span
+    assert record_span(tmp_path, 1000.0, 1200.0) == (pytest.approx(200.0), 2)  # the first one's end moved on
+    assert record_span(tmp_path, 1000.0, 1150.0) == (pytest.approx(200.0), 2)  # a late beat moves no end back
     (tmp_path / "study.json").write_text(json.dumps({"seconds": 600.0, "invocations": 3}))  # an older file
-    assert _add_wall_time(tmp_path, 60.0) == (pytest.approx(660.0), 4)
+    assert record_span(tmp_path, 0.0, 60.0) == (pytest.approx(660.0), 4)
+
+
+def test_an_invocation_counts_while_it_runs_so_a_killed_one_is_not_lost(tmp_path):
+    from dsmnet.reproduce.clock import StudyClock
+
+    clock = StudyClock(tmp_path, every=0.02)
+    assert clock.end() is None and not (tmp_path / "study.json").exists()  # one that never began: nothing
+    clock.begin()
+    try:
+        state = json.loads((tmp_path / "study.json").read_text())  # written at once
+        assert state["invocations"] == 1 and state["spans"][0][0] == clock.start
+        first_end = state["spans"][0][1]
+        time.sleep(0.2)  # beats move its end on; were the process killed now, this is what stays
+        state = json.loads((tmp_path / "study.json").read_text())
+        assert state["invocations"] == 1 and state["spans"][0][1] > first_end + 0.1
+        other = StudyClock(tmp_path, every=0.02)  # a second invocation side by side
+        other.begin()
+        time.sleep(0.1)
+        assert other.end()[1] == 2
+    finally:
+        total, invocations = clock.end()
+    assert invocations == 2 and total == pytest.approx(time.time() - clock.start, abs=0.05)
+    assert clock.end() is None  # closing twice is harmless
 
 
 def test_the_report_names_the_code_revisions_that_trained_its_runs(tmp_path):
