@@ -97,16 +97,28 @@ def random_rotations(n: int, generator: torch.Generator) -> torch.Tensor:
     )
 
 
-def rotate_volumes(v: torch.Tensor, rotations: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+def rotation_grid(rotations: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The ``[N, D, H, W, 3]`` sampling grid (normalised (x, y, z), ``align_corners=False``) that
+    turns a ``shape`` volume about the voxel at index n // 2 by each of ``rotations`` ``[N, 3, 3]``:
+    ``g(p) = A (p - c) + c``. What ``F.affine_grid`` gives for the same matrices, built from one
+    term per axis (the grid is affine in each index) instead of a matrix product per voxel."""
+    dtype = rotations.dtype
+    axes = [(torch.arange(n, dtype=dtype) * 2 + 1) / n - 1 for n in shape]  # z, y, x voxel centres
+    centre = torch.tensor([(2 * (n // 2) + 1) / n - 1 for n in shape[::-1]], dtype=dtype)  # (x, y, z)
+    shift = centre - rotations @ centre  # [N, 3]
+    z, y, x = (axis[None, :, None] * rotations[:, None, :, j] for j, axis in ((2, axes[0]), (1, axes[1]), (0, axes[2])))
+    return z[:, :, None, None] + y[:, None, :, None] + (x + shift[:, None])[:, None, None]
+
+
+def rotate_volumes(
+    v: torch.Tensor, rotations: torch.Tensor, mode: str = "bilinear", grid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Rotate each ``[C, D, H, W]`` volume of ``v`` about the voxel at index n // 2 (zeros come in
     at the corners): ``out(p) = v(A (p - c) + c)`` for ``A`` = ``rotations`` ``[N, 3, 3]`` acting
-    on (x, y, z), so a particle is turned by ``Aᵀ``."""
-    sizes = v.shape[-1:-4:-1]  # W, H, D: grid_sample's (x, y, z) order
-    centre = torch.tensor([(2 * (n // 2) + 1) / n - 1 for n in sizes], dtype=rotations.dtype)  # normalised coords
-    shift = centre[None, :, None] - rotations @ centre[None, :, None]
-    theta = torch.cat([rotations, shift], dim=2)
-    grid = F.affine_grid(theta, list(v.shape), align_corners=False)
-    return F.grid_sample(v, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    on (x, y, z), so a particle is turned by ``Aᵀ``. ``grid``: :func:`rotation_grid` of the same
+    rotations, when several volumes are turned alike."""
+    grid = rotation_grid(rotations, tuple(v.shape[-3:])) if grid is None else grid
+    return F.grid_sample(v, grid.to(v.dtype), mode=mode, padding_mode="zeros", align_corners=False)
 
 
 def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor) -> dict:
@@ -114,23 +126,24 @@ def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured
 
 
 def _rotated(batch: dict[str, torch.Tensor], rotations: torch.Tensor, measured: torch.Tensor) -> dict:
-    """Each particle of ``batch`` turned by its rotation, only the measured frequencies kept."""
+    """Each particle of ``batch`` turned by its rotation, only the measured frequencies kept. The
+    grid is built once, and the input and the other volumes (density) are resampled in one call."""
     x = batch["x"]
-    turned = rotate_volumes(x, rotations)
-    spectrum = torch.fft.rfftn(turned, dim=(-3, -2, -1)) * measured
-    turned = torch.fft.irfftn(spectrum, s=x.shape[-3:], dim=(-3, -2, -1))
-    flat = turned.flatten(1)
+    grid = rotation_grid(rotations, tuple(x.shape[-3:]))
+    volumes = ["x", *(k for k, v in batch.items() if k not in ("x", "mask") and v.dim() >= 4)]
+    stacked = torch.cat([batch[k].to(x.dtype) for k in volumes], dim=1) if len(volumes) > 1 else x
+    turned = dict(
+        zip(volumes, rotate_volumes(stacked, rotations, grid=grid).split([batch[k].shape[1] for k in volumes], 1))
+    )
+    spectrum = torch.fft.rfftn(turned["x"], dim=(-3, -2, -1)) * measured
+    flat = torch.fft.irfftn(spectrum, s=x.shape[-3:], dim=(-3, -2, -1)).flatten(1)
     std = flat.std(1).clamp_min(1e-6)
     out = {"x": ((flat - flat.mean(1, keepdim=True)) / std[:, None]).reshape(x.shape)}
     for key, value in batch.items():
-        if key == "x":
-            continue
         if key == "mask":
-            out[key] = rotate_volumes(value[:, None].float(), rotations, "nearest")[:, 0].to(value.dtype)
-        elif value.dim() >= 4:
-            out[key] = rotate_volumes(value, rotations)
-        else:
-            out[key] = value
+            out[key] = rotate_volumes(value[:, None].float(), rotations, "nearest", grid)[:, 0].to(value.dtype)
+        elif key != "x":
+            out[key] = turned[key].to(value.dtype) if key in turned else value
     return out
 
 

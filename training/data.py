@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,10 +134,15 @@ class Subtomograms:
     def box(self) -> tuple[int, int, int]:
         return tuple(self.x.shape[2:])  # type: ignore[return-value]
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Subtomograms, targets and which targets are present, for the particles ``idx``."""
-        targets = {k: v[idx] for k, v in self.targets.items()}
-        present = {k: v[idx] for k, v in self.present.items()}
+    def batch(
+        self, idx: torch.Tensor, kinds: Collection[str] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Subtomograms, targets and which targets are present, for the particles ``idx``; only
+        the target ``kinds`` given (those a model trains on: a classifier's batches then read no
+        masks or densities), or every kind the dataset has."""
+        wanted = self.targets.keys() if kinds is None else [k for k in self.targets if k in kinds]
+        targets = {k: self.targets[k][idx] for k in wanted}
+        present = {k: self.present[k][idx] for k in wanted if k in self.present}
         return self.x[idx], targets, present
 
     @property

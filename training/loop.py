@@ -171,9 +171,11 @@ class _Run:
         seen = 0
         started = time.perf_counter()
 
+        kinds = set(self.resolved.targets.values())
+
         def load(b: tuple[int, int]):  # read and augment one batch (in the prefetch thread)
             idx = shard[b[0] : b[1]]
-            x, targets, present = self.data.batch(idx)
+            x, targets, present = self.data.batch(idx, kinds)  # only the targets the heads train on
             if self.augment != "none":
                 moved = augment({"x": x, **targets}, self.augment, gen, self.measured)
                 x, targets = moved.pop("x"), moved

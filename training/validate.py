@@ -35,7 +35,7 @@ def evaluate_split(
     n = 0
     for start in range(0, len(indices), batch_size):
         idx = torch.tensor(indices[start : start + batch_size])
-        x, targets, present = data.batch(idx)
+        x, targets, present = data.batch(idx, None if sink is not None else set(targets_of.values()))
         with rt.autocast():
             out = model(rt.input(x))
         out = {k: v.float() for k, v in out.items()}

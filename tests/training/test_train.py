@@ -362,6 +362,31 @@ def test_turns_and_rotations_keep_the_particle_centre_where_it_is(n):
     assert torch.allclose(turned[(slice(None), 0, *centre)], torch.ones(16), atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(8, 8, 8), (6, 7, 9), (9, 6, 5)])
+def test_the_rotation_grid_is_affine_grids_about_the_centre_voxel(shape):
+    """``rotation_grid``, built one axis at a time, is ``F.affine_grid`` of ``[A | c - A c]``, and
+    turning the input and density in one resampling call equals turning each alone."""
+    import torch.nn.functional as F
+
+    from dsmnet.training.augment import _rotated, rotation_grid
+
+    rotations = random_rotations(5, torch.Generator().manual_seed(3))
+    centre = torch.tensor([(2 * (n // 2) + 1) / n - 1 for n in shape[::-1]])
+    theta = torch.cat([rotations, (centre - rotations @ centre)[..., None]], dim=2)
+    expected = F.affine_grid(theta, [5, 1, *shape], align_corners=False)
+    assert torch.allclose(rotation_grid(rotations, shape), expected, atol=1e-6)
+    g = torch.Generator().manual_seed(4)
+    batch = {"x": torch.randn(5, 1, *shape, generator=g), "density": torch.randn(5, 1, *shape, generator=g)}
+    batch["mask"] = (batch["density"][:, 0] > 0).long()
+    out = _rotated(batch, rotations, torch.ones(shape[0], shape[1], shape[2] // 2 + 1, dtype=torch.bool))
+    alone = F.grid_sample(batch["density"], expected, align_corners=False)
+    assert torch.allclose(out["density"], alone, atol=1e-5)
+    assert torch.equal(
+        out["mask"],
+        F.grid_sample(batch["mask"][:, None].float(), expected, "nearest", align_corners=False)[:, 0].long(),
+    )
+
+
 def test_rotations_turn_a_molecule_as_the_simulator_does():
     """``rotate_volumes`` with ``Rᵀ`` is the simulator's active rotation by ``R`` (both trilinear)."""
     from scipy.spatial.transform import Rotation
