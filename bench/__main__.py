@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bench import cascade, engine_overhead, memory, simulator, training, workers
+from bench import augment, cascade, engine_overhead, memory, simulator, training, workers
 from bench.common import machine
 from dsmnet.core.provenance import git_revision
 
@@ -14,6 +14,7 @@ SUITE = {
     "Engine overhead (spec-built vs hand-written DSM-Net forward)": engine_overhead,
     "DSM-Net vs the DSRF3D-v2 + SSN3D-ED cascade": cascade,
     "Training throughput vs the matmul peak": training,
+    "The rotate augmentation and a classifier's batch loading vs the first version": augment,
     "Simulator": simulator,
     "Parallel single-threaded trainings vs one on all cores (reproduce's workers)": workers,
     "Memory and throughput as the dataset grows (lazy vs in memory)": memory,
