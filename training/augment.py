@@ -102,9 +102,9 @@ def rotation_grid(rotations: torch.Tensor, shape: tuple[int, int, int]) -> torch
     turns a ``shape`` volume about the voxel at index n // 2 by each of ``rotations`` ``[N, 3, 3]``:
     ``g(p) = A (p - c) + c``. What ``F.affine_grid`` gives for the same matrices, built from one
     term per axis (the grid is affine in each index) instead of a matrix product per voxel."""
-    dtype = rotations.dtype
-    axes = [(torch.arange(n, dtype=dtype) * 2 + 1) / n - 1 for n in shape]  # z, y, x voxel centres
-    centre = torch.tensor([(2 * (n // 2) + 1) / n - 1 for n in shape[::-1]], dtype=dtype)  # (x, y, z)
+    like = {"dtype": rotations.dtype, "device": rotations.device}
+    axes = [(torch.arange(n, **like) * 2 + 1) / n - 1 for n in shape]  # z, y, x voxel centres
+    centre = torch.tensor([(2 * (n // 2) + 1) / n - 1 for n in shape[::-1]], **like)  # (x, y, z)
     shift = centre - rotations @ centre  # [N, 3]
     z, y, x = (axis[None, :, None] * rotations[:, None, :, j] for j, axis in ((2, axes[0]), (1, axes[1]), (0, axes[2])))
     return z[:, :, None, None] + y[:, None, :, None] + (x + shift[:, None])[:, None, None]
@@ -122,7 +122,7 @@ def rotate_volumes(
 
 
 def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor) -> dict:
-    return _rotated(batch, random_rotations(len(batch["x"]), generator), measured)
+    return _rotated(batch, random_rotations(len(batch["x"]), generator).to(batch["x"].device), measured)
 
 
 def _rotated(batch: dict[str, torch.Tensor], rotations: torch.Tensor, measured: torch.Tensor) -> dict:
@@ -135,7 +135,7 @@ def _rotated(batch: dict[str, torch.Tensor], rotations: torch.Tensor, measured: 
     turned = dict(
         zip(volumes, rotate_volumes(stacked, rotations, grid=grid).split([batch[k].shape[1] for k in volumes], 1))
     )
-    spectrum = torch.fft.rfftn(turned["x"], dim=(-3, -2, -1)) * measured
+    spectrum = torch.fft.rfftn(turned["x"], dim=(-3, -2, -1)) * measured.to(x.device)
     flat = torch.fft.irfftn(spectrum, s=x.shape[-3:], dim=(-3, -2, -1)).flatten(1)
     std = flat.std(1).clamp_min(1e-6)
     out = {"x": ((flat - flat.mean(1, keepdim=True)) / std[:, None]).reshape(x.shape)}
@@ -151,16 +151,23 @@ def _mixed(batch: dict[str, torch.Tensor], generator: torch.Generator, measured:
     """Each particle a ``rotate`` view, or (probability 1/2) one of the four 180° turns; only the
     particles that get a rotation are resampled."""
     n = len(batch["x"])
+    device = batch["x"].device  # drawn on the CPU (the generator's stream), used where the batch is
     rotations = random_rotations(n, generator)
     exact = torch.rand(n, generator=generator) < 0.5
     turns = torch.randint(len(ROT180), (n,), generator=generator)
+    resampled = (~exact).nonzero().flatten()  # chosen on the CPU: no waiting on a GPU to decide
     volumes = [key for key, value in batch.items() if value.dim() >= 4]
-    rotated = _rotated({k: batch[k][~exact] for k in volumes}, rotations[~exact], measured) if (~exact).any() else {}
+    on_device = resampled.to(device)
+    rotated = (
+        _rotated({k: batch[k][on_device] for k in volumes}, rotations[resampled].to(device), measured)
+        if len(resampled)
+        else {}
+    )
     out = {key: value for key, value in batch.items() if key not in volumes}
     for key in volumes:
         mixed = batch[key].clone()
         if rotated:
-            mixed[~exact] = rotated[key]
+            mixed[on_device] = rotated[key]
         for i in exact.nonzero().flatten().tolist():
             mixed[i] = turn(batch[key][i : i + 1], ROT180[int(turns[i])])[0]
         out[key] = mixed

@@ -94,7 +94,7 @@ class _Run:
         kind = self.settings["augment"]
         self.augment = {True: "flip", False: "none"}.get(kind, kind)  # older runs: a bool
         self.measured = (
-            measured_frequencies(self.data.root, self.data.box, self.data.voxel_size)
+            measured_frequencies(self.data.root, self.data.box, self.data.voxel_size).to(self.rt.device)
             if self.augment in RESAMPLED
             else None
         )
@@ -177,6 +177,8 @@ class _Run:
             idx = shard[b[0] : b[1]]
             x, targets, present = self.data.batch(idx, kinds)  # only the targets the heads train on
             if self.augment != "none":
+                if self.rt.device.type != "cpu":  # augmented where it trains: on a GPU, off the CPU
+                    x, targets = x.to(self.rt.device), {k: v.to(self.rt.device) for k, v in targets.items()}
                 moved = augment({"x": x, **targets}, self.augment, gen, self.measured)
                 x, targets = moved.pop("x"), moved
             return b[0] // per_rank + 1, len(idx), x, targets, present

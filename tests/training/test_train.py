@@ -387,6 +387,23 @@ def test_the_rotation_grid_is_affine_grids_about_the_centre_voxel(shape):
     )
 
 
+@pytest.mark.parametrize("kind", ["none", "flip", "rot180", "rotate", "mixed"])
+def test_augmentation_runs_where_the_batch_is(kind):
+    """On a GPU the training loop augments on the device: every augmentation keeps its work on the
+    batch's device (the meta device stands in for a GPU here: a CPU tensor mixed in would raise)."""
+    box = (8, 8, 8)
+    batch = {
+        "x": torch.empty(6, 1, *box, device="meta"),
+        "density": torch.empty(6, 1, *box, device="meta"),
+        "mask": torch.empty(6, *box, dtype=torch.long, device="meta"),
+        "class": torch.empty(6, dtype=torch.long, device="meta"),
+    }
+    out = augment(batch, kind, torch.Generator().manual_seed(0), measured_frequencies(None, box, 10.0))
+    assert {k: (v.device.type, v.shape, v.dtype) for k, v in out.items()} == {
+        k: ("meta", v.shape, v.dtype) for k, v in batch.items()
+    }
+
+
 def test_rotations_turn_a_molecule_as_the_simulator_does():
     """``rotate_volumes`` with ``Rᵀ`` is the simulator's active rotation by ``R`` (both trilinear)."""
     from scipy.spatial.transform import Rotation
