@@ -78,9 +78,8 @@ class StudyClock:
     """This invocation's span in ``out/study.json``: :meth:`begin` writes it, a background thread
     moves its end on every ``every`` seconds, :meth:`end` writes it a last time."""
 
-    def __init__(self, out: Path, start: float | None = None, every: float = 60.0):
-        self.out, self.every = out, every
-        self.start = time.time() if start is None else start
+    def __init__(self, out: Path, every: float = 60.0):
+        self.out, self.every, self.start = out, every, time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
