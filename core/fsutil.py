@@ -7,6 +7,7 @@ process is gone are removed, and an output caught between its two renames is put
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -100,6 +101,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode())
+
+
+def to_json(obj) -> str:
+    """``json.dumps(obj, indent=1)`` with each list of numbers (or strings, or nulls) on one line,
+    so a confusion matrix reads as one and a per-particle record is a line, not thousands."""
+
+    def flat(v) -> bool:
+        return isinstance(v, list) and all(not isinstance(x, (list, dict)) for x in v)
+
+    def fmt(v, depth: int) -> str:
+        pad, inner = " " * depth, " " * (depth + 1)
+        if flat(v):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[\n" + ",\n".join(inner + fmt(x, depth + 1) for x in v) + "\n" + pad + "]" if v else "[]"
+        if isinstance(v, dict):
+            items = (inner + json.dumps(str(k)) + ": " + fmt(x, depth + 1) for k, x in v.items())
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}" if v else "{}"
+        return json.dumps(v)
+
+    return fmt(obj, 0) + "\n"
 
 
 @contextlib.contextmanager

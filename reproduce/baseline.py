@@ -91,6 +91,7 @@ def classical_baseline(data_dir: Path, seed: int, test_dir: Path | None = None) 
         "metrics": {"acc_cls": float((predicted == yt).mean())},
         "confusion_cls": confusion.tolist(),
         "classes": classes,
+        "per_particle": {"label": yt.tolist(), "predicted_cls": predicted.tolist()},
     }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dsmnet.core.build import load_spec
-from dsmnet.core.fsutil import atomic_write_text
+from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.core.spec import Spec
 from dsmnet.registry.errors import UserError
 from dsmnet.reproduce.records import kept_unless_run, same_dataset
@@ -149,7 +149,7 @@ def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
             return found
     result = classical_baseline(data, seed, test)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(path, to_json(result))
     return result
 
 
@@ -165,7 +165,7 @@ def template_matching(test: Path, rotations: int, folder: Path, log=print) -> di
     log(f"template matching with the true maps on {test} ({rotations} rotations)")
     result = match(test, rotations)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(path, to_json(result))
     return result
 
 

@@ -121,6 +121,7 @@ def template_matching(data_dir: Path, rotations: int = 2000, seed: int = 0, log=
         "metrics": {"acc_cls": float((predicted == truth).mean())},
         "confusion_cls": confusion.tolist(),
         "classes": classes,
+        "per_particle": {"label": truth.tolist(), "predicted_cls": predicted.tolist()},
     }
 
 

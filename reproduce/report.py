@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dsmnet.reproduce.paired import accuracy_se, miou_se
 from dsmnet.reproduce.records import record_of
 from dsmnet.reproduce.scales import BASELINE, ORACLE, ORDERINGS, PAPER, Scale
 
@@ -216,7 +217,14 @@ def _orderings(results: dict) -> list[str]:
         va, vb = _values(rows[better], key[metric]), _values(rows[worse], key[metric])
         a = statistics.mean(va or [float("nan")])
         b = statistics.mean(vb or [float("nan")])
-        se = _accuracy_se(rows[better], rows[worse]) if metric == "acc" else _seed_se(rows, va, vb)
+        # paired over the test particles where the runs kept them, else the older, looser estimates
+        paired = (accuracy_se if metric == "acc" else miou_se)(rows[better], rows[worse])
+        if paired is not None:
+            se, how = paired, f", paired over the {_particles(rows[better])} test particles"
+        elif metric == "acc":
+            se, how = _accuracy_se(rows[better], rows[worse]), ""
+        else:
+            se, how = _seed_se(rows, va, vb), ", from the seeds' spread"
         noise = se is not None and abs(a - b) < 2 * se
         # an ordering holds only beyond 2 s.e.; a difference within them shows neither way
         verdict = "not shown: within noise" if noise else "held" if a > b else "did not hold"
@@ -227,11 +235,13 @@ def _orderings(results: dict) -> list[str]:
             verdict += f" ({wins}/{len(va)} seeds ahead)" if noise else f" ({wins}/{len(va)} seeds)"
         line = f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f} — **{verdict}**"
         if se is not None:
-            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e." + (
-                ")" if metric == "acc" else ", from the seeds' spread)"
-            )
+            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e.{how})"
         out.append(line)
     return out
+
+
+def _particles(runs: list[dict]) -> int:
+    return len(runs[0]["per_particle"]["label"])
 
 
 def _seed_se(rows: dict[str, list[dict]], va: list[float], vb: list[float]) -> float | None:

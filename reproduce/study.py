@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dsmnet.core.fsutil import atomic_write_text
+from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.core.provenance import git_revision
 from dsmnet.reproduce.clock import StudyClock
 from dsmnet.reproduce.jobs import (
@@ -137,7 +137,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
             results[table].setdefault(row, []).append(metrics[run])
             keep = kept_path(out, run)
             keep.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(keep, json.dumps(metrics[run], indent=1) + "\n")
+            atomic_write_text(keep, to_json(metrics[run]))
         md, csv_text = _table(table, results[table], scale)
         atomic_write_text(out / f"{table}.md", md)
         atomic_write_text(out / f"{table}.csv", csv_text)

@@ -3,14 +3,13 @@ FSC of the recovered densities, and the paper's Fig. 3."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dsmnet.core.fsutil import atomic_write_text
+from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.dataset.mrc import DataError
 from dsmnet.training.data import load_dataset
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
@@ -79,26 +78,37 @@ def evaluate(
         else:
             results[f"iou_{head}"] = conf.iou()
     results.update(sink.fsc(out))
+    results["per_particle"] = {"label": [int(v) for v in data.labels[indices]], **sink.per_particle}
     _figure(model.targets, sink.kept, data, indices, picks, out / "fig3.png")
-    atomic_write_text(out / "metrics.json", json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out / "metrics.json", to_json(results))
     results["out"] = str(out)
     return results
 
 
 class _Sink:
     """Takes each batch's outputs: sums every density head's FSC curves (against the batch's true
-    densities, as read for its loss) and keeps the outputs of the figure's particles only — memory
-    stays that of a batch."""
+    densities, as read for its loss), keeps the outputs of the figure's particles only — memory
+    stays that of a batch — and, per particle, each class head's prediction and each mask head's
+    K×K voxel confusion (``per_particle``: what a paired comparison of two runs on the same test
+    particles needs)."""
 
     def __init__(self, targets_of: dict, data, picks: list[int]):
         self.targets_of, self.data = dict(targets_of), data
         self.picks = {j: row for row, j in enumerate(picks)}
         self.kept: dict[str, list[torch.Tensor | None]] = {h: [None] * len(picks) for h in self.targets_of}
         self.sums: dict[str, tuple[torch.Tensor, int]] = {}
+        self.per_particle: dict[str, list] = {}
 
     def __call__(self, start: int, out: dict[str, torch.Tensor], targets: dict, present: dict) -> None:
         for head, pred in out.items():
             kind = self.targets_of[head]
+            if kind == "class":
+                self.per_particle.setdefault(f"predicted_{head}", []).extend(pred.argmax(1).tolist())
+            elif kind == "mask":
+                rows = self.per_particle.setdefault(f"confusion_{head}", [])
+                has = present["mask"] if "mask" in targets else torch.zeros(len(pred), dtype=torch.bool)
+                counts = per_particle_confusion(pred.argmax(1), targets["mask"], pred.shape[1]) if has.any() else None
+                rows.extend(counts[i].tolist() if has[i] else None for i in range(len(pred)))
             for j in range(start, start + len(pred)):
                 if j in self.picks:
                     self.kept[head][self.picks[j]] = pred[j - start].softmax(0) if kind == "class" else pred[j - start]
@@ -124,6 +134,14 @@ class _Sink:
             }
             fsc_figure(mean, voxel, out / f"fsc_{head}.png")
         return results
+
+
+def per_particle_confusion(pred: torch.Tensor, truth: torch.Tensor, k: int) -> torch.Tensor:
+    """Each particle's K×K voxel confusion (rows truth, columns prediction), flattened: ``[N, K·K]``."""
+    n = len(pred)
+    idx = truth.reshape(n, -1).long() * k + pred.reshape(n, -1).long()
+    idx = idx + torch.arange(n).unsqueeze(1) * (k * k)
+    return torch.bincount(idx.reshape(-1), minlength=n * k * k).view(n, k * k)
 
 
 def _figure_picks(labels, rows: int) -> list[int]:

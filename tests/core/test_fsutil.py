@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import textwrap
 
 import pytest
 
-from dsmnet.core.fsutil import OutputExistsError, atomic_dir, atomic_path, remove_stale
+from dsmnet.core.fsutil import OutputExistsError, atomic_dir, atomic_path, remove_stale, to_json
 
 
 def _killed_writer(out, kind: str) -> None:
@@ -80,3 +81,10 @@ def test_an_output_caught_between_its_renames_is_put_back(tmp_path):
     out.mkdir()  # killed after the second rename: the old copy is only debris
     remove_stale(out)
     assert not old.exists() and out.is_dir()
+
+
+def test_to_json_is_json_with_each_list_of_numbers_on_one_line():
+    record = {"confusion": [[3, 1], [0, 2]], "labels": [0, 1, None], "nested": {"a": [], "b": {}}, "x": 1.5}
+    text = to_json(record)
+    assert json.loads(text) == record and text.endswith("}\n")
+    assert '"labels": [0, 1, null]' in text and "  [3, 1],\n  [0, 2]\n" in text

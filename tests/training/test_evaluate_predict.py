@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
+import torch
 
 from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.star import write_star
@@ -51,6 +52,16 @@ def test_evaluate_writes_metrics_and_figures(run, small_data):
     assert metrics["particles"] == 6
     assert set(metrics["per_class_accuracy_cls"]) == {"ruvb_7pbl", "mjap_9x2o", "mtor_4jsv"}
     assert np.array(metrics["confusion_cls"]).sum() == 6
+    # per particle, what a paired comparison needs: they add up to the split's own metrics
+    per = metrics["per_particle"]
+    assert len(per["label"]) == len(per["predicted_cls"]) == len(per["confusion_seg"]) == 6
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, (per["label"], per["predicted_cls"]), 1)
+    assert confusion.tolist() == metrics["confusion_cls"]
+    voxels = Confusion(2)
+    voxels.matrix = torch.tensor(per["confusion_seg"]).sum(0).view(2, 2)
+    assert voxels.miou == pytest.approx(m["miou_seg"]) and voxels.accuracy == pytest.approx(m["pixel_acc_seg"])
+    assert '"predicted_cls": [' in (out / "metrics.json").read_text()  # a list of numbers is one line
     fsc = metrics["fsc_rec"]
     assert len(fsc["curve"]) == 13 and fsc["resolution_0.5"] >= 20.0
     for png in ("fig3.png", "confusion_cls.png", "fsc_rec.png"):

@@ -1,0 +1,83 @@
+"""Standard errors of the difference between two rows scored on the same test particles, paired
+particle by particle.
+
+Every row of a table is evaluated on the same independent test set, so most of the sampling noise of
+two rows' accuracies is shared: a hard particle is hard for both. Treating the two test sets as
+independent (a binomial s.e. for each) overstates the noise of their difference; pairing removes
+what they share. Both need each run's ``per_particle`` record (``label``, ``predicted_cls``,
+``confusion_seg``: what ``dsmnet evaluate``, the classical baseline and template matching keep),
+and give None without it, so that older results fall back to the unpaired estimates.
+
+These are test-set sampling errors of the rows' mean over their seeds: the seed-to-seed spread of
+training is not in them (with two seeds it cannot be estimated well; the report counts the seeds
+ahead beside them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _labels(runs: list[dict]) -> np.ndarray | None:
+    """The runs' common per-particle labels, or None if a run has none or they differ."""
+    labels = None
+    for r in runs:
+        found = (r.get("per_particle") or {}).get("label")
+        if found is None:
+            return None
+        found = np.asarray(found)
+        if labels is not None and not np.array_equal(labels, found):
+            return None
+        labels = found
+    return labels
+
+
+def accuracy_se(better: list[dict], worse: list[dict]) -> float | None:
+    """S.e. of the difference of the two rows' mean accuracies, from the per-particle differences
+    of their correctness (each row's correctness averaged over its seeds first)."""
+    labels = _labels(better + worse)
+    if labels is None or len(labels) < 2:
+        return None
+    rows = []
+    for runs in (better, worse):
+        predicted = [(r["per_particle"] or {}).get("predicted_cls") for r in runs]
+        if not runs or any(p is None or len(p) != len(labels) for p in predicted):
+            return None
+        rows.append(np.mean([np.asarray(p) == labels for p in predicted], axis=0))
+    d = rows[0] - rows[1]
+    return float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def _miou(sums: np.ndarray) -> np.ndarray:
+    """mIoU from summed flattened K×K confusions ``[..., K·K]`` (the mean over voxel classes with
+    a union, as :class:`~dsmnet.training.metrics.Confusion` takes it)."""
+    k = int(round(np.sqrt(sums.shape[-1])))
+    m = sums.reshape(*sums.shape[:-1], k, k).astype(float)
+    tp = np.diagonal(m, axis1=-2, axis2=-1)
+    union = m.sum(-1) + m.sum(-2) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+    return np.nanmean(iou, axis=-1)
+
+
+def miou_se(better: list[dict], worse: list[dict], head: str = "seg", draws: int = 2000, seed: int = 0) -> float | None:
+    """Bootstrap s.e. of the difference of the two rows' mean mIoU: the test particles are
+    resampled with replacement, the same draw for every run, and each run's mIoU is recomputed
+    from its resampled per-particle voxel confusions (mIoU is a ratio of sums, not a mean of
+    per-particle values)."""
+    labels = _labels(better + worse)
+    if labels is None or len(labels) < 2:
+        return None
+    counts = []
+    for runs in (better, worse):
+        per = [(r["per_particle"] or {}).get(f"confusion_{head}") for r in runs]
+        if not runs or any(p is None or len(p) != len(labels) for p in per):
+            return None
+        width = max((len(c) for p in per for c in p if c is not None), default=0)
+        if not width:
+            return None
+        counts.append(np.array([[c if c is not None else [0] * width for c in p] for p in per]))  # [seeds, n, K·K]
+    n = len(labels)
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=draws).astype(float)
+    a, b = (_miou(np.einsum("dn,snk->dsk", weights, c)).mean(1) for c in counts)
+    return float(np.std(a - b, ddof=1))

@@ -1,0 +1,76 @@
+"""Paired standard errors of two rows scored on the same test particles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dsmnet.reproduce.paired import _miou, accuracy_se, miou_se
+from dsmnet.reproduce.report import _orderings
+from dsmnet.training.metrics import Confusion
+
+
+def classified(correct: np.ndarray) -> dict:
+    """A run on particles of class 0 that is right where ``correct`` says (else predicts class 1)."""
+    n = len(correct)
+    return {
+        "metrics": {"acc_cls": float(correct.mean())},
+        "confusion_cls": [[int(correct.sum()), int(n - correct.sum())], [0, 0]],
+        "per_particle": {"label": [0] * n, "predicted_cls": np.where(correct, 0, 1).tolist()},
+    }
+
+
+def test_pairing_resolves_a_difference_shared_particles_hide():
+    # both rows right on the same 75 particles of 100, the better one on 5 more
+    better, worse = classified(np.arange(100) < 80), classified(np.arange(100) < 75)
+    # 5 particles differ by 1: s.d. sqrt((5·0.95² + 95·0.05²)/99) = 0.219, s.e. 0.0219
+    assert accuracy_se([better], [worse]) == pytest.approx(0.0219, abs=1e-4)
+    line = _orderings({"table1": {"DSM-Net": [better], "Cls subnet": [worse]}})[0]
+    assert line == (
+        "- table1: DSM-Net acc 0.800 > Cls subnet 0.750 — **held**; "
+        "difference +0.050 ± 0.022 (1 s.e., paired over the 100 test particles)"
+    )
+    # the unpaired, binomial estimate of the same difference (0.059) cannot resolve it
+    for r in (better, worse):
+        del r["per_particle"]
+    assert (
+        "**not shown: within noise**; difference +0.050 ± 0.059 (1 s.e.)"
+        in _orderings({"table1": {"DSM-Net": [better], "Cls subnet": [worse]}})[0]
+    )
+
+
+def test_runs_on_other_particles_are_not_paired():
+    a, b = classified(np.arange(10) < 8), classified(np.arange(10) < 5)
+    b["per_particle"]["label"][0] = 1
+    assert accuracy_se([a], [b]) is None and accuracy_se([a], [{"metrics": {}}]) is None
+
+
+def segmented(rng: np.random.Generator, n: int, miss: float) -> dict:
+    """A run whose per-particle 2×2 voxel confusions miss about ``miss`` of the target voxels."""
+    target = rng.integers(50, 150, n)
+    missed = rng.binomial(target, miss)
+    false = rng.binomial(1000 - target, 0.02)
+    rows = np.stack([1000 - target - false, false, missed, target - missed], 1)
+    per_particle = {"label": [0] * n, "confusion_seg": rows.tolist()}
+    return {"metrics": {"miou_seg": float(_miou(rows.sum(0)))}, "per_particle": per_particle}
+
+
+def test_miou_from_summed_confusions_is_the_evaluations():
+    m = np.random.default_rng(0).integers(0, 100, (3, 3))
+    conf = Confusion(3)
+    conf.matrix = torch.tensor(m)
+    assert _miou(m.reshape(-1)) == pytest.approx(conf.miou)
+
+
+def test_the_bootstrap_miou_error_shrinks_as_one_over_root_n():
+    rng = np.random.default_rng(1)
+    a, b = segmented(rng, 400, 0.1), segmented(rng, 400, 0.2)
+    se = miou_se([a], [b])
+    assert 0 < se < 0.01
+    assert miou_se([a], [a]) == 0.0
+    a4, b4 = (
+        {"per_particle": {"label": [0] * 1600, "confusion_seg": r["per_particle"]["confusion_seg"] * 4}} for r in (a, b)
+    )
+    assert miou_se([a4], [b4]) == pytest.approx(se / 2, rel=0.1)  # the same particles four times over
+    assert "paired over the 400 test particles" in _orderings({"table1": {"DSM-Net": [a], "Seg subnet": [b]}})[0]
