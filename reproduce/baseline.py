@@ -100,10 +100,11 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="the dataset folder to fit on (its seeded 8:1:1 split's training part)")
     parser.add_argument("--test", type=Path, help="an independent test set (default: the split's test part)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, as the runs' --seed")
+    parser.add_argument("--out", type=Path, help="also write the record (per-particle predictions included) as JSON")
     args = parser.parse_args()
     from dsmnet.reproduce.report import run_reference
 
-    raise SystemExit(run_reference(lambda: classical_baseline(args.data, args.seed, args.test)))
+    raise SystemExit(run_reference(lambda: classical_baseline(args.data, args.seed, args.test), args.out))
 
 
 if __name__ == "__main__":

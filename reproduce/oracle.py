@@ -129,10 +129,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path, help="a simulated dataset folder")
     parser.add_argument("--rotations", type=int, default=2000)
+    parser.add_argument("--out", type=Path, help="also write the record (per-particle predictions included) as JSON")
     args = parser.parse_args()
     from dsmnet.reproduce.report import run_reference
 
-    raise SystemExit(run_reference(lambda: template_matching(args.data, args.rotations, log=print)))
+    raise SystemExit(run_reference(lambda: template_matching(args.data, args.rotations, log=print), args.out))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ ahead beside them).
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 
 
@@ -81,3 +86,60 @@ def miou_se(better: list[dict], worse: list[dict], head: str = "seg", draws: int
     weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=draws).astype(float)
     a, b = (_miou(np.einsum("dn,snk->dsk", weights, c)).mean(1) for c in counts)
     return float(np.std(a - b, ddof=1))
+
+
+def _read(path: Path) -> dict:
+    from dsmnet.dataset.mrc import DataError
+
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable metrics record ({exc})") from None
+    if not isinstance(record, dict) or "per_particle" not in record or "metrics" not in record:
+        raise DataError(f"{path}: no per-particle record (an evaluation's metrics.json, or a reference row's record)")
+    return record
+
+
+def compare(first: list[Path], second: list[Path]) -> list[str]:
+    """Each metric the two rows share: their means over the given runs (seeds) and the paired
+    difference ± 1 s.e.; a line saying so when the runs were not scored on the same particles."""
+    from dsmnet.dataset.mrc import DataError
+
+    a, b = [_read(p) for p in first], [_read(p) for p in second]
+    lines = []
+    for key, se in (("acc_cls", accuracy_se), ("miou_seg", miou_se)):
+        if not all(key in r["metrics"] for r in a + b):
+            continue
+        ma, mb = (float(np.mean([r["metrics"][key] for r in runs])) for runs in (a, b))
+        error = se(a, b)
+        if error is None:
+            raise DataError(f"{first[0]} and {second[0]}: not scored on the same particles, so they cannot be paired")
+        verdict = "beyond 2 s.e." if abs(ma - mb) >= 2 * error else "within 2 s.e."
+        lines.append(f"{key}: {ma:.3f} vs {mb:.3f}, difference {ma - mb:+.3f} ± {error:.3f} (1 s.e.; {verdict})")
+    if not lines:
+        raise DataError(f"{first[0]} and {second[0]}: no metric in common (acc_cls, miou_seg)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dsmnet.reproduce.paired",
+        description="The paired difference of two rows scored on the same test particles: "
+        "each row one metrics.json, or several (its seeds) separated by commas.",
+    )
+    parser.add_argument("first", help="metrics.json of the first row (a,b,… for several seeds)")
+    parser.add_argument("second", help="metrics.json of the second row")
+    args = parser.parse_args(argv)
+    from dsmnet.registry.errors import UserError
+
+    try:
+        lines = compare(*([Path(p) for p in arg.split(",")] for arg in (args.first, args.second)))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

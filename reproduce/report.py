@@ -49,14 +49,17 @@ def _per_class(table: str, rows: dict[str, list[dict]]) -> list[str]:
     return [*lines, ""]
 
 
-def run_reference(compute: Callable[[], dict[str, Any]]) -> int:
+def run_reference(compute: Callable[[], dict[str, Any]], out: Path | None = None) -> int:
     """One reference row run alone (``python -m dsmnet.reproduce.oracle`` or ``.baseline``): its
-    object accuracy and per-class accuracy on stdout. Bad input is one line on stderr naming the
-    file, and exit status 2."""
+    object accuracy and per-class accuracy on stdout, and its record in ``out`` if given. Bad
+    input is one line on stderr naming the file, and exit status 2."""
+    from dsmnet.core.fsutil import atomic_write_text, to_json
     from dsmnet.registry.errors import UserError
 
     try:
         r = compute()
+        if out is not None:
+            atomic_write_text(out, to_json(r))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -63,3 +63,32 @@ def test_each_reference_row_runs_alone_and_refuses_bad_input_in_one_line(module,
     assert good.returncode == 0, good.stderr
     lines = good.stdout.strip().splitlines()
     assert "object accuracy" in lines[-4] and all(line.split()[0] in CLASSES for line in lines[-3:])
+
+
+def test_the_reference_rows_keep_records_that_pair(small_data, tmp_path, capsys):
+    """The classical baseline from the command line writes its record, and it pairs with template
+    matching's on the same particles (``python -m dsmnet.reproduce.paired``)."""
+    import json
+    import subprocess
+    import sys
+
+    from dsmnet.reproduce import paired
+
+    out = tmp_path / "lda.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dsmnet.reproduce.baseline",
+        str(small_data),
+        "--test",
+        str(small_data),
+        "--out",
+        str(out),
+    ]
+    assert "object accuracy" in subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    lda = json.loads(out.read_text())
+    assert len(lda["per_particle"]["predicted_cls"]) == lda["particles"] == 60
+    tm = tmp_path / "tm.json"
+    tm.write_text(json.dumps(oracle.template_matching(small_data, rotations=50)))
+    assert paired.main([str(tm), str(out)]) == 0
+    assert capsys.readouterr().out.startswith("acc_cls: ")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from dsmnet.reproduce.paired import _miou, accuracy_se, miou_se
+from dsmnet.reproduce.paired import _miou, accuracy_se, main, miou_se
 from dsmnet.reproduce.report import _orderings
 from dsmnet.training.metrics import Confusion
 
@@ -74,3 +76,21 @@ def test_the_bootstrap_miou_error_shrinks_as_one_over_root_n():
     )
     assert miou_se([a4], [b4]) == pytest.approx(se / 2, rel=0.1)  # the same particles four times over
     assert "paired over the 400 test particles" in _orderings({"table1": {"DSM-Net": [a], "Seg subnet": [b]}})[0]
+
+
+def test_paired_compares_two_records_from_the_command_line(tmp_path, capsys):
+    better, worse = classified(np.arange(100) < 80), classified(np.arange(100) < 75)
+    paths = []
+    for name, record in (("a", better), ("b", worse)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(record))
+    assert main([str(paths[0]), f"{paths[1]},{paths[1]}"]) == 0
+    assert capsys.readouterr().out == ("acc_cls: 0.800 vs 0.750, difference +0.050 ± 0.022 (1 s.e.; beyond 2 s.e.)\n")
+    (tmp_path / "bad.json").write_text('{"metrics": {}}')
+    assert main([str(paths[0]), str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.json: no per-particle record" in err
+    worse["per_particle"]["label"][0] = 1
+    paths[1].write_text(json.dumps(worse))
+    assert main([str(paths[0]), str(paths[1])]) == 2
+    assert "not scored on the same particles" in capsys.readouterr().err
