@@ -92,3 +92,17 @@ def test_the_reference_rows_keep_records_that_pair(small_data, tmp_path, capsys)
     tm.write_text(json.dumps(oracle.template_matching(small_data, rotations=50)))
     assert paired.main([str(tm), str(out)]) == 0
     assert capsys.readouterr().out.startswith("acc_cls: ")
+
+
+def test_a_record_from_before_per_particle_records_is_made_again_where_the_data_are(small_data, tmp_path):
+    import json
+
+    from dsmnet.reproduce import jobs
+
+    first = jobs.template_matching(small_data, 50, tmp_path, log=lambda _m: None)
+    old = {k: v for k, v in first.items() if k != "per_particle"}
+    (tmp_path / "template_matching.json").write_text(json.dumps(old))
+    assert jobs.template_matching(small_data, 50, tmp_path, log=lambda _m: None) == first
+    gone = tmp_path / "moved" / small_data.name  # a clean clone redrawing its report: no data to make it again
+    (tmp_path / "template_matching.json").write_text(json.dumps(old))
+    assert jobs.template_matching(gone, 50, tmp_path, log=lambda _m: None) == old
