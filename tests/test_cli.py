@@ -216,3 +216,5 @@ def test_evaluate_json_is_the_whole_of_stdout(trained_run, small_data, tmp_path,
     )
     captured = capsys.readouterr()
     assert json.loads(captured.out)["out"] == str(out) and f"wrote {out}" in captured.err
+    assert "per_particle" not in json.loads(captured.out)  # kept in metrics.json, not printed
+    assert "per_particle" in json.loads((out / "metrics.json").read_text())

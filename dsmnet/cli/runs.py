@@ -102,8 +102,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dsmnet.training.evaluate import evaluate, table
 
     results = evaluate(args.run, args.data, args.split, args.out, args.device, tta=args.tta)
-    if args.json:  # stdout holds the JSON alone, for a pipe
-        print(json.dumps({k: v for k, v in results.items() if not k.startswith(("confusion", "fsc"))}, indent=1))
+    if args.json:  # stdout holds the JSON alone, for a pipe; the per-particle records stay in metrics.json
+        brief = {k: v for k, v in results.items() if not k.startswith(("confusion", "fsc", "per_particle"))}
+        print(json.dumps(brief, indent=1))
         print(f"wrote {results['out']}", file=sys.stderr)
     else:
         print(table(results))
