@@ -96,7 +96,11 @@ def classical_baseline(data_dir: Path, seed: int, test_dir: Path | None = None) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m dsmnet.reproduce.baseline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("data", type=Path, help="the dataset folder to fit on (its seeded 8:1:1 split's training part)")
     parser.add_argument("--test", type=Path, help="an independent test set (default: the split's test part)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, as the runs' --seed")
@@ -104,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     from dsmnet.reproduce.report import run_reference
 
-    raise SystemExit(run_reference(lambda: classical_baseline(args.data, args.seed, args.test), args.out))
+    raise SystemExit(run_reference(lambda: classical_baseline(args.data, args.seed, args.test), args.out, parser.prog))
 
 
 if __name__ == "__main__":

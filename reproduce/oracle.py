@@ -126,14 +126,20 @@ def template_matching(data_dir: Path, rotations: int = 2000, seed: int = 0, log=
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m dsmnet.reproduce.oracle",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("data", type=Path, help="a simulated dataset folder")
     parser.add_argument("--rotations", type=int, default=2000)
     parser.add_argument("--out", type=Path, help="also write the record (per-particle predictions included) as JSON")
     args = parser.parse_args()
     from dsmnet.reproduce.report import run_reference
 
-    raise SystemExit(run_reference(lambda: template_matching(args.data, args.rotations, log=print), args.out))
+    raise SystemExit(
+        run_reference(lambda: template_matching(args.data, args.rotations, log=print), args.out, parser.prog)
+    )
 
 
 if __name__ == "__main__":

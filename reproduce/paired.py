@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,15 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("first", help="metrics.json of the first row (a,b,… for several seeds)")
     parser.add_argument("second", help="metrics.json of the second row")
     args = parser.parse_args(argv)
-    from dsmnet.registry.errors import UserError
+    from dsmnet.registry.errors import run_command
 
-    try:
+    def body() -> None:
         lines = compare(*([Path(p) for p in arg.split(",")] for arg in (args.first, args.second)))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
+        print("\n".join(lines))
+
+    return run_command(body, parser.prog)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import csv
 import io
 import math
 import statistics
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,24 +48,22 @@ def _per_class(table: str, rows: dict[str, list[dict]]) -> list[str]:
     return [*lines, ""]
 
 
-def run_reference(compute: Callable[[], dict[str, Any]], out: Path | None = None) -> int:
+def run_reference(compute: Callable[[], dict[str, Any]], out: Path | None, prog: str) -> int:
     """One reference row run alone (``python -m dsmnet.reproduce.oracle`` or ``.baseline``): its
     object accuracy and per-class accuracy on stdout, and its record in ``out`` if given. Bad
     input is one line on stderr naming the file, and exit status 2."""
     from dsmnet.core.fsutil import atomic_write_text, to_json
-    from dsmnet.registry.errors import UserError
+    from dsmnet.registry.errors import run_command
 
-    try:
+    def body() -> None:
         r = compute()
         if out is not None:
             atomic_write_text(out, to_json(r))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{r['run']}: object accuracy {r['metrics']['acc_cls']:.3f} on {r['particles']} particles of {r['data']}")
-    for i, (name, row) in enumerate(zip(r["classes"], r["confusion_cls"])):
-        print(f"  {name:32s} {row[i] / max(sum(row), 1):.2f}")
-    return 0
+        print(f"{r['run']}: object accuracy {r['metrics']['acc_cls']:.3f} on {r['particles']} particles of {r['data']}")
+        for i, (name, row) in enumerate(zip(r["classes"], r["confusion_cls"])):
+            print(f"  {name:32s} {row[i] / max(sum(row), 1):.2f}")
+
+    return run_command(body, prog)
 
 
 def learning_curves(results: dict[str, dict], path: Path) -> None:

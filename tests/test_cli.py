@@ -218,3 +218,11 @@ def test_evaluate_json_is_the_whole_of_stdout(trained_run, small_data, tmp_path,
     assert json.loads(captured.out)["out"] == str(out) and f"wrote {out}" in captured.err
     assert "per_particle" not in json.loads(captured.out)  # kept in metrics.json, not printed
     assert "per_particle" in json.loads((out / "metrics.json").read_text())
+
+
+def test_a_reader_that_goes_away_ends_the_output_without_a_traceback():
+    # `dsmnet plugins | head -0`: the pipe's reader is gone before the command writes
+    proc = subprocess.Popen([sys.executable, "-m", "dsmnet", "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 1 and "Traceback" not in err and "BrokenPipe" not in err, err

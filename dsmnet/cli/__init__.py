@@ -7,11 +7,10 @@ Exit codes: 0 success, 2 bad input (a clear one-line message, no traceback), 1 a
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from dsmnet.cli.base import COMMANDS
-from dsmnet.registry.errors import UserError
+from dsmnet.registry.errors import run_command
 
 # isort: off
 # each module registers its commands; in this order they are listed by ``dsmnet --help``
@@ -38,14 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except UserError as exc:
-        print(f"dsmnet: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("dsmnet: interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: func(args), "dsmnet")
 
 
 if __name__ == "__main__":
