@@ -1,7 +1,8 @@
 """The ``dsmnet`` command line. Heavy modules are imported inside each command, so that
 ``dsmnet --help`` answers at once.
 
-Exit codes: 0 success, 2 bad input (a clear one-line message, no traceback), 1 anything else.
+Exit codes (:func:`dsmnet.registry.errors.run_command`): 0 success, 2 bad input (a clear one-line
+message, no traceback), 130 Ctrl-C, 1 a closed output pipe or anything else.
 """
 
 from __future__ import annotations
