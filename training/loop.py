@@ -15,6 +15,7 @@ The pieces live beside it: :mod:`~dsmnet.training.step` (the training step, load
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,16 @@ class _Run:
                 f"or check the data. The last good state is in {self.out / 'last.pt'}"
             )
         self.scaler.scale(result.total).backward()
+        if not self.scaler.is_enabled():  # fp16's scaler skips a step with infinite gradients itself
+            grads = [p.grad for p in self.step.parameters() if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+            if not torch.isfinite(norm):
+                raise TrainingError(
+                    f"the gradients became {float(norm)} at epoch {epoch}, batch {number} (the loss was "
+                    f"{float(result.total.detach()):.4g}); the weights were not updated. Lower the learning rate "
+                    f"(now {self.settings['lr']}) or train in fp32 (--precision fp32). The last good state is in "
+                    f"{self.out / 'last.pt'}"
+                )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return result
@@ -229,6 +240,12 @@ class _Run:
             precise_bn(self.model, self.data, perm[: self.settings["precise_bn"]], self.rt, batch)
         val = evaluate_split(self.model, self.criterion, self.data, self.split["val"], self.rt, batch)
         record.update({f"val_{k}": v for k, v in val.items()})
+        if not math.isfinite(val["loss"]):
+            raise TrainingError(
+                f"the validation loss became {val['loss']} after epoch {epoch} (the training loss was "
+                f"{record['train_loss']:.4g}); lower the learning rate (now {self.settings['lr']}) or check the "
+                f"data. The last good state is in {self.out / 'last.pt'}"
+            )
         improved = val["loss"] < run.best_loss
         if improved:
             run.best_loss, run.best_epoch, run.bad_epochs = val["loss"], epoch, 0

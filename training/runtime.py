@@ -37,6 +37,8 @@ class Runtime:
 
     def module(self, m: torch.nn.Module) -> torch.nn.Module:
         m = m.to(self.device)
+        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
+            guard_cpu_bf16_convolutions(m)
         return m.to(memory_format=torch.channels_last_3d) if self.channels_last else m
 
     def describe(self) -> str:
@@ -44,6 +46,59 @@ class Runtime:
         layout = "channels-last" if self.channels_last else "NCDHW"
         dist_ = f", rank {self.rank}/{self.world}" if self.world > 1 else ""
         return f"{self.device.type} {dtype} {layout}{dist_}"
+
+
+class _FP32WhereDegenerate:
+    """Mixed into a ``Conv3d`` subclass by :func:`guard_cpu_bf16_convolutions`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and degenerate_for_onednn_bf16(self, tuple(x.shape[2:]))
+        ):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float()).to(torch.bfloat16)
+        return super().forward(x)
+
+
+_GUARDED: dict[type, type] = {}
+
+
+def degenerate_for_onednn_bf16(conv: torch.nn.Conv3d, sides: tuple[int, ...]) -> bool:
+    """Whether ``conv`` on an input of spatial ``sides`` is a shape that oneDNN's CPU bf16
+    convolution gets wrong: a side shorter than the kernel's (for example depth 2 under a 3³
+    kernel: the weight gradient comes out with ~90 % error or infinite, measured with torch
+    2.14.1 on AVX-512 BF16, while the output and the input gradient are right), or a strided
+    side whose output is one voxel (the forward is wrong on AMX, pytorch/pytorch#169688)."""
+    pads = conv.padding if not isinstance(conv.padding, str) else (0,) * 3 if conv.padding == "valid" else None
+    for i, n in enumerate(sides):
+        reach = conv.dilation[i] * (conv.kernel_size[i] - 1) + 1
+        if n < reach:
+            return True
+        if pads is not None and conv.stride[i] > 1 and (n + 2 * pads[i] - reach) // conv.stride[i] == 0:
+            return True
+    return False
+
+
+def guard_cpu_bf16_convolutions(model: torch.nn.Module) -> int:
+    """Run each 3D convolution of ``model`` in fp32 whenever, under CPU bf16 autocast, its input
+    has a shape :func:`degenerate_for_onednn_bf16` names, and in bf16 otherwise. Such inputs are
+    a few voxels across (the deepest stage of a small or binned box), so fp32 costs nothing
+    there, while oneDNN's bf16 weight gradients for them are garbage that turns a run's loss
+    into NaN within a few batches. Each ``Conv3d`` (built-in or a plugin's) gets a subclass of
+    its own class with the same name, so weights, ``state_dict`` and ``repr`` are unchanged.
+    Returns how many convolutions were guarded."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv3d) and not isinstance(m, _FP32WhereDegenerate):
+            cls = type(m)
+            if cls not in _GUARDED:
+                _GUARDED[cls] = type(cls.__name__, (_FP32WhereDegenerate, cls), {"__module__": cls.__module__})
+            m.__class__ = _GUARDED[cls]
+            n += 1
+    return n
 
 
 def cpu_bf16_supported() -> bool:

@@ -117,6 +117,34 @@ def test_nan_loss_stops_with_a_clear_message(small_data, tiny_spec, tmp_path):
         train(tiny_spec, data, tmp_path / "run", QUIET, log=lambda _: None)
 
 
+def test_infinite_gradients_stop_before_the_weights_are_touched(small_data, tiny_spec, tmp_path, monkeypatch):
+    build_model = loop.build_model
+
+    def overflowing(*args, **kwargs):  # a finite loss whose gradient overflows
+        model = build_model(*args, **kwargs)
+        next(model.parameters()).register_hook(lambda g: g * float("inf"))
+        return model
+
+    monkeypatch.setattr(loop, "build_model", overflowing)
+    with pytest.raises(TrainingError, match=r"the gradients became (nan|inf) at epoch 1, batch 1 .*fp32"):
+        train(tiny_spec, small_data, tmp_path / "run", QUIET, log=lambda _: None)
+
+
+def test_a_validation_loss_that_is_not_finite_stops_the_run(small_data, tiny_spec, tmp_path, monkeypatch):
+    evaluate_split = loop.evaluate_split
+    calls = []
+
+    def nan_after_the_first(*args, **kwargs):  # the first call measures the initial losses
+        calls.append(1)
+        out = evaluate_split(*args, **kwargs)
+        return {**out, "loss": float("nan")} if len(calls) > 1 else out
+
+    monkeypatch.setattr(loop, "evaluate_split", nan_after_the_first)
+    with pytest.raises(TrainingError, match=r"the validation loss became nan after epoch 1"):
+        train(tiny_spec, small_data, tmp_path / "run", QUIET, log=lambda _: None)
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
 def test_missing_masks_and_densities_are_left_out(small_data, tiny_spec, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_data, data)
