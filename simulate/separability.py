@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from dsmnet.registry.errors import run_command
 from dsmnet.simulate.imaging import Microscope, ctf_mtf, rfft_grid
 from dsmnet.simulate.library import Structure, load_library
 
@@ -104,16 +105,30 @@ def separability(
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dsmnet.simulate.separability",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--snr", type=float, default=0.06)
     parser.add_argument("--box", type=int, default=34)
     parser.add_argument("--rotations", type=int, default=600)
-    args = parser.parse_args()
-    library = list(load_library().values())
-    for r in separability(library, args.snr, args.box, args.rotations):
-        print(f"| {r['name']} | {r['nearest']} | {r['d_prime']:.1f} |")
+    args = parser.parse_args(argv)
+    if not args.snr > 0:
+        parser.error(f"--snr must be > 0, got {args.snr}")
+    if args.box < 8:
+        parser.error(f"--box must be at least 8 voxels, got {args.box}")
+    if args.rotations < 2:
+        parser.error(f"--rotations must be at least 2, got {args.rotations}")
+
+    def body() -> None:
+        library = list(load_library().values())
+        for r in separability(library, args.snr, args.box, args.rotations):
+            print(f"| {r['name']} | {r['nearest']} | {r['d_prime']:.1f} |")
+
+    return run_command(body, parser.prog)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

