@@ -285,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.voxel_size > 0:
         parser.error(f"--voxel-size must be > 0 Å, got {args.voxel_size}")
+
     def body() -> None:
         build(args.voxel_size, args.cache, args.out)
 
