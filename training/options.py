@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Augment = Literal["none", "flip", "rot180", "rotate", "mixed"]
+Augment = Literal["none", "flip", "rot180", "rotate", "mixed", "spin"]
 AUGMENTS: tuple[str, ...] = get_args(Augment)
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)

@@ -36,10 +36,11 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         const="rot180",
         default="none",
         choices=AUGMENTS,
-        help="wedge-preserving augmentation: rot180 (the default when given: 180° rotations about z, y or x, "
-        "keeping the molecule's hand), flip (random flips, which also mirror it) or rotate (a random rotation "
-        "per particle, then only the data's measured frequencies kept: wedge and band limit) or mixed (each "
-        "particle rotated, or with probability 1/2 turned by 180°, which loses nothing)",
+        help="augmentation: rot180 (the default when given: 180° rotations about z, y or x, "
+        "keeping the molecule's hand and the wedge), flip (random flips, which also mirror it), rotate (a random "
+        "rotation per particle, then only the data's measured frequencies kept: wedge and band limit), mixed (each "
+        "particle rotated, or with probability 1/2 turned by 180°, which loses nothing) or spin (a random "
+        "rotation per particle, its wedge turned with it: nothing re-masked)",
     )
     p.add_argument(
         "--no-prior-init",
