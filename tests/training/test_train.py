@@ -375,6 +375,32 @@ def test_rotation_augmentations_keep_the_datas_wedge_and_move_the_targets(kind):
         assert ((out["mask"][i] > 0) == (out["density"][i, 0] > 0)).float().mean() > 0.8  # nearest vs trilinear
 
 
+def test_spin_turns_each_particle_with_its_wedge_and_keeps_what_it_measured():
+    """``spin`` rotates like ``rotate`` but re-masks nothing: the wedge turns with the particle (its
+    frequencies now hold power), turning back recovers the box, and the targets move with it."""
+    from dsmnet.training.augment import random_rotations, rotate_volumes
+
+    box = (16, 16, 16)
+    measured = measured_frequencies(None, box, 10.0)
+    smooth = torch.fft.irfftn(torch.fft.rfftn(torch.randn(12, 1, *box), dim=(-3, -2, -1)) * measured, s=box)
+    x = (smooth - smooth.mean()) / smooth.std()
+    batch = {"x": x, "density": x.clone(), "mask": (x[:, 0] > 0).long(), "class": torch.arange(12)}
+    out = augment(batch, "spin", torch.Generator().manual_seed(3))
+    again = augment(batch, "rotate", torch.Generator().manual_seed(3), measured)  # the same rotations
+    power = torch.fft.rfftn(out["x"], dim=(-3, -2, -1)).abs() ** 2
+    assert power[..., ~measured].sum() > 0.05 * power.sum()  # the wedge moved: not re-imposed
+    rotations = random_rotations(12, torch.Generator().manual_seed(3))
+    back = rotate_volumes(out["x"], rotations.transpose(1, 2))  # the inverse rotation
+    core = (slice(None), 0, slice(5, 11), slice(5, 11), slice(5, 11))
+    corr = lambda a, b: float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])  # noqa: E731
+    for i in range(12):
+        assert corr(back[core][i], x[core][i]) > 0.9  # twice resampled, nothing removed
+        assert corr(out["x"][i], again["x"][i]) < 0.97  # rotate removed the turned wedge's frequencies
+        assert corr(out["x"][i], out["density"][i]) > 0.99
+        assert ((out["mask"][i] > 0) == (out["density"][i, 0] > 0)).float().mean() > 0.8
+    assert torch.equal(out["class"], batch["class"])
+
+
 @pytest.mark.parametrize("n", [8, 9])
 def test_turns_and_rotations_keep_the_particle_centre_where_it_is(n):
     """The simulator, extract and RELION put a particle's centre at index n // 2: every 180° turn
@@ -415,7 +441,7 @@ def test_the_rotation_grid_is_affine_grids_about_the_centre_voxel(shape):
     )
 
 
-@pytest.mark.parametrize("kind", ["none", "flip", "rot180", "rotate", "mixed"])
+@pytest.mark.parametrize("kind", ["none", "flip", "rot180", "rotate", "mixed", "spin"])
 def test_augmentation_runs_where_the_batch_is(kind):
     """On a GPU the training loop augments on the device: every augmentation keeps its work on the
     batch's device (the meta device stands in for a GPU here: a CPU tensor mixed in would raise)."""
