@@ -22,12 +22,12 @@ ANGLES = (0, 5, 15, 30, 60, 90, 180)
 
 
 def axis_angle(axis, theta: float):
-    """The rotation matrix by ``theta`` radians about ``axis`` (Rodrigues)."""
+    """The rotation matrix (float32 tensor) by ``theta`` radians about ``axis``."""
     import torch
+    from scipy.spatial.transform import Rotation
 
-    axis = axis / axis.norm()
-    k = torch.tensor([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    return torch.eye(3) + math.sin(theta) * k + (1 - math.cos(theta)) * k @ k
+    axis = axis.double() / axis.norm()
+    return torch.from_numpy(Rotation.from_rotvec((axis * theta).numpy()).as_matrix()).float()
 
 
 def turned_accuracy(run: Path, data_dir: Path, n: int, angles: tuple[float, ...], seed: int = 5) -> dict:

@@ -133,7 +133,7 @@ def rotate_volumes(
     return F.grid_sample(v, grid.to(v.dtype), mode=mode, padding_mode="zeros", align_corners=False)
 
 
-def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor) -> dict:
+def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor | None) -> dict:
     return _rotated(batch, random_rotations(len(batch["x"]), generator).to(batch["x"].device), measured)
 
 
@@ -200,8 +200,8 @@ def augment(
     with its input. ``flip`` and ``rot180`` turn the whole batch alike; ``rotate``, ``mixed`` and
     ``spin`` turn each particle its own way, the first two needing ``measured``
     (:func:`measured_frequencies`)."""
-    if kind == "spin":
-        return _rotated(batch, random_rotations(len(batch["x"]), generator).to(batch["x"].device), None)
+    if kind == "spin":  # rotated with nothing re-masked
+        return _rotate(batch, generator, None)
     if kind in RESAMPLED:
         if measured is None:
             raise ValueError(f"{kind} augmentation needs the measured-frequency mask")
