@@ -8,7 +8,9 @@ from pathlib import Path
 
 from bench import augment, cascade, engine_overhead, memory, simulator, training, workers
 from bench.common import machine
+from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.provenance import git_revision
+from dsmnet.registry.errors import run_command
 
 SUITE = {
     "Engine overhead (spec-built vs hand-written DSM-Net forward)": engine_overhead,
@@ -22,7 +24,11 @@ SUITE = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    raise SystemExit(run_command(_main, "python -m bench"))
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("results/bench.md"))
     args = parser.parse_args()
     lines = ["# dsmnet benchmarks", "", f"`python -m bench` at {git_revision()}; {machine()}.", ""]
@@ -41,9 +47,7 @@ def main() -> None:
             "",
         ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(args.out)
+    atomic_write_text(args.out, "\n".join(lines))
     print(f"wrote {args.out}")
 
 

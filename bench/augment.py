@@ -67,7 +67,7 @@ def _loading(data: str, batch: int, repeats: int) -> dict[str, float]:
 
 
 def run(repeats: int = 7, batch: int = 16, box: int = 34, data: str = "/tmp/dsmnet-bench-augment") -> dict:
-    from dsmnet.training.augment import _rotated, measured_frequencies, random_rotations
+    from dsmnet.training.augment import measured_frequencies, random_rotations, rotated_batch
 
     data_dir = data
 
@@ -80,11 +80,14 @@ def run(repeats: int = 7, batch: int = 16, box: int = 34, data: str = "/tmp/dsmn
         data = {"x": torch.randn(batch, 1, *shape, generator=g), "density": torch.randn(batch, 1, *shape, generator=g)}
         data["mask"] = (data["density"][:, 0] > 0.5).long()
         rotations = random_rotations(batch, g)
-        engine, twin = _rotated(data, rotations, measured), _twin(data, rotations, measured)
+        engine, twin = rotated_batch(data, rotations, measured), _twin(data, rotations, measured)
         differ = {k: float((engine[k].float() - twin[k].float()).abs().max()) for k in ("x", "density")}
         differ["mask voxels"] = float((engine["mask"] != twin["mask"]).float().mean())
         t = interleaved(
-            {"engine": lambda: _rotated(data, rotations, measured), "twin": lambda: _twin(data, rotations, measured)},
+            {
+                "engine": lambda: rotated_batch(data, rotations, measured),
+                "twin": lambda: _twin(data, rotations, measured),
+            },
             repeats,
         )
         loading = _loading(data_dir, batch, repeats)

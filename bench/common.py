@@ -13,6 +13,8 @@ from types import ModuleType
 
 import torch
 
+from dsmnet.registry.errors import run_command
+
 
 def machine() -> str:
     """What the figures were measured on."""
@@ -45,8 +47,16 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 def main(module: ModuleType) -> None:
     """The command line every benchmark module shares: an ``--option`` for each keyword argument
-    of its ``run()`` (same name, type and default), then its ``report()`` printed."""
-    parser = argparse.ArgumentParser(description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    of its ``run()`` (same name, type and default), then its ``report()`` printed; Ctrl-C or a
+    closed pipe end it in one line (``run_command``), as every dsmnet command does."""
+    prog = f"python -m {module.__spec__.name if module.__spec__ else module.__name__}"
+    raise SystemExit(run_command(lambda: _main(module, prog), prog))
+
+
+def _main(module: ModuleType, prog: str) -> None:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for name, param in inspect.signature(module.run).parameters.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(param.default), default=param.default)
     args = parser.parse_args()

@@ -35,7 +35,7 @@ def turned_accuracy(run: Path, data_dir: Path, n: int, angles: tuple[float, ...]
     (``rotate``) and not (``spin``); one random axis per particle and angle."""
     import torch
 
-    from dsmnet.training.augment import _rotated, measured_frequencies
+    from dsmnet.training.augment import measured_frequencies, rotated_batch
     from dsmnet.training.data import load_dataset
     from dsmnet.training.step import load_trained
 
@@ -54,7 +54,7 @@ def turned_accuracy(run: Path, data_dir: Path, n: int, angles: tuple[float, ...]
                     idx = torch.arange(start, min(start + 60, n))
                     x, _, _ = data.batch(idx, [])
                     turns = torch.stack([axis_angle(torch.randn(3, generator=gen), math.radians(deg)) for _ in idx])
-                    logits = model(_rotated({"x": x}, turns, mask)["x"])["cls"]
+                    logits = model(rotated_batch({"x": x}, turns, mask)["x"])["cls"]
                     correct += int((logits.argmax(1) == labels[idx]).sum())
                 out[view][f"{deg:g}"] = correct / n
     return {"run": str(run), "data": str(data_dir), "particles": n, "accuracy": out}

@@ -134,10 +134,10 @@ def rotate_volumes(
 
 
 def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor | None) -> dict:
-    return _rotated(batch, random_rotations(len(batch["x"]), generator).to(batch["x"].device), measured)
+    return rotated_batch(batch, random_rotations(len(batch["x"]), generator).to(batch["x"].device), measured)
 
 
-def _rotated(batch: dict[str, torch.Tensor], rotations: torch.Tensor, measured: torch.Tensor | None) -> dict:
+def rotated_batch(batch: dict[str, torch.Tensor], rotations: torch.Tensor, measured: torch.Tensor | None) -> dict:
     """Each particle of ``batch`` turned by its rotation, only the ``measured`` frequencies kept
     (all of them, the wedge turned too, when None). The grid is built once, and the input and the
     other volumes (density) are resampled in one call. The input is renormalised."""
@@ -175,7 +175,7 @@ def _mixed(batch: dict[str, torch.Tensor], generator: torch.Generator, measured:
     volumes = [key for key, value in batch.items() if value.dim() >= 4]
     on_device = resampled.to(device)
     rotated = (
-        _rotated({k: batch[k][on_device] for k in volumes}, rotations[resampled].to(device), measured)
+        rotated_batch({k: batch[k][on_device] for k in volumes}, rotations[resampled].to(device), measured)
         if len(resampled)
         else {}
     )

@@ -422,7 +422,7 @@ def test_the_rotation_grid_is_affine_grids_about_the_centre_voxel(shape):
     turning the input and density in one resampling call equals turning each alone."""
     import torch.nn.functional as F
 
-    from dsmnet.training.augment import _rotated, rotation_grid
+    from dsmnet.training.augment import rotated_batch, rotation_grid
 
     rotations = random_rotations(5, torch.Generator().manual_seed(3))
     centre = torch.tensor([(2 * (n // 2) + 1) / n - 1 for n in shape[::-1]])
@@ -432,7 +432,7 @@ def test_the_rotation_grid_is_affine_grids_about_the_centre_voxel(shape):
     g = torch.Generator().manual_seed(4)
     batch = {"x": torch.randn(5, 1, *shape, generator=g), "density": torch.randn(5, 1, *shape, generator=g)}
     batch["mask"] = (batch["density"][:, 0] > 0).long()
-    out = _rotated(batch, rotations, torch.ones(shape[0], shape[1], shape[2] // 2 + 1, dtype=torch.bool))
+    out = rotated_batch(batch, rotations, torch.ones(shape[0], shape[1], shape[2] // 2 + 1, dtype=torch.bool))
     alone = F.grid_sample(batch["density"], expected, align_corners=False)
     assert torch.allclose(out["density"], alone, atol=1e-5)
     assert torch.equal(
