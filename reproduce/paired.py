@@ -52,6 +52,37 @@ def accuracy_se(better: list[dict], worse: list[dict]) -> float | None:
     return float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
+def discordance(first: dict, second: dict) -> dict | None:
+    """How two single runs' classifications of the same particles split: both right, only the
+    first, only the second, neither (counts), and McNemar's exact two-sided p-value (a binomial
+    test on the particles only one of them gets right). ``either`` right is what no combination
+    of the two could beat, so a large one beside two close accuracies says the runs read
+    different things in the boxes. None without per-particle records on the same particles."""
+    labels = _labels([first, second])
+    if labels is None:
+        return None
+    right = []
+    for r in (first, second):
+        predicted = r["per_particle"].get("predicted_cls")
+        if predicted is None or len(predicted) != len(labels):
+            return None
+        right.append(np.asarray(predicted) == labels)
+    a, b = right
+    only_first, only_second = int((a & ~b).sum()), int((~a & b).sum())
+    from scipy.stats import binomtest
+
+    discordant = only_first + only_second
+    p = binomtest(only_first, discordant, 0.5).pvalue if discordant else 1.0
+    return {
+        "both": int((a & b).sum()),
+        "only_first": only_first,
+        "only_second": only_second,
+        "neither": int((~a & ~b).sum()),
+        "either": float((a | b).mean()),
+        "mcnemar_p": float(p),
+    }
+
+
 def _miou(sums: np.ndarray) -> np.ndarray:
     """mIoU from summed flattened K×K confusions ``[..., K·K]`` (the mean over voxel classes with
     a union, as :class:`~dsmnet.training.metrics.Confusion` takes it)."""
@@ -115,6 +146,13 @@ def compare(first: list[Path], second: list[Path]) -> list[str]:
             raise DataError(f"{first[0]} and {second[0]}: not scored on the same particles, so they cannot be paired")
         verdict = "beyond 2 s.e." if abs(ma - mb) >= 2 * error else "within 2 s.e."
         lines.append(f"{key}: {ma:.3f} vs {mb:.3f}, difference {ma - mb:+.3f} ± {error:.3f} (1 s.e.; {verdict})")
+        split = discordance(a[0], b[0]) if key == "acc_cls" and len(a) == len(b) == 1 else None
+        if split:
+            lines.append(
+                f"particles: both right {split['both']}, only the first {split['only_first']}, "
+                f"only the second {split['only_second']}, neither {split['neither']} "
+                f"(either right {split['either']:.3f}; McNemar exact p = {split['mcnemar_p']:.2g})"
+            )
     if not lines:
         raise DataError(f"{first[0]} and {second[0]}: no metric in common (acc_cls, miou_seg)")
     return lines

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dsmnet.reproduce.paired import _miou, accuracy_se, main, miou_se
+from dsmnet.reproduce.paired import _miou, accuracy_se, discordance, main, miou_se
 from dsmnet.reproduce.report import _orderings
 from dsmnet.training.metrics import Confusion
 
@@ -40,6 +40,19 @@ def test_pairing_resolves_a_difference_shared_particles_hide():
         "**not shown: within noise**; difference +0.050 ± 0.059 (1 s.e.)"
         in _orderings({"table1": {"DSM-Net": [better], "Cls subnet": [worse]}})[0]
     )
+
+
+def test_discordance_counts_the_particles_only_one_run_gets_right():
+    # 100 particles: both right on 0-69, only the first on 70-79, only the second on 80-81
+    first = classified(np.arange(100) < 80)
+    second = classified((np.arange(100) < 70) | ((np.arange(100) >= 80) & (np.arange(100) < 82)))
+    split = discordance(first, second)
+    assert (split["both"], split["only_first"], split["only_second"], split["neither"]) == (70, 10, 2, 18)
+    assert split["either"] == pytest.approx(0.82)
+    # exact two-sided binomial test of 10 against 2 of 12: 2·P(X ≤ 2 | 12, ½) = 2·79/4096
+    assert split["mcnemar_p"] == pytest.approx(2 * 79 / 4096)
+    assert discordance(first, first)["mcnemar_p"] == 1.0
+    assert discordance(first, {"metrics": {}}) is None
 
 
 def test_runs_on_other_particles_are_not_paired():
@@ -86,6 +99,11 @@ def test_paired_compares_two_records_from_the_command_line(tmp_path, capsys):
         paths[-1].write_text(json.dumps(record))
     assert main([str(paths[0]), f"{paths[1]},{paths[1]}"]) == 0
     assert capsys.readouterr().out == ("acc_cls: 0.800 vs 0.750, difference +0.050 ± 0.022 (1 s.e.; beyond 2 s.e.)\n")
+    assert main([str(paths[0]), str(paths[1])]) == 0  # single runs: how their particles split too
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "particles: both right 75, only the first 5, only the second 0, neither 20 "
+        "(either right 0.800; McNemar exact p = 0.062)"
+    )
     (tmp_path / "bad.json").write_text('{"metrics": {}}')
     assert main([str(paths[0]), str(tmp_path / "bad.json")]) == 2
     err = capsys.readouterr().err
