@@ -168,19 +168,30 @@ def budget_note(runs: list[dict]) -> str:
 def revisions_line(results: dict[str, dict]) -> str:
     """Which code revisions trained the rows' runs (each run's summary lists one per session): a
     study whose rows were trained at different revisions says so, naming the runs of the rarer ones."""
+    return _sessions_line(results, "revisions", "Code revisions that trained these runs")
+
+
+def runtimes_line(results: dict[str, dict]) -> str:
+    """The arithmetic each run was trained in (device, precision, layout, torch, the processor's
+    kernels: ``Runtime.signature``), as :func:`revisions_line` gives the revisions; ``auto``
+    precision differs by machine, so a study gathered on several says which rows ran how."""
+    return _sessions_line(results, "runtimes", "Arithmetic that trained these runs")
+
+
+def _sessions_line(results: dict[str, dict], key: str, title: str) -> str:
     by: dict[str, list[str]] = {}
     for label, result in results.items():
         record = record_of(result)
-        found = record["summary"].get("revisions") if record else None
-        for revision in found or ["unrecorded"]:
-            by.setdefault(revision, []).append(label)
+        found = record["summary"].get(key) if record else None
+        for value in found or ["unrecorded"]:
+            by.setdefault(value, []).append(label)
     if not by:
         return ""
     order = sorted(by, key=lambda r: (-len(by[r]), r))
     n = len(by[order[0]])
     parts = [f"{order[0]} ({n} run{'s' if n > 1 else ''})"]
     parts += [f"{r} ({', '.join(by[r])})" for r in order[1:]]
-    return "Code revisions that trained these runs: " + "; ".join(parts) + "."
+    return f"{title}: " + "; ".join(parts) + "."
 
 
 def _values(runs: list[dict], key: str) -> list[float]:

@@ -32,7 +32,15 @@ from dsmnet.reproduce.jobs import (
     template_matching,
 )
 from dsmnet.reproduce.records import kept_path, run_dataset, same_dataset, with_record
-from dsmnet.reproduce.report import _describe, _orderings, _per_class, _table, learning_curves, revisions_line
+from dsmnet.reproduce.report import (
+    _describe,
+    _orderings,
+    _per_class,
+    _table,
+    learning_curves,
+    revisions_line,
+    runtimes_line,
+)
 from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, ORACLE, SCALES, TABLES, Scale, variant
 
 
@@ -156,6 +164,8 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
             "Learning curves (validation accuracy and mIoU per epoch, every run): `learning_curves.png`.",
             "",
             revisions_line(curves),
+            "",
+            runtimes_line(curves),
             "",
         ]
     return results, summary

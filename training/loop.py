@@ -127,10 +127,13 @@ class _Run:
         run.seconds = state.get("seconds", 0.0)
         if not run.revisions or run.revisions[-1] != self.revision:
             run.revisions.append(self.revision)
+        run.runtimes = list(state.get("runtimes", []))  # (none before 2026-12-03)
+        if not run.runtimes or run.runtimes[-1] != self.rt.signature():
+            run.runtimes.append(self.rt.signature())
         return run
 
     def _start(self) -> RunState:
-        run = RunState(revisions=[self.revision])
+        run = RunState(revisions=[self.revision], runtimes=[self.rt.signature()])
         if self.settings.get("prior_init", False):  # on every rank, so that all start alike
             priors = target_priors(self.data, self.split["train"], len(self.data.classes))
             done = init_priors(self.model, priors)
@@ -285,6 +288,7 @@ class _Run:
             "history": run.history,
             "initial": run.initial,
             "revisions": run.revisions,
+            "runtimes": run.runtimes,
             "seconds": self.seconds,
             "step": self.step.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -357,6 +361,7 @@ def train(
         "initial_weighted_losses": r.run.initial,
         "seconds": r.seconds,
         "revisions": r.run.revisions,
+        "runtimes": r.run.runtimes,
         "notes": r.notes,
     }
     if r.rt.is_main:

@@ -47,6 +47,16 @@ class Runtime:
         dist_ = f", rank {self.rank}/{self.world}" if self.world > 1 else ""
         return f"{self.device.type} {dtype} {layout}{dist_}"
 
+    def signature(self) -> str:
+        """What decides the run's arithmetic: :meth:`describe`, the torch build and the
+        processor's kernels (``auto`` precision is bf16 on a CPU with AVX-512 BF16, fp32 on one
+        with AVX2 only, so one study can run in both): recorded with each session of a run."""
+        if self.device.type == "cuda":
+            where = torch.cuda.get_device_name(self.device)
+        else:
+            where = torch.backends.cpu.get_cpu_capability().lower() + (" bf16" if cpu_bf16_supported() else "")
+        return f"{self.describe()}; torch {torch.__version__}; {where}"
+
 
 class _FP32WhereDegenerate:
     """Mixed into a ``Conv3d`` subclass by :func:`guard_cpu_bf16_convolutions`."""

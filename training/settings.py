@@ -71,6 +71,7 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
     initial: dict[str, float] = field(default_factory=dict)  # weighted per-task losses before training
     revisions: list[str] = field(default_factory=list)  # the code's git revision in each session of the run
+    runtimes: list[str] = field(default_factory=list)  # each session's Runtime.signature(), when it changed
     seconds: float = 0.0  # training time of the sessions before this one
 
 

@@ -12,7 +12,7 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.reproduce.discover import discover, without_class
 from dsmnet.reproduce.jobs import StudyError
 from dsmnet.reproduce.records import with_record
-from dsmnet.reproduce.report import _orderings, _table, budget_note, failed, revisions_line
+from dsmnet.reproduce.report import _orderings, _table, budget_note, failed, revisions_line, runtimes_line
 from dsmnet.reproduce.scales import SCALES, TABLE1, TABLE3, variant
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig
@@ -314,3 +314,9 @@ def test_the_report_names_the_code_revisions_that_trained_its_runs(tmp_path):
         "0ld0000 (B · DSM · seed0); abc1234+changes (B · DSM · seed0)."
     )
     assert revisions_line({}) == ""
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "summary.json").write_text(json.dumps({"epochs": 3, "runtimes": ["cpu fp32 NCDHW; avx2"]}))
+    runs["A · Seg · seed0"] = with_record({"run": str(tmp_path / "e"), "metrics": {}}, tmp_path / "e")
+    assert runtimes_line(runs) == (
+        "Arithmetic that trained these runs: unrecorded (5 runs); cpu fp32 NCDHW; avx2 (A · Seg · seed0)."
+    )

@@ -23,6 +23,7 @@ from dsmnet.training.augment import (
     turn,
 )
 from dsmnet.training.loop import train
+from dsmnet.training.runtime import make_runtime
 from dsmnet.training.settings import TrainConfig, TrainingError, learning_rate
 
 QUIET = TrainConfig(progress=False, precise_bn=32)
@@ -101,6 +102,8 @@ def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, 
     assert summary["initial_weighted_losses"] == pytest.approx(a["initial"])
     assert summary["seconds"] > first_session > 0
     assert summary["revisions"] == b["revisions"] == a["revisions"] and len(a["revisions"]) == 1
+    # and the arithmetic it ran in, once for both sessions on one machine
+    assert summary["runtimes"] == b["runtimes"] == a["runtimes"] == [make_runtime("cpu").signature()]
     assert a["history"][0]["lr"] > a["history"][1]["lr"] == pytest.approx(0.0, abs=1e-12)
     for key, value in a["step"].items():
         torch.testing.assert_close(b["step"][key], value, msg=key)
