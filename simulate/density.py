@@ -119,7 +119,12 @@ def density_map(atoms: Atoms, voxel_size: float, box: int | None = None) -> np.n
 
 def fourier_crop(volume: np.ndarray, size: int) -> np.ndarray:
     """Resample an even cube to ``size``³ (even) by keeping its lowest frequencies: exact band-limited
-    resampling; each coarse voxel holds the density integrated over it."""
+    resampling; each coarse voxel holds the density integrated over it.
+
+    Not :func:`dsmnet.core.resample.fourier_resize`, which bins a network's input: that one keeps
+    the mean and the box's centre voxel, this one the integral and the grid's corner (voxel 0), the
+    origin the library's maps were built on. Either gives the other's frequencies, but the grids
+    differ by a phase, so swapping them would change every map of the library."""
     n = volume.shape[0]
     f = np.fft.fftshift(np.fft.fftn(volume))
     lo = n // 2 - size // 2
