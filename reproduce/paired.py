@@ -36,6 +36,15 @@ def _labels(runs: list[dict]) -> np.ndarray | None:
     return labels
 
 
+def _correct(runs: list[dict], labels: np.ndarray) -> list[np.ndarray] | None:
+    """Each run's per-particle correctness against ``labels``; None if a run lacks predictions
+    for them (or there are no runs)."""
+    predicted = [(r["per_particle"] or {}).get("predicted_cls") for r in runs]
+    if not runs or any(p is None or len(p) != len(labels) for p in predicted):
+        return None
+    return [np.asarray(p) == labels for p in predicted]
+
+
 def accuracy_se(better: list[dict], worse: list[dict]) -> float | None:
     """S.e. of the difference of the two rows' mean accuracies, from the per-particle differences
     of their correctness (each row's correctness averaged over its seeds first)."""
@@ -44,10 +53,10 @@ def accuracy_se(better: list[dict], worse: list[dict]) -> float | None:
         return None
     rows = []
     for runs in (better, worse):
-        predicted = [(r["per_particle"] or {}).get("predicted_cls") for r in runs]
-        if not runs or any(p is None or len(p) != len(labels) for p in predicted):
+        right = _correct(runs, labels)
+        if not right:
             return None
-        rows.append(np.mean([np.asarray(p) == labels for p in predicted], axis=0))
+        rows.append(np.mean(right, axis=0))
     d = rows[0] - rows[1]
     return float(d.std(ddof=1) / np.sqrt(len(d)))
 
@@ -59,14 +68,9 @@ def discordance(first: dict, second: dict) -> dict | None:
     of the two could beat, so a large one beside two close accuracies says the runs read
     different things in the boxes. None without per-particle records on the same particles."""
     labels = _labels([first, second])
-    if labels is None:
+    right = None if labels is None else _correct([first, second], labels)
+    if right is None:
         return None
-    right = []
-    for r in (first, second):
-        predicted = r["per_particle"].get("predicted_cls")
-        if predicted is None or len(predicted) != len(labels):
-            return None
-        right.append(np.asarray(predicted) == labels)
     a, b = right
     only_first, only_second = int((a & ~b).sum()), int((~a & b).sum())
     from scipy.stats import binomtest

@@ -48,6 +48,12 @@ from dsmnet.training.step import TrainStep, init_from
 from dsmnet.training.validate import evaluate_split
 
 
+def _with_session(values: list[str], current: str) -> list[str]:
+    """A run's per-session record (code revision, arithmetic) with this session's value added,
+    unless the last session had the same."""
+    return list(values) if values and values[-1] == current else [*values, current]
+
+
 class _Run:
     """One training run: its data, model, optimiser and state, and what each epoch does."""
 
@@ -123,13 +129,9 @@ class _Run:
             self.log(f"budget now {self.settings['epochs']} epochs, patience {self.settings['patience']}")
         run = RunState(state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"], state["history"])
         run.initial = state.get("initial", {})  # (checkpoints before 2026-12-01 have none of these three)
-        run.revisions = list(state.get("revisions", []))
         run.seconds = state.get("seconds", 0.0)
-        if not run.revisions or run.revisions[-1] != self.revision:
-            run.revisions.append(self.revision)
-        run.runtimes = list(state.get("runtimes", []))  # (none before 2026-12-03)
-        if not run.runtimes or run.runtimes[-1] != self.rt.signature():
-            run.runtimes.append(self.rt.signature())
+        run.revisions = _with_session(state.get("revisions", []), self.revision)
+        run.runtimes = _with_session(state.get("runtimes", []), self.rt.signature())  # (none before 2026-12-03)
         return run
 
     def _start(self) -> RunState:
