@@ -79,6 +79,9 @@ class TrainingSpec(BaseModel):
     # batch's number, so a resumed run continues on the same curve)
     schedule: Literal["constant", "cosine"] = "constant"
     warmup: Annotated[int, Field(ge=0)] = 0
+    # weight averaging: validation, best.pt and every later use take an exponential moving average
+    # of the weights with this decay per step (0: off, the paper's; 0.999 averages over ~1000 steps)
+    ema: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
 class Spec(BaseModel):

@@ -33,6 +33,7 @@ from dsmnet.training.augment import RESAMPLED, augment, measured_frequencies
 from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import find_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
+from dsmnet.training.ema import WeightAverage
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
 from dsmnet.training.runtime import Runtime, keep_freed_memory, make_runtime
 from dsmnet.training.settings import (
@@ -94,6 +95,7 @@ class _Run:
         self.optimizer = make_optimizer(self.settings, list(self.step.parameters()))
         self.scaler = torch.amp.GradScaler(enabled=self.rt.dtype == torch.float16 and self.rt.device.type == "cuda")
         self.run = self._restore(state) if state is not None else self._start()
+        self.ema = self._average(state)
         self.trainer = self.step
         if self.rt.world > 1:
             ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
@@ -118,8 +120,17 @@ class _Run:
             self.log(f"note: the dataset has no {kind} targets; those heads get no training signal")
         return spec, resolved, notes
 
+    def _average(self, state: dict | None) -> WeightAverage | None:
+        """The run's weight average (``ema`` decay > 0), restored from a checkpoint's ``step``."""
+        if not self.settings.get("ema"):
+            return None
+        ema = WeightAverage(self.step, self.settings["ema"])
+        if state is not None and "live" in state:
+            ema.load_state_dict(state["step"], state.get("ema_updates", 0))
+        return ema
+
     def _restore(self, state: dict) -> RunState:
-        self.step.load_state_dict(state["step"])
+        self.step.load_state_dict(state.get("live", state["step"]))  # (with EMA, "step" holds the average)
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -236,14 +247,19 @@ class _Run:
                 )
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update()
         return result
 
     def validate_and_save(self, epoch: int, record: dict[str, Any], perm: torch.Tensor) -> None:
         """Precise BN, validation, early-stopping bookkeeping, checkpoints and the epoch's line."""
         run, batch = self.run, max(self.settings["batch_size"], 1)
+        judged = self.step if self.ema is None else self.ema.module  # the weights validated and kept
+        if self.ema is not None:
+            self.ema.copy_buffers()
         if self.settings.get("precise_bn"):
-            precise_bn(self.model, self.data, perm[: self.settings["precise_bn"]], self.rt, batch)
-        val = evaluate_split(self.model, self.criterion, self.data, self.split["val"], self.rt, batch)
+            precise_bn(judged.model, self.data, perm[: self.settings["precise_bn"]], self.rt, batch)
+        val = evaluate_split(judged.model, judged.criterion, self.data, self.split["val"], self.rt, batch)
         record.update({f"val_{k}": v for k, v in val.items()})
         if not math.isfinite(val["loss"]):
             raise TrainingError(
@@ -292,7 +308,8 @@ class _Run:
             "revisions": run.revisions,
             "runtimes": run.runtimes,
             "seconds": self.seconds,
-            "step": self.step.state_dict(),
+            "step": (self.step if self.ema is None else self.ema).state_dict(),  # what evaluation uses
+            **({} if self.ema is None else {"live": self.step.state_dict(), "ema_updates": self.ema.updates}),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "voxel_size": self.data.voxel_size,
@@ -309,7 +326,7 @@ def _schedule(settings: dict[str, Any]) -> str:
     warmup = settings.get("warmup", 0)
     parts = ([f"{warmup}-epoch warm-up"] if warmup else []) + (
         ["cosine decay"] if settings.get("schedule", "constant") == "cosine" else []
-    )
+    ) + ([f"EMA {settings['ema']:g}"] if settings.get("ema") else [])
     return f" ({', '.join(parts)})" if parts else ""
 
 

@@ -36,6 +36,7 @@ class TrainConfig:
     weight_decay: float | None = None
     schedule: str | None = None
     warmup: int | None = None
+    ema: float | None = None
     seed: int = 0
     device: str = "auto"
     precision: Precision = "auto"
@@ -48,7 +49,7 @@ class TrainConfig:
 
     def resolved(self, spec: Spec) -> dict[str, Any]:
         t = spec.training.model_dump()
-        for key in ("lr", "batch_size", "epochs", "patience", "weight_decay", "schedule", "warmup"):
+        for key in ("lr", "batch_size", "epochs", "patience", "weight_decay", "schedule", "warmup", "ema"):
             value = getattr(self, key)
             if value is not None:
                 t[key] = value

@@ -27,6 +27,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         help="learning rate over the run: constant (the paper's) or a cosine decay to zero at --epochs",
     )
     p.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (spec default: 0)")
+    p.add_argument(
+        "--ema",
+        type=float,
+        help="validate, keep and use an exponential moving average of the weights with this decay per step "
+        "(e.g. 0.999; spec default: 0, off)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast dtype")
@@ -68,6 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         schedule=args.schedule,
         warmup=args.warmup,
+        ema=args.ema,
         seed=args.seed,
         device=args.device,
         precision=args.precision,
