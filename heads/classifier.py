@@ -38,14 +38,19 @@ class ShellPool(nn.Module):
         grid = np.indices(size) - (np.array(size) - 1)[:, None, None, None] / 2  # numpy: built on any device
         shell = np.sqrt((grid**2).sum(0)).round().astype(int).ravel()
         weights = np.eye(shell.max() + 1, dtype=np.float32)[:, shell]
+        weights = weights[weights.sum(1) > 0]  # an even side has no voxel at distance 0 (its row was 0/0: NaN)
         self.register_buffer("weights", torch.tensor(weights / weights.sum(1, keepdims=True)), persistent=False)
+        self.register_buffer("member", torch.tensor(weights > 0, dtype=torch.float32), persistent=False)
         self.shells = len(weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.flatten(2).float()
-        mean = flat @ self.weights.T
-        var = (flat.square() @ self.weights.T - mean.square()).clamp_min(0)
-        return torch.cat([mean, (var + 1e-6).sqrt()], 1).flatten(1).to(x.dtype)
+        # in fp32 whatever the autocast (its matmuls would run in bf16/fp16), and two passes: the
+        # variance as the mean of squared deviations, never E[x²] − E[x]², which cancels
+        with torch.autocast(x.device.type, enabled=False):
+            flat = x.flatten(2).float()
+            mean = flat @ self.weights.T
+            var = (flat - mean @ self.member).square() @ self.weights.T
+            return torch.cat([mean, (var + 1e-6).sqrt()], 1).flatten(1).to(x.dtype)
 
 
 class Classifier(nn.Module):

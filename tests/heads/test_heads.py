@@ -4,6 +4,7 @@ read: the backbone's deepest map or, for dense heads, a decoder."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.registered import REGISTERED, check_learns, loss_for, small_params
 
@@ -33,3 +34,19 @@ def test_head_trains_every_parameter(head, size, through_decoder):
         assert out["out"].shape[2:] == size
     else:
         assert out["out"].shape == (2, 3)
+
+
+def test_shell_pool_statistics_hold_in_fp32_under_autocast():
+    from dsmnet.heads.classifier import ShellPool
+
+    pool = ShellPool((6, 6, 6))
+    torch.manual_seed(0)
+    x = 100.0 + 0.01 * torch.randn(2, 3, 6, 6, 6)  # a large mean: E[x²] − E[x]² cancels to noise
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = pool(x).reshape(2, 2, 3, pool.shells)  # [means of the 3 channels, their s.d.]
+    flat, member = x.double().flatten(2), pool.member.double()  # the reference, in fp64, shell by shell
+    for k in range(pool.shells):
+        inside = flat[:, :, member[k] > 0]
+        torch.testing.assert_close(got[:, 0, :, k].double(), inside.mean(2), rtol=1e-5, atol=1e-4)
+        sd = (inside.var(2, unbiased=False) + 1e-6).sqrt()
+        torch.testing.assert_close(got[:, 1, :, k].double(), sd, rtol=2e-2, atol=1e-3)
