@@ -63,11 +63,18 @@ class MultiTaskLoss(nn.Module):
                 tasks[head] = pred.sum() * 0.0
                 continue
             target = targets[kind]
-            if present is not None and kind in present and not bool(present[kind].all()):
-                keep = present[kind].to(pred.device)
-                if not bool(keep.any()):
+            keep = None if present is None else present.get(kind)
+            if keep is not None and keep.device.type != "cpu":  # on a GPU: weighted, not indexed (no host read)
+                per = loss(pred, target)
+                if per.dim() == 1 and len(per) == len(keep):
+                    tasks[head] = (per * keep.to(per.dtype)).sum() / outputs[head].shape[0]
+                    continue
+                keep = keep.cpu()  # a plugin loss that is not per sample: indexed as on the CPU
+            if keep is not None and not keep.numpy().all():  # (read as the host array it is)
+                if not keep.numpy().any():
                     tasks[head] = pred.sum() * 0.0
                     continue
+                keep = keep.to(pred.device)
                 pred, target = pred[keep], target.to(pred.device)[keep]
             tasks[head] = loss(pred, target).sum() / outputs[head].shape[0]
         return LossResult(self.weighting(tasks), tasks)

@@ -13,11 +13,23 @@ from dsmnet.dataset.mrc import DataError
 FORMAT = 1
 
 
+def on_host(value: Any) -> Any:
+    """``value`` with every tensor in it on the CPU (dicts, lists and tuples walked through)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu() if value.device.type != "cpu" else value
+    if isinstance(value, dict):
+        return {k: on_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_host(v) for v in value)
+    return value
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` through a temporary file and a rename: a kill never leaves half a
-    file, and the next save removes a temporary a killed run left."""
+    file, and the next save removes a temporary a killed run left. Every tensor is written from the
+    CPU, so a GPU-written checkpoint loads with a plain ``torch.load`` on a machine without one."""
     with atomic_path(path, clean=True) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        torch.save(on_host({"format": FORMAT, **state}), tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

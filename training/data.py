@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +26,24 @@ import pandas as pd
 import torch
 
 from dsmnet.dataset import layout
-from dsmnet.dataset.mrc import DataError, read_mrc
+from dsmnet.dataset.mrc import DataError, read_mrc, read_volume
 from dsmnet.dataset.star import read_star
 
 SPLITS = ("train", "val", "test")
 RATIOS = (0.8, 0.1, 0.1)  # the paper's 8:1:1
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _readers() -> ThreadPoolExecutor:
+    """The threads that read a batch's files side by side (file reads and numpy release the
+    GIL): as many as the process may use cores, at most 8."""
+    global _POOL
+    if _POOL is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        _POOL = ThreadPoolExecutor(max(1, min(8, cores)), thread_name_prefix="dsmnet-read")
+    return _POOL
 
 
 class Volumes:
@@ -57,7 +73,7 @@ class Volumes:
         volume_shape = self.item_shape[-3:]
         if path is None:
             return np.zeros(self.item_shape, self.dtype)
-        volume, _ = read_mrc(path, dtype=self.dtype)
+        volume = read_volume(path, volume_shape, self.dtype)
         if tuple(volume.shape) != tuple(volume_shape):
             raise DataError(f"{path}: size {volume.shape} differs from its subtomogram's {volume_shape}")
         if self.kind == "x":
@@ -78,7 +94,8 @@ class Volumes:
             else:
                 array = index.numpy() if isinstance(index, torch.Tensor) else np.asarray(index)
                 items = np.flatnonzero(array) if array.dtype == bool else array.reshape(-1)
-            stacked = [self.read(int(i)) for i in items]
+            stacked = _readers().map(self.read, [int(i) for i in items]) if len(items) > 1 else map(self.read, items)
+            stacked = list(stacked)
             out = torch.from_numpy(np.stack(stacked) if stacked else np.zeros((0, *self.item_shape), self.dtype))
             rest = (slice(None), *rest) if rest else ()  # the other indices apply to each item
         return out[rest] if rest else out
@@ -124,6 +141,15 @@ class Subtomograms:
             self.targets["density"] = density * (scale / self.density_scale)
         self.density_scale = scale
 
+    def nbytes(self, kinds: Collection[str]) -> int:
+        """Bytes the volumes of ``kinds`` (``x`` for the subtomograms, ``mask``, ``density``) take in memory."""
+        volumes = {"x": self.x, **self.targets}
+        return sum(
+            math.prod(v.shape) * np.dtype(v.dtype if isinstance(v, Volumes) else v.numpy().dtype).itemsize
+            for k, v in volumes.items()
+            if k in kinds and k != "class"
+        )
+
     @property
     def fingerprint(self) -> str:
         """Identifies the particle list (which files, in which order), to match a run's split."""
@@ -151,6 +177,14 @@ class Subtomograms:
         if "class" not in self.targets:
             return np.full(len(self), -1)
         return np.where(self.present["class"].numpy(), self.targets["class"].numpy(), -1)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def normalise(volume: np.ndarray) -> np.ndarray:

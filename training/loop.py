@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.training.augment import RESAMPLED, augment, measured_frequencies
 from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import find_checkpoint, save_checkpoint
-from dsmnet.training.data import Subtomograms, load_dataset, stratified_split
+from dsmnet.training.data import Subtomograms, available_memory, load_dataset, stratified_split
 from dsmnet.training.ema import WeightAverage
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
 from dsmnet.training.runtime import Runtime, keep_freed_memory, make_runtime
@@ -47,6 +48,7 @@ from dsmnet.training.settings import (
 )
 from dsmnet.training.step import TrainStep, init_from
 from dsmnet.training.validate import evaluate_split
+from dsmnet.training.watch import CHECK_EVERY, FiniteWatch, rank_seed, total_norm
 
 
 def _with_session(values: list[str], current: str) -> list[str]:
@@ -88,6 +90,8 @@ class _Run:
         if self.rt.device.type == "cpu":  # after the dataset is opened: its pass over every file stays out
             keep_freed_memory()
         self.spec, self.resolved, self.notes = self._fit(spec)
+        if not config.in_memory and self.rt.is_main:
+            self._say_if_it_fits()
         torch.manual_seed(self.settings["seed"])
         self.model = self.rt.module(build_model(self.resolved))
         self.criterion = build_loss(self.resolved).to(self.rt.device)
@@ -107,6 +111,18 @@ class _Run:
             if self.augment in RESAMPLED
             else None
         )
+
+    def _say_if_it_fits(self) -> None:
+        """One line when the volumes the heads train on would take under a quarter of the free
+        memory: ``--in-memory`` then reads them once instead of every epoch."""
+        kinds = {"x", *self.resolved.targets.values()}
+        need = self.data.nbytes(kinds)
+        free = available_memory()
+        if need and free and need < free / 4:
+            self.log(
+                f"note: the dataset's volumes take {need / 2**30:.2f} GiB, {free / 2**30:.0f} GiB are free: "
+                "--in-memory reads them once instead of every epoch"
+            )
 
     def _fit(self, spec: Spec):
         """The spec with its class count fitted to the data, resolved once for model and loss."""
@@ -175,16 +191,21 @@ class _Run:
         return run
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, Any], torch.Tensor]:
-        """One pass over the training split (this rank's shard); the record and the permutation."""
+        """One pass over the training split (this rank's shard); the record and the permutation.
+        The losses stay on the device, summed, and are read once at the epoch's end; whether
+        they and the gradients are finite is read every :data:`CHECK_EVERY` batches."""
         rt, settings = self.rt, self.settings
-        torch.manual_seed(settings["seed"] * 1_000_003 + epoch)
+        torch.manual_seed(rank_seed(settings["seed"] * 1_000_003 + epoch, rt.rank))  # dropout: each rank its own
         gen = torch.Generator().manual_seed(settings["seed"] * 7919 + epoch)
         perm = torch.tensor(self.split["train"])[torch.randperm(len(self.split["train"]), generator=gen)]
+        if rt.rank:  # the permutation is shared; each rank draws its own augmentation after it
+            gen = torch.Generator().manual_seed(rank_seed(settings["seed"] * 7919 + epoch, rt.rank))
         shard = perm[: len(perm) // rt.world * rt.world][rt.rank :: rt.world]
         per_rank = max(1, settings["batch_size"] // rt.world)
         bounds = batch_bounds(len(shard), per_rank)
         self.step.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
+        watch = FiniteWatch(epoch, self.settings["lr"], self.out / "last.pt")
         seen = 0
         started = time.perf_counter()
 
@@ -193,9 +214,12 @@ class _Run:
         def load(b: tuple[int, int]):  # read and augment one batch (in the prefetch thread)
             idx = shard[b[0] : b[1]]
             x, targets, present = self.data.batch(idx, kinds)  # only the targets the heads train on
+            if self.rt.device.type == "cuda":  # pinned, so that the copies to the GPU run alongside its work
+                x, targets = x.pin_memory(), {k: v.pin_memory() for k, v in targets.items()}
             if self.augment != "none":
                 if self.rt.device.type != "cpu":  # augmented where it trains: on a GPU, off the CPU
-                    x, targets = x.to(self.rt.device), {k: v.to(self.rt.device) for k, v in targets.items()}
+                    x = x.to(self.rt.device, non_blocking=True)
+                    targets = {k: v.to(self.rt.device, non_blocking=True) for k, v in targets.items()}
                 moved = augment({"x": x, **targets}, self.augment, gen, self.measured)
                 x, targets = moved.pop("x"), moved
             return b[0] // per_rank + 1, len(idx), x, targets, present
@@ -206,50 +230,55 @@ class _Run:
                 lr = learning_rate(settings, epoch, (number - 1) / len(bounds))
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                result = self._step(epoch, number, x, targets, present)
+                result, norm = self._step(x, targets, present)
                 seen += b
-                sums["loss"] = sums.get("loss", 0.0) + float(result.total.detach()) * b
+                watch.add(number, result, norm)
+                sums["loss"] = sums.get("loss", 0.0) + result.total.detach() * b
                 for task, value in result.tasks.items():
-                    sums[f"loss_{task}"] = sums.get(f"loss_{task}", 0.0) + float(value.detach()) * b
+                    sums[f"loss_{task}"] = sums.get(f"loss_{task}", 0.0) + value.detach() * b
+                if number % CHECK_EVERY == 0:
+                    watch.check()
                 bar.update()
+        watch.check()
         seconds = time.perf_counter() - started
+        values = self._gathered(seen, list(sums.values()))  # one read
+        seen = int(values.pop()) if self.rt.world > 1 else seen
+        totals = dict(zip(sums, values, strict=True))
         record: dict[str, Any] = {"epoch": epoch}
-        record.update({f"train_{k}": v / max(seen, 1) for k, v in sums.items()})
-        record["train_samples_per_s"] = seen * rt.world / seconds if seconds else 0.0
+        record.update({f"train_{k}": v / max(seen, 1) for k, v in totals.items()})
+        record["train_samples_per_s"] = seen / seconds if seconds else 0.0
         record["lr"] = learning_rate(settings, epoch, 1.0)
         return record, perm
 
-    def _step(self, epoch: int, number: int, x, targets, present):
+    def _gathered(self, seen: int, sums) -> list[float]:
+        """The epoch's summed losses (over several ranks: summed over every rank's shard, and the
+        samples seen last), read from the device in one go."""
+        values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.rt.device) for v in sums])
+        if self.rt.world == 1:
+            return values.tolist()
+        both = torch.cat([values, self.rt.flag(seen)])
+        dist.all_reduce(both)
+        return both.tolist()
+
+    def _step(self, x, targets, present):
+        """One optimiser step, with no read from the device: the result and the gradients' norm
+        (None where fp16's scaler watches them), for :class:`FiniteWatch`."""
         rt = self.rt
         x = rt.input(x)
         targets = {k: v.to(rt.device, non_blocking=True) for k, v in targets.items()}
-        present = {k: v.to(rt.device, non_blocking=True) for k, v in present.items()}
+        # ``present`` stays on the host: the loss decides there which particles have a target
         self.optimizer.zero_grad(set_to_none=True)
         with rt.autocast():
             result = self.trainer(x, targets, present)
-        if not torch.isfinite(result.total):
-            bad = [t for t, v in result.tasks.items() if not torch.isfinite(v)]
-            raise TrainingError(
-                f"the loss became {float(result.total.detach())} at epoch {epoch}, batch {number} "
-                f"(tasks: {', '.join(bad) or 'weighting'}); lower the learning rate (now {self.settings['lr']}) "
-                f"or check the data. The last good state is in {self.out / 'last.pt'}"
-            )
         self.scaler.scale(result.total).backward()
+        norm = None
         if not self.scaler.is_enabled():  # fp16's scaler skips a step with infinite gradients itself
-            grads = [p.grad for p in self.step.parameters() if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-            if not torch.isfinite(norm):
-                raise TrainingError(
-                    f"the gradients became {float(norm)} at epoch {epoch}, batch {number} (the loss was "
-                    f"{float(result.total.detach()):.4g}); the weights were not updated. Lower the learning rate "
-                    f"(now {self.settings['lr']}) or train in fp32 (--precision fp32). The last good state is in "
-                    f"{self.out / 'last.pt'}"
-                )
+            norm = total_norm([p.grad for p in self.step.parameters() if p.grad is not None])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:
             self.ema.update()
-        return result
+        return result, norm
 
     def validate_and_save(self, epoch: int, record: dict[str, Any], perm: torch.Tensor) -> None:
         """Precise BN, validation, early-stopping bookkeeping, checkpoints and the epoch's line."""
@@ -317,16 +346,29 @@ class _Run:
             "normalisation": "per-subtomogram zero mean, unit variance",
         }
 
+    def stop_everywhere(self) -> bool:
+        """Rank 0's early-stopping decision, broadcast to every rank in a tensor on the run's
+        device (NCCL, the process group of every GPU run, takes no CPU tensor)."""
+        stop = self.rt.flag(self.rt.is_main and self.run.bad_epochs >= self.settings["patience"])
+        dist.broadcast(stop, 0)
+        return bool(stop.item())
+
     @property
     def going(self) -> bool:
         return self.run.epoch < self.settings["epochs"] and self.run.bad_epochs < self.settings["patience"]
 
 
+def _silent(_: str) -> None:
+    pass
+
+
 def _schedule(settings: dict[str, Any]) -> str:
     warmup = settings.get("warmup", 0)
-    parts = ([f"{warmup}-epoch warm-up"] if warmup else []) + (
-        ["cosine decay"] if settings.get("schedule", "constant") == "cosine" else []
-    ) + ([f"EMA {settings['ema']:g}"] if settings.get("ema") else [])
+    parts = (
+        ([f"{warmup}-epoch warm-up"] if warmup else [])
+        + (["cosine decay"] if settings.get("schedule", "constant") == "cosine" else [])
+        + ([f"EMA {settings['ema']:g}"] if settings.get("ema") else [])
+    )
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -349,6 +391,8 @@ def train(
     """
     config = config or TrainConfig()
     out = Path(out)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 speaks for the run
+        log = _silent
     r = _Run(spec, data_dir, out, config, prepare_run(out, resume, log), log)
     s = r.settings
     if r.rt.is_main:
@@ -361,16 +405,12 @@ def train(
     while r.going:
         epoch = r.run.epoch + 1
         record, perm = r.train_epoch(epoch)
-        stop = torch.zeros(1)
         if r.rt.is_main:
             r.validate_and_save(epoch, record, perm)
-            stop[0] = float(r.run.bad_epochs >= s["patience"])
         else:
             r.run.epoch = epoch
-        if r.rt.world > 1:
-            dist.broadcast(stop, 0)
-            if stop.item():
-                break
+        if r.rt.world > 1 and r.stop_everywhere():
+            break
     summary = {
         "run": str(out),
         "epochs": r.run.epoch,
@@ -390,4 +430,5 @@ def train(
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     if r.rt.world > 1:
         dist.barrier()
+    r.rt.close()
     return summary

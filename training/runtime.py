@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dsmnet.registry.errors import UserError
 from dsmnet.training.options import Precision
 
 
@@ -21,10 +22,21 @@ class Runtime:
     channels_last: bool
     rank: int = 0
     world: int = 1
+    owns_group: bool = False  # this runtime joined the process group, so it leaves it (:meth:`close`)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def flag(self, value: float = 0.0) -> torch.Tensor:
+        """A one-element tensor for a collective (the early-stopping decision, summed losses): on
+        the run's device, since NCCL, the process group of every GPU run, refuses CPU tensors."""
+        return torch.full((1,), float(value), device=self.device)
+
+    def close(self) -> None:
+        """Leave the process group this runtime joined (the end of a ``torchrun`` run)."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
@@ -152,24 +164,42 @@ def keep_freed_memory() -> bool:
     return _MALLOC_TUNED
 
 
+def auto_precision(device: torch.device) -> Precision:
+    """bf16 autocast where the hardware runs it natively, else fp16 on a GPU (with the gradient
+    scaler) and fp32 on a CPU. ``torch.cuda.is_bf16_supported()`` counts emulation by default, so
+    a V100 or T4 (compute capability < 8) would get a bf16 that runs many times slower than fp16."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    return "bf16" if cpu_bf16_supported() else "fp32"
+
+
+class DeviceError(UserError, ValueError):
+    """A device setting that cannot work (the CLI reports it in one line)."""
+
+
 def make_runtime(device: str = "auto", precision: Precision = "auto") -> Runtime:
-    """Pick the device (CUDA when available) and precision (bf16/fp16 autocast where the hardware
-    runs it natively, else fp32); join the process group when launched by ``torchrun``."""
+    """Pick the device (CUDA when available) and precision (:func:`auto_precision`); join the
+    process group when launched by ``torchrun``, each rank on the GPU of its ``LOCAL_RANK``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local)
+    if dev.type == "cuda" and dev.index is not None and world > 1:
+        raise DeviceError(
+            f"--device {device} under torchrun would put all {world} ranks on one GPU: give --device cuda "
+            "(each rank takes the GPU of its LOCAL_RANK) and choose the GPUs with CUDA_VISIBLE_DEVICES"
+        )
+    if dev.type == "cuda":
+        if dev.index is None:
+            dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+        torch.backends.cudnn.benchmark = True  # every convolution of a run has one shape: tune it once
+    owns = world > 1 and not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     if precision == "auto":
-        if dev.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "bf16" if cpu_bf16_supported() else "fp32"
+        precision = auto_precision(dev)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return Runtime(dev, dtype, channels_last=True, rank=rank, world=world)
+    return Runtime(dev, dtype, channels_last=True, rank=rank, world=world, owns_group=owns)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from dsmnet.training.batches import prefetch
 from dsmnet.training.data import Subtomograms
 from dsmnet.training.metrics import Confusion
 from dsmnet.training.runtime import Runtime
@@ -33,9 +34,16 @@ def evaluate_split(
     confusion: dict[str, Confusion] = {}
     sums: dict[str, float] = {}
     n = 0
-    for start in range(0, len(indices), batch_size):
+    kinds = None if sink is not None else set(targets_of.values())
+
+    def load(start: int):  # the next batch is read while the model works on this one
         idx = torch.tensor(indices[start : start + batch_size])
-        x, targets, present = data.batch(idx, None if sink is not None else set(targets_of.values()))
+        x, targets, present = data.batch(idx, kinds)
+        if rt.device.type == "cuda":
+            x = x.pin_memory()
+        return start, idx, x, targets, present
+
+    for start, idx, x, targets, present in prefetch(range(0, len(indices), batch_size), load):
         with rt.autocast():
             out = model(rt.input(x))
         out = {k: v.float() for k, v in out.items()}

@@ -59,6 +59,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         help="start from a trained run's weights (its best.pt, or a checkpoint file): every weight of the same "
         "name and shape is copied, the rest start fresh (fine-tuning, pre-training on other data)",
     )
+    p.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="read every volume once, before training, instead of each batch's files every epoch "
+        "(the run says when the dataset fits)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -82,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         prior_init=not args.no_prior_init,
         progress=not args.no_progress,
         init=args.init,
+        in_memory=args.in_memory,
     )
     summary = train(args.spec, args.data, args.out, config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:

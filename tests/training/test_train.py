@@ -120,7 +120,7 @@ def test_nan_loss_stops_with_a_clear_message(small_data, tiny_spec, tmp_path):
         train(tiny_spec, data, tmp_path / "run", QUIET, log=lambda _: None)
 
 
-def test_infinite_gradients_stop_before_the_weights_are_touched(small_data, tiny_spec, tmp_path, monkeypatch):
+def test_infinite_gradients_stop_the_run_before_anything_is_saved(small_data, tiny_spec, tmp_path, monkeypatch):
     build_model = loop.build_model
 
     def overflowing(*args, **kwargs):  # a finite loss whose gradient overflows
@@ -131,6 +131,7 @@ def test_infinite_gradients_stop_before_the_weights_are_touched(small_data, tiny
     monkeypatch.setattr(loop, "build_model", overflowing)
     with pytest.raises(TrainingError, match=r"the gradients became (nan|inf) at epoch 1, batch 1 .*fp32"):
         train(tiny_spec, small_data, tmp_path / "run", QUIET, log=lambda _: None)
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_a_validation_loss_that_is_not_finite_stops_the_run(small_data, tiny_spec, tmp_path, monkeypatch):
