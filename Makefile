@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench gpu-check install clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# a GPU set-up check in a few minutes (on a machine without CUDA it says so and exits 0)
+gpu-check: $(STAMP)
+	$(PY) -m bench.gpu
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .hypothesis
