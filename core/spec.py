@@ -75,10 +75,14 @@ class TrainingSpec(BaseModel):
     epochs: Annotated[int, Field(ge=1)] = 100
     patience: Annotated[int, Field(ge=1)] = 15
     # the learning rate over the run, after a linear warm-up over ``warmup`` epochs: the paper's
-    # constant rate, or a cosine decay to zero at ``epochs`` (set per batch from the epoch and the
-    # batch's number, so a resumed run continues on the same curve)
-    schedule: Literal["constant", "cosine"] = "constant"
+    # constant rate, a cosine decay to zero at ``epochs`` (set per batch from the epoch and the
+    # batch's number, so a resumed run continues on the same curve), or ``plateau``: constant, and
+    # multiplied by ``plateau_factor`` after every ``plateau_patience`` epochs without a lower
+    # validation loss (a run of open length that ends by early stopping: ``patience`` counts on)
+    schedule: Literal["constant", "cosine", "plateau"] = "constant"
     warmup: Annotated[int, Field(ge=0)] = 0
+    plateau_patience: Annotated[int, Field(ge=1)] = 5
+    plateau_factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     # weight averaging: validation, best.pt and every later use take an exponential moving average
     # of the weights with this decay per step (0: off, the paper's; 0.999 averages over ~1000 steps)
     ema: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0

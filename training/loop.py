@@ -44,6 +44,7 @@ from dsmnet.training.settings import (
     TrainingError,
     learning_rate,
     make_optimizer,
+    plateau_scale,
     prepare_run,
 )
 from dsmnet.training.step import TrainStep, init_from
@@ -155,6 +156,7 @@ class _Run:
             atomic_write_text(self.out / "spec.yaml", self.spec.to_yaml())
             self.log(f"budget now {self.settings['epochs']} epochs, patience {self.settings['patience']}")
         run = RunState(state["epoch"], state["best_loss"], state["best_epoch"], state["bad_epochs"], state["history"])
+        run.lr_scale = state.get("lr_scale", 1.0)  # (none before the plateau schedule)
         run.initial = state.get("initial", {})  # (checkpoints before 2026-12-01 have none of these three)
         run.seconds = state.get("seconds", 0.0)
         run.revisions = _with_session(state.get("revisions", []), self.revision)
@@ -227,7 +229,7 @@ class _Run:
         enabled = self.config.progress and rt.is_main
         with Progress(len(bounds), f"epoch {epoch}", "batches", self.log, enabled=enabled) as bar:
             for number, b, x, targets, present in prefetch(bounds, load):
-                lr = learning_rate(settings, epoch, (number - 1) / len(bounds))
+                lr = learning_rate(settings, epoch, (number - 1) / len(bounds), self.run.lr_scale)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 result, norm = self._step(x, targets, present)
@@ -247,7 +249,7 @@ class _Run:
         record: dict[str, Any] = {"epoch": epoch}
         record.update({f"train_{k}": v / max(seen, 1) for k, v in totals.items()})
         record["train_samples_per_s"] = seen / seconds if seconds else 0.0
-        record["lr"] = learning_rate(settings, epoch, 1.0)
+        record["lr"] = learning_rate(settings, epoch, 1.0, self.run.lr_scale)
         return record, perm
 
     def _gathered(self, seen: int, sums) -> list[float]:
@@ -301,6 +303,10 @@ class _Run:
             run.best_loss, run.best_epoch, run.bad_epochs = val["loss"], epoch, 0
         else:
             run.bad_epochs += 1
+        scale = plateau_scale(self.settings, run.lr_scale, run.bad_epochs)
+        if scale != run.lr_scale:
+            self.log(f"no lower validation loss for {run.bad_epochs} epochs: learning rate × {scale / run.lr_scale:g}")
+            run.lr_scale = scale
         run.epoch = epoch
         run.history.append(record)
         ckpt = self._checkpoint()
@@ -332,6 +338,7 @@ class _Run:
             "best_loss": run.best_loss,
             "best_epoch": run.best_epoch,
             "bad_epochs": run.bad_epochs,
+            "lr_scale": run.lr_scale,
             "history": run.history,
             "initial": run.initial,
             "revisions": run.revisions,
@@ -347,11 +354,13 @@ class _Run:
         }
 
     def stop_everywhere(self) -> bool:
-        """Rank 0's early-stopping decision, broadcast to every rank in a tensor on the run's
-        device (NCCL, the process group of every GPU run, takes no CPU tensor)."""
+        """Rank 0's early-stopping decision and learning-rate scale, broadcast to every rank in a
+        tensor on the run's device (NCCL, the process group of every GPU run, takes no CPU tensor)."""
         stop = self.rt.flag(self.rt.is_main and self.run.bad_epochs >= self.settings["patience"])
-        dist.broadcast(stop, 0)
-        return bool(stop.item())
+        decided = torch.cat([stop, self.rt.flag(self.run.lr_scale)])
+        dist.broadcast(decided, 0)
+        stop, self.run.lr_scale = decided.tolist()
+        return bool(stop)
 
     @property
     def going(self) -> bool:
@@ -367,6 +376,11 @@ def _schedule(settings: dict[str, Any]) -> str:
     parts = (
         ([f"{warmup}-epoch warm-up"] if warmup else [])
         + (["cosine decay"] if settings.get("schedule", "constant") == "cosine" else [])
+        + (
+            [f"× {settings['plateau_factor']:g} per {settings['plateau_patience']} epochs without a lower val. loss"]
+            if settings.get("schedule") == "plateau"
+            else []
+        )
         + ([f"EMA {settings['ema']:g}"] if settings.get("ema") else [])
     )
     return f" ({', '.join(parts)})" if parts else ""

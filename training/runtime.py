@@ -31,7 +31,7 @@ class Runtime:
     def flag(self, value: float = 0.0) -> torch.Tensor:
         """A one-element tensor for a collective (the early-stopping decision, summed losses): on
         the run's device, since NCCL, the process group of every GPU run, refuses CPU tensors."""
-        return torch.full((1,), float(value), device=self.device)
+        return torch.full((1,), float(value), dtype=torch.float64, device=self.device)  # (an lr scale exactly)
 
     def close(self) -> None:
         """Leave the process group this runtime joined (the end of a ``torchrun`` run)."""

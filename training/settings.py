@@ -70,6 +70,7 @@ class RunState:
     best_epoch: int = 0
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    lr_scale: float = 1.0  # the plateau schedule's reductions so far (a product of plateau_factor)
     initial: dict[str, float] = field(default_factory=dict)  # weighted per-task losses before training
     revisions: list[str] = field(default_factory=list)  # the code's git revision in each session of the run
     runtimes: list[str] = field(default_factory=list)  # each session's Runtime.signature(), when it changed
@@ -88,11 +89,12 @@ def prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:
     return None
 
 
-def learning_rate(settings: dict[str, Any], epoch: int, done: float) -> float:
+def learning_rate(settings: dict[str, Any], epoch: int, done: float, scale: float = 1.0) -> float:
     """The rate for a batch of ``epoch`` (1-based) when ``done`` (0–1) of the epoch's batches came
     before it: ``lr`` after a linear warm-up over ``warmup`` epochs, then constant or decaying
-    along a cosine to zero at ``epochs`` (runs saved before schedules existed: constant)."""
-    base, at = settings["lr"], epoch - 1 + done
+    along a cosine to zero at ``epochs`` (runs saved before schedules existed: constant); times
+    ``scale``, the plateau schedule's reductions so far (:func:`plateau_scale`)."""
+    base, at = settings["lr"] * scale, epoch - 1 + done
     warmup = settings.get("warmup", 0)
     if at < warmup:  # (a thousandth of an epoch added: the first batch moves the weights too)
         return base * (at + 1e-3) / warmup
@@ -100,6 +102,14 @@ def learning_rate(settings: dict[str, Any], epoch: int, done: float) -> float:
         span = max(settings["epochs"] - warmup, 1e-9)
         return base * 0.5 * (1 + math.cos(math.pi * min((at - warmup) / span, 1.0)))
     return base
+
+
+def plateau_scale(settings: dict[str, Any], scale: float, bad_epochs: int) -> float:
+    """The plateau schedule's scale after an epoch that left ``bad_epochs`` epochs without a lower
+    validation loss: reduced by ``plateau_factor`` at every ``plateau_patience``-th of them."""
+    if settings.get("schedule") != "plateau" or not bad_epochs or bad_epochs % settings["plateau_patience"]:
+        return scale
+    return scale * settings["plateau_factor"]
 
 
 def make_optimizer(settings: dict[str, Any], params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

@@ -23,8 +23,10 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (spec default: 15)")
     p.add_argument(
         "--schedule",
-        choices=("constant", "cosine"),
-        help="learning rate over the run: constant (the paper's) or a cosine decay to zero at --epochs",
+        choices=("constant", "cosine", "plateau"),
+        help="learning rate over the run: constant (the paper's), a cosine decay to zero at --epochs, or plateau "
+        "(× training.plateau_factor, 0.2, after every training.plateau_patience, 5, epochs without a lower "
+        "validation loss; for a run that ends by early stopping)",
     )
     p.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (spec default: 0)")
     p.add_argument(

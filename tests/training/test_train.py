@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import starfile
 import torch
+import yaml
 
 from dsmnet.dataset.mrc import DataError
 from dsmnet.training import loop
@@ -24,7 +25,7 @@ from dsmnet.training.augment import (
 )
 from dsmnet.training.loop import train
 from dsmnet.training.runtime import make_runtime
-from dsmnet.training.settings import TrainConfig, TrainingError, learning_rate
+from dsmnet.training.settings import TrainConfig, TrainingError, learning_rate, plateau_scale
 
 QUIET = TrainConfig(progress=False, precise_bn=32)
 
@@ -504,3 +505,39 @@ def test_lazy_volumes_index_like_the_tensors_in_memory(small_data):
     lazy.scale_density(2.0)
     held.scale_density(2.0)
     assert torch.equal(lazy.targets["density"][idx], held.targets["density"][idx])
+
+
+def test_the_plateau_schedule_lowers_the_rate_when_validation_stalls_and_resumes_with_it(
+    small_data, tiny_spec, tmp_path, monkeypatch
+):
+    assert plateau_scale({"schedule": "plateau", "plateau_patience": 2, "plateau_factor": 0.5}, 1.0, 2) == 0.5
+    assert plateau_scale({"schedule": "plateau", "plateau_patience": 2, "plateau_factor": 0.5}, 1.0, 3) == 1.0
+    assert plateau_scale({"schedule": "constant", "plateau_patience": 2, "plateau_factor": 0.5}, 1.0, 2) == 1.0
+    evaluate_split = loop.evaluate_split
+    calls = []
+
+    def rising(*args, **kwargs):  # the first call measures the initial losses; then every epoch is worse
+        calls.append(1)
+        out = evaluate_split(*args, **kwargs)
+        return {**out, "loss": float(len(calls))} if len(calls) > 1 else out
+
+    monkeypatch.setattr(loop, "evaluate_split", rising)
+    spec = yaml.safe_load(tiny_spec.read_text())
+    spec["training"].update(schedule="plateau", plateau_patience=1, plateau_factor=0.5, epochs=2, lr=1e-3)
+    path = tmp_path / "plateau.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    lines: list[str] = []
+    train(path, small_data, tmp_path / "run", QUIET, log=lines.append)
+    assert state_of(tmp_path / "run")["lr_scale"] == 0.5
+    assert any("learning rate × 0.5" in line for line in lines)
+    train(
+        path,
+        small_data,
+        tmp_path / "run",
+        TrainConfig(progress=False, precise_bn=32, epochs=3),
+        resume=True,
+        log=lines.append,
+    )
+    state = state_of(tmp_path / "run")
+    assert [r["lr"] for r in state["history"]] == pytest.approx([1e-3, 1e-3, 5e-4])  # resumed at its reduced rate
+    assert state["lr_scale"] == 0.25
