@@ -109,7 +109,10 @@ def _describe(s: Scale) -> str:
         f"Scale: {s.n} subtomograms per dataset, {s.classes} classes, {s.box}³ boxes at 10 Å/voxel, tomograms "
         f"{'×'.join(map(str, s.tomogram))}, SNR A {s.snr['A']} / B {s.snr['B']}; backbone widths "
         f"{', '.join(map(str, s.widths))}, classifier width {s.hidden}; batch {s.batch}, ≤ {s.epochs} epochs, "
-        f"patience {s.patience}; seeds {', '.join(map(str, s.seeds))} (mean ± standard deviation); "
+        f"patience {s.patience}"
+        + (f"; recipe {', '.join(f'{k} {v}' for k, v in s.recipe.items())}" if s.recipe else "")
+        + (f", classifier dropout {s.dropout}" if s.dropout is not None else "")
+        + f"; seeds {', '.join(map(str, s.seeds))} (mean ± standard deviation); "
         f"augmentation {s.augment}; classifier pooling {s.pool}. Trained on the 8:1:1 split's training part "
         f"(model selection on its validation part); **metrics on an independent test set of {s.test_n} "
         "subtomograms** simulated from other tomograms with another seed"

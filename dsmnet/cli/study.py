@@ -13,7 +13,9 @@ def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
         "--scale",
         default="mini",
         help="mini (CPU-sized: 20-65 min per training on one AVX-512 core, ~9 h for the whole study on 2 "
-        "cores; about 3x that with AVX2 only) or paper (the paper's settings, for a GPU)",
+        "cores; about 3x that with AVX2 only), converged (mini's data and networks trained until early stopping "
+        "fires, with the recipe of results/mini/experiments: several sittings; runs resume) or paper (the "
+        "paper's settings, for a GPU)",
     )
     p.add_argument("--out", required=True, help="results folder (runs inside it are reused and resumed)")
     p.add_argument("--tables", help="comma-separated subset of table1,table2,table3")
