@@ -32,22 +32,26 @@ class TomogramBoxes:
     Use as a context manager; :meth:`cut` returns the box and whether it lay wholly inside.
     """
 
-    def __init__(self, path: Path, box: int, voxel_size: float, tomogram_voxel_size: float):
+    def __init__(
+        self, path: Path, box: int, voxel_size: float, tomogram_voxel_size: float, halves: tuple[Path, ...] = ()
+    ):
         self.path = Path(path)
+        self.halves = tuple(Path(h) for h in halves)  # cut from the mean of these (RELION's half tomograms)
         self.box = box
         self.scale = voxel_size / tomogram_voxel_size  # tomogram voxels per model voxel
         self.resample = not same_voxel_size(voxel_size, tomogram_voxel_size)
         self._mrc = None
 
     def __enter__(self) -> TomogramBoxes:
-        self._mrc = mmap_mrc(self.path)
-        self.data = self._mrc.data
+        self._mrcs = [mmap_mrc(p) for p in (self.halves or (self.path,))]
+        self._mrc = self._mrcs[0]
+        self.data = self._mrc.data if len(self._mrcs) == 1 else _MeanOf([m.data for m in self._mrcs])
         self.shape = np.array(self.data.shape)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._mrc is not None:
-            self._mrc.close()
+        for mrc in getattr(self, "_mrcs", []):
+            mrc.close()
 
     def cut(self, centre: np.ndarray) -> tuple[np.ndarray, bool]:
         """The box centred at ``centre`` (0-based ``(z, y, x)`` voxels of the tomogram); voxels
@@ -88,6 +92,17 @@ class TomogramBoxes:
                 outside |= (absolute < 0) | (absolute > self.shape[axis] - 1)
             out[outside] = float(out[~outside].mean()) if (~outside).any() else 0.0
         return out, inside
+
+
+class _MeanOf:
+    """The voxel-wise mean of same-shaped memory-mapped volumes, read only where indexed."""
+
+    def __init__(self, volumes: list):
+        self.volumes = volumes
+        self.shape = volumes[0].shape
+
+    def __getitem__(self, index) -> np.ndarray:
+        return sum(np.asarray(v[index], dtype=np.float32) for v in self.volumes) / np.float32(len(self.volumes))
 
 
 def _band_limit(volume: np.ndarray, cutoff: float) -> np.ndarray:

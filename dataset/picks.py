@@ -3,8 +3,14 @@ positions in the tomograms they were picked in.
 
 Two conventions, told apart by their columns:
 
-* **RELION-4** — ``rlnCoordinateX/Y/Z``: pixels of the tomogram (by default the file named by
-  ``rlnTomoName``; ``coords_voxel_size`` when they were picked at another binning).
+* **RELION-4** — ``rlnCoordinateX/Y/Z`` in pixels. Of which pixels is read from the files as
+  RELION-4's own programs read them: a tomography particles file (its optics table, or the
+  project's ``tomograms.star``, gives ``rlnTomoTiltSeriesPixelSize``) holds **unbinned
+  tilt-series pixels** (RELION-4's coordinate import and converters such as dynamo2relion scale
+  picks from a binned tomogram up to them); plain picks (no such pixel size) are pixels of the
+  tomogram. ``coords_voxel_size`` (``--picks-pixel-size``) overrides both. Tomograms are named
+  by ``rlnTomoName`` (Warp 2 writes ``TS_17.tomostar`` there and ``TS_17_10.00Apx.mrc`` for
+  the reconstruction) or, in a Warp/M export without it, by a ``.tomostar`` ``rlnMicrographName``.
 * **RELION-5** — ``rlnCenteredCoordinateX/Y/ZAngst``: Å from the tomogram's centre. RELION's own
   tomography code (``ParticleSet::getParticleCoordDecenteredPixel``) converts them as
   ``pixel = Å / pixel size + size / 2`` (a float division), which for the tomogram at hand is
@@ -21,6 +27,7 @@ pixel size``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +35,7 @@ import pandas as pd
 
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, mmap_mrc
-from dsmnet.dataset.star import particles_block, read_star, read_star_blocks
+from dsmnet.dataset.star import particles_block, read_star_blocks
 
 RELION4 = layout.COORDS
 RELION5 = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
@@ -45,6 +52,7 @@ class TomogramInfo:
     voxel_size: float
     origin: tuple[float, float, float]  # the MRC header's origin (x, y, z in Å)
     centre: tuple[float, float, float] | None = None
+    halves: tuple[Path, ...] = ()  # when only half tomograms are listed: boxes are cut from their mean
 
 
 def tomogram_info(path: Path) -> TomogramInfo:
@@ -70,9 +78,35 @@ def convention(table: pd.DataFrame, source: Path) -> str:
     )
 
 
+WARP = ".tomostar"  # Warp 2's tomogram names (TS_17.tomostar): the reconstruction is TS_17_<pixel>Apx.mrc
+
+
+def tomo_name(name: str) -> str:
+    """A tomogram's name as its files are named: Warp's ``.tomostar`` suffix dropped."""
+    return name[: -len(WARP)] if name.endswith(WARP) else name
+
+
+def _project_path(value: str, star: Path) -> Path:
+    """A path in a RELION file: absolute, or relative to the project folder RELION runs in (the
+    working directory) or to the STAR file's folder, whichever holds it (the project folder
+    when neither does, so the error names what RELION would have opened)."""
+    file = Path(value)
+    if file.is_absolute():
+        return file
+    for base in (Path.cwd(), star.parent):
+        if (base / file).exists():
+            return base / file
+    return Path.cwd() / file
+
+
+def _text(row: pd.Series, column: str) -> str | None:
+    value = row.get(column)
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def _tomograms_star(path: Path) -> dict[str, dict]:
-    """Per tomogram name: its file (if named) and RELION's size and pixel size, from a RELION-5
-    ``tomograms.star`` (block ``global``)."""
+    """Per tomogram name: its file (if named; both halves when only the half tomograms are) and
+    RELION's size and pixel size, from a RELION ``tomograms.star`` (block ``global``)."""
     blocks = read_star_blocks(path)
     table = particles_block(blocks, path, "global" if "global" in blocks else None)
     if layout.TOMO not in table.columns:
@@ -80,19 +114,32 @@ def _tomograms_star(path: Path) -> dict[str, dict]:
     out = {}
     for _, row in table.iterrows():
         entry: dict = {}
-        for column in ("rlnTomoReconstructedTomogram", "rlnTomoReconstructedTomogramHalf1"):
-            if column in row and isinstance(row[column], str) and row[column]:
-                file = Path(row[column])
-                entry["file"] = file if file.is_absolute() else path.parent / file
-                break
-        if all(f"rlnTomoSize{a}" in row for a in "XYZ") and "rlnTomoTiltSeriesPixelSize" in row:
-            entry["size"] = tuple(float(row[f"rlnTomoSize{a}"]) for a in "XYZ")
+        cell = partial(_text, row)
+        if cell("rlnTomoReconstructedTomogram"):
+            entry["file"] = _project_path(cell("rlnTomoReconstructedTomogram"), path)
+        elif cell("rlnTomoReconstructedTomogramHalf1") and cell("rlnTomoReconstructedTomogramHalf2"):
+            halves = tuple(_project_path(cell(f"rlnTomoReconstructedTomogramHalf{k}"), path) for k in (1, 2))
+            entry["file"], entry["halves"] = halves[0], halves
+        elif cell("rlnTomoReconstructedTomogramHalf1"):
+            entry["file"] = _project_path(cell("rlnTomoReconstructedTomogramHalf1"), path)
+        if "rlnTomoTiltSeriesPixelSize" in row:
             entry["pixel"] = float(row["rlnTomoTiltSeriesPixelSize"])
-        out[str(row[layout.TOMO])] = entry
+            if all(f"rlnTomoSize{a}" in row for a in "XYZ"):
+                entry["size"] = tuple(float(row[f"rlnTomoSize{a}"]) for a in "XYZ")
+        out[tomo_name(str(row[layout.TOMO]))] = entry
     return out
 
 
+def _optics_pixel(blocks: dict | None) -> float | None:
+    """The unbinned tilt-series pixel size of a RELION-4 tomography particles file's optics table."""
+    optics = (blocks or {}).get("optics")
+    if isinstance(optics, pd.DataFrame) and "rlnTomoTiltSeriesPixelSize" in optics.columns and len(optics):
+        return float(optics["rlnTomoTiltSeriesPixelSize"].iloc[0])
+    return None
+
+
 def _find_in_folder(folder: Path, name: str) -> Path:
+    name = tomo_name(name)
     exact = [p for p in (folder / f"{name}.mrc", folder / f"{name}.rec") if p.is_file()]
     if exact:
         return exact[0]
@@ -125,6 +172,7 @@ def read_picks(
     tomograms: str | Path | None = None,
     coords_voxel_size: float | None = None,
     blocks: dict | None = None,
+    log=None,
 ) -> list[Picks]:
     """The picks of a STAR file, grouped by tomogram, as voxel positions in each tomogram.
 
@@ -132,14 +180,18 @@ def read_picks(
         blocks: the STAR file's blocks, when the caller has read them already (to write back).
         tomogram: the one tomogram the picks belong to (rows of other ``rlnTomoName`` are left out).
         tomograms: a folder of tomograms named after ``rlnTomoName``, or a RELION ``tomograms.star``.
-        coords_voxel_size: RELION-4 coordinates given in pixels of this size (Å) rather than in
-            the tomogram's voxels.
+        coords_voxel_size: RELION-4 coordinates given in pixels of this size (Å), whatever the
+            files say (``--picks-pixel-size``).
+        log: told, in one line per tomogram, the unit the coordinates were read in.
 
     Raises:
         DataError: no coordinates, no tomogram for a name, a tomogram without a voxel size, etc.
     """
     star = Path(star)
-    table = read_star(star) if blocks is None else particles_block(blocks, star)
+    if blocks is None:
+        blocks = read_star_blocks(star)
+    table = particles_block(blocks, star)
+    table = _with_warp_names(table)
     kind = convention(table, star)
     if table.empty:
         raise DataError(f"{star}: no particles")
@@ -153,13 +205,14 @@ def read_picks(
         tomogram = Path(tomogram)
         rows = table
         if layout.TOMO in table.columns and names.nunique() > 1:
-            rows = table[names == tomogram.stem]
+            stems = names.map(tomo_name)  # Warp's TS_17.tomostar: its file TS_17_10.00Apx.mrc
+            rows = table[(stems == tomogram.stem) | stems.map(lambda n: tomogram.stem.startswith(f"{n}_"))]
             if rows.empty:
                 raise DataError(
                     f"{star}: no particle has {layout.TOMO} = {tomogram.stem!r} (the tomogram's name); "
                     f"names here: {', '.join(sorted(names.unique())[:5])}; give --tomograms DIR to use them all"
                 )
-        groups.append((tomogram, rows, relion.get(str(names[rows.index[0]]), {}) if relion else {}))
+        groups.append((tomogram, rows, relion.get(tomo_name(str(names[rows.index[0]])), {}) if relion else {}))
     else:
         if not (relion or folder):
             raise DataError(
@@ -168,18 +221,65 @@ def read_picks(
         if layout.TOMO not in table.columns:
             raise DataError(f"{star}: no {layout.TOMO} column to find each particle's tomogram by")
         for name in dict.fromkeys(names):
-            entry = relion.get(name, {})
+            entry = relion.get(tomo_name(name), {})
             if relion and not entry:
                 raise DataError(f"{tomograms}: no tomogram named {name!r} (named by {star})")
             path = entry.get("file") or (_find_in_folder(folder, name) if folder else None)
             if path is None:
                 raise DataError(f"{tomograms}: {name!r} has no rlnTomoReconstructedTomogram; give --tomograms DIR")
             groups.append((Path(path), table[names == name], entry))
-    return [_convert(star, path, rows, entry, kind, coords_voxel_size) for path, rows, entry in groups]
+    optics = _optics_pixel(blocks)
+    picks = []
+    for path, rows, entry in groups:
+        unit, why = _unit(kind, coords_voxel_size, optics, entry)
+        picks.append(_convert(star, path, rows, entry, kind, unit))
+        if log is not None:
+            log(f"{star}: {_said(kind, unit, why, picks[-1].tomogram)}")
+    return picks
+
+
+def _with_warp_names(table: pd.DataFrame) -> pd.DataFrame:
+    """A Warp/M export names each particle's tomogram by a ``.tomostar`` ``rlnMicrographName``
+    and has no ``rlnTomoName``: that name, as RELION would have it."""
+    if layout.TOMO in table.columns or "rlnMicrographName" not in table.columns:
+        return table
+    names = table["rlnMicrographName"].astype(str)
+    return table.assign(**{layout.TOMO: names}) if names.str.endswith(WARP).all() else table
+
+
+def _unit(kind: str, given: float | None, optics: float | None, entry: dict) -> tuple[float | None, str]:
+    """The pixel size (Å) RELION-4 coordinates are in (None: the tomogram's voxels) and why."""
+    if kind == "relion5":
+        return None, ""
+    if given:
+        return given, "--picks-pixel-size"
+    if optics:
+        return optics, "the optics table's rlnTomoTiltSeriesPixelSize"
+    if entry.get("pixel"):
+        return entry["pixel"], "tomograms.star's rlnTomoTiltSeriesPixelSize"
+    return None, "plain picks: no tilt-series pixel size in the particles file or tomograms.star"
+
+
+def _said(kind: str, unit: float | None, why: str, info: TomogramInfo) -> str:
+    """The one line that says how a tomogram's picks were read."""
+    of = f"{info.path.name} ({info.voxel_size:.4g} Å/voxel{', the mean of its two halves' if info.halves else ''})"
+    if kind == "relion5":
+        return f"RELION-5 coordinates in Å from the tomogram's centre → voxels of {of}"
+    if unit is None:
+        return f"RELION-4 coordinates in pixels of the tomogram {of} ({why}; else give --picks-pixel-size)"
+    return (
+        f"RELION-4 coordinates in unbinned tilt-series pixels of {unit:.4g} Å ({why}) → voxels of {of}, "
+        f"÷ {info.voxel_size / unit:.4g} (another unit: --picks-pixel-size)"
+    )
 
 
 def _convert(star: Path, path: Path, rows: pd.DataFrame, entry: dict, kind: str, coords_voxel_size) -> Picks:
     info = tomogram_info(path)
+    if entry.get("halves"):
+        for half in entry["halves"][1:]:
+            if tomogram_info(half).shape != info.shape:
+                raise DataError(f"{half}: not the shape of {path}, its other half tomogram")
+        info = TomogramInfo(info.path, info.shape, info.voxel_size, info.origin, halves=tuple(entry["halves"]))
     if info.voxel_size <= 0:
         raise DataError(f"{path}: the MRC header has no voxel size; set it (e.g. with IMOD's alterheader)")
     xyz_columns = RELION5 if kind == "relion5" else RELION4
@@ -196,7 +296,7 @@ def _convert(star: Path, path: Path, rows: pd.DataFrame, entry: dict, kind: str,
         else:
             centre = n_xyz / 2.0
         voxels = xyz / info.voxel_size + centre
-        info = TomogramInfo(info.path, info.shape, info.voxel_size, info.origin, tuple(centre[::-1]))
+        info = TomogramInfo(info.path, info.shape, info.voxel_size, info.origin, tuple(centre[::-1]), info.halves)
     else:
         voxels = xyz * ((coords_voxel_size or info.voxel_size) / info.voxel_size)
     if all(c in rows.columns for c in ORIGIN):

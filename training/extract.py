@@ -60,7 +60,9 @@ def boxes(picks: Picks, box: int, voxel_size: float, border: str = "skip") -> It
     ``border="skip"`` a box that crosses the tomogram's border is not yielded."""
     if border not in BORDERS:
         raise DataError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
-    with TomogramBoxes(picks.tomogram.path, box, voxel_size, picks.tomogram.voxel_size) as cutter:
+    with TomogramBoxes(
+        picks.tomogram.path, box, voxel_size, picks.tomogram.voxel_size, picks.tomogram.halves
+    ) as cutter:
         for i, centre in enumerate(picks.positions):
             volume, inside = cutter.cut(centre)
             if inside or border == "pad":
@@ -79,6 +81,7 @@ def extract(
     overwrite: bool = False,
     progress: bool = True,
     log=print,
+    picks_pixel_size: float | None = None,
 ) -> dict[str, Any]:
     """Cut ``box``³ subtomograms at ``voxel_size`` Å around every pick into a dataset folder.
 
@@ -90,7 +93,7 @@ def extract(
     """
     if box < 4 or box % 2:
         raise DataError(f"box must be even and ≥ 4, got {box}")
-    groups = read_picks(picks_star, tomogram, tomograms)
+    groups = read_picks(picks_star, tomogram, tomograms, picks_pixel_size, log=log)
     check_voxel_size(groups, voxel_size, rescale, log)
     parts, extracted, skipped = [], 0, 0
     out = Path(out)

@@ -100,6 +100,7 @@ def predict(
     in_memory: bool = False,
     tta: bool = False,
     log=print,
+    picks_pixel_size: float | None = None,
 ) -> dict[str, Any]:
     """Predict every particle of ``source`` (or of ``picks`` in ``tomogram``/``tomograms``);
     ``in_memory`` reads every subtomogram file before predicting (the benchmark's comparison);
@@ -113,7 +114,7 @@ def predict(
     want = float(state.get("voxel_size") or 0.0)
     classes = state["classes"]
     unscale = 1.0 / state["settings"].get("density_scale", 1.0)  # densities back in the dataset's units
-    src = Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log)
+    src = Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log, picks_pixel_size)
     reader = _Reader(box, want, skip_bad)
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad():

@@ -112,12 +112,14 @@ class Source:
     data_dir: Path | None = None
 
     @classmethod
-    def of(cls, source, tomogram, picks, tomograms, box: int, want: float, rescale, border, in_memory, log) -> Source:
+    def of(
+        cls, source, tomogram, picks, tomograms, box: int, want: float, rescale, border, in_memory, log, pixel=None
+    ) -> Source:
         if picks is not None:
             if source is not None:
                 raise DataError("give either subtomograms (DATA) or a tomogram's picks (--picks), not both")
             blocks = read_star_blocks(picks)  # read once: the picks, and the blocks to write back
-            groups = read_picks(picks, tomogram, tomograms, blocks=blocks)
+            groups = read_picks(picks, tomogram, tomograms, pixel, blocks=blocks, log=log)
             voxel = want or groups[0].tomogram.voxel_size
             check_voxel_size(groups, voxel, rescale, log)
             items = (Particle(g.rows, b.index, b.name, box=b) for g in groups for b in boxes(g, box, voxel, border))

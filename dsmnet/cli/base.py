@@ -48,8 +48,22 @@ def tomogram_arguments(p: argparse.ArgumentParser) -> None:
         "--no-rescale", action="store_true", help="refuse a tomogram at another voxel size instead of resampling"
     )
     p.add_argument("--border", default="skip", choices=BORDERS, help="picks whose box crosses the border")
+    p.add_argument(
+        "--picks-pixel-size",
+        type=float,
+        metavar="ANGSTROM",
+        help="RELION-4 coordinates are in pixels of this size (default: read from the files: unbinned tilt-series "
+        "pixels where the optics table or tomograms.star gives rlnTomoTiltSeriesPixelSize, else the tomogram's)",
+    )
 
 
 def tomogram_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of extract and predict that :func:`tomogram_arguments` adds."""
-    return {"tomograms": args.tomograms, "rescale": not args.no_rescale, "border": args.border}
+    if args.picks_pixel_size is not None and not args.picks_pixel_size > 0:
+        raise UsageError(f"--picks-pixel-size must be a positive size in Å, not {args.picks_pixel_size}")
+    return {
+        "tomograms": args.tomograms,
+        "rescale": not args.no_rescale,
+        "border": args.border,
+        "picks_pixel_size": args.picks_pixel_size,
+    }

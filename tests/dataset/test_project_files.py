@@ -1,0 +1,251 @@
+"""Real projects' files read as their own programs read them: excerpts laid out as RELION-4
+tomography, Warp 2 / Warp-M and RELION-5 projects write them (a few rows each), checking the
+voxel each pick lands on and the one line that says how the coordinates were read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+
+from dsmnet.dataset.boxes import TomogramBoxes
+from dsmnet.dataset.picks import read_picks
+
+TS_PIXEL = 1.971  # Å: the unbinned tilt-series pixel of a RELION-4 tutorial-style project
+
+# RELION-4 (relion_tomo) particles file: an optics table with the tilt-series pixel size, the
+# coordinates in unbinned tilt-series pixels (laid out as RELION 4.0 writes it)
+RELION4_PARTICLES = """
+# version 30001
+
+data_optics
+
+loop_
+_rlnOpticsGroup #1
+_rlnOpticsGroupName #2
+_rlnSphericalAberration #3
+_rlnVoltage #4
+_rlnTomoTiltSeriesPixelSize #5
+_rlnCtfDataAreCtfPremultiplied #6
+_rlnImageDimensionality #7
+_rlnTomoSubtomogramBinning #8
+_rlnImagePixelSize #9
+_rlnImageSize #10
+_rlnAmplitudeContrast #11
+           1 opticsGroup1     2.700000   300.000000     1.971000            1            2     4.000000     7.884000          128     0.100000
+
+# version 30001
+
+data_particles
+
+loop_
+_rlnTomoName #1
+_rlnTomoParticleId #2
+_rlnTomoManifoldIndex #3
+_rlnCoordinateX #4
+_rlnCoordinateY #5
+_rlnCoordinateZ #6
+_rlnOriginXAngst #7
+_rlnOriginYAngst #8
+_rlnOriginZAngst #9
+_rlnAngleRot #10
+_rlnAngleTilt #11
+_rlnAnglePsi #12
+_rlnClassNumber #13
+_rlnRandomSubset #14
+      TS_01            1            1   184.000000   344.000000   120.000000     0.000000     0.000000     0.000000    10.000000    90.000000   -30.000000            1            1
+      TS_01            2            1   252.000000   200.000000   160.000000    15.768000     0.000000   -31.536000   -75.000000    45.000000    12.000000            1            2
+      TS_01            3            1   100.000000   136.000000    80.000000     0.000000     7.884000     0.000000   120.000000   150.000000    80.000000            1            1
+"""
+# where they land in a bin-8 tomogram (15.768 Å): 0-based (z, y, x)
+RELION4_BIN8 = np.array([[15.0, 43.0, 23.0], [22.0, 25.0, 30.5], [10.0, 16.5, 12.5]])
+
+
+def tomogram(path: Path, shape, voxel: float, seed: int = 0) -> np.ndarray:
+    data = np.random.default_rng(seed).normal(0, 1, shape).astype(np.float32)
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = voxel
+    return data
+
+
+def test_relion4_tomography_coordinates_are_unbinned_tilt_series_pixels(tmp_path):
+    star = tmp_path / "particles.star"
+    star.write_text(RELION4_PARTICLES)
+    tomogram(tmp_path / "TS_01.mrc", (32, 56, 48), TS_PIXEL * 8)
+    lines: list[str] = []
+    (picks,) = read_picks(star, tmp_path / "TS_01.mrc", log=lines.append)
+    np.testing.assert_allclose(picks.positions, RELION4_BIN8, atol=1e-4)
+    assert len(lines) == 1 and "unbinned tilt-series pixels of 1.971 Å" in lines[0] and "÷ 8" in lines[0]
+    assert "optics table" in lines[0]
+    # against a bin-2 tomogram of the same data: 4× the voxel numbers, not the bin-8 ones
+    (tmp_path / "bin2").mkdir()
+    tomogram(tmp_path / "bin2" / "TS_01.mrc", (128, 224, 192), TS_PIXEL * 2)
+    (bin2,) = read_picks(star, tomograms=tmp_path / "bin2")
+    np.testing.assert_allclose(bin2.positions, RELION4_BIN8 * 4, atol=1e-3)
+    # the user's word overrides the files'
+    (given,) = read_picks(star, tmp_path / "TS_01.mrc", coords_voxel_size=TS_PIXEL * 8, log=lines.append)
+    np.testing.assert_allclose(given.positions[0], [120.0 - 0.0, 344.0, 184.0], atol=1e-4)
+    assert "--picks-pixel-size" in lines[-1]
+
+
+def test_plain_picks_are_pixels_of_the_tomogram(tmp_path):
+    plain = "\n".join(
+        [
+            "data_particles",
+            "loop_",
+            "_rlnTomoName",
+            "_rlnCoordinateX",
+            "_rlnCoordinateY",
+            "_rlnCoordinateZ",
+            "TS_01 23.0 43.0 15.0",
+        ]
+    )
+    star = tmp_path / "picks.star"
+    star.write_text(plain + "\n")
+    tomogram(tmp_path / "TS_01.mrc", (32, 56, 48), 15.768)
+    lines: list[str] = []
+    (picks,) = read_picks(star, tmp_path / "TS_01.mrc", log=lines.append)
+    np.testing.assert_allclose(picks.positions, [[15.0, 43.0, 23.0]])
+    assert "pixels of the tomogram TS_01.mrc" in lines[0] and "plain picks" in lines[0]
+
+
+# Warp 2 names tomograms after their .tomostar and writes reconstructions as <name>_<pixel>Apx.mrc
+WARP2 = """
+data_particles
+
+loop_
+_rlnCoordinateX #1
+_rlnCoordinateY #2
+_rlnCoordinateZ #3
+_rlnAngleRot #4
+_rlnAngleTilt #5
+_rlnAnglePsi #6
+_rlnTomoName #7
+_rlnAutopickFigureOfMerit #8
+23.000000\t43.000000\t15.000000\t-35.2\t88.1\t140.5\tTS_17.tomostar\t6.81
+30.500000\t25.000000\t22.000000\t101.9\t47.3\t-12.0\tTS_17.tomostar\t5.97
+"""
+
+# A Warp/M export (laid out as the starfile documentation's Warp example): no rlnTomoName, the
+# tomogram named by a .tomostar rlnMicrographName
+WARP_M = """
+data_optics
+
+loop_
+_rlnOpticsGroup #1
+_rlnOpticsGroupName #2
+_rlnSphericalAberration #3
+_rlnVoltage #4
+_rlnImagePixelSize #5
+_rlnImageSize #6
+_rlnImageDimensionality #7
+1\topticsGroup1\t2.700000\t300.000000\t10.000000\t64\t3
+
+data_particles
+
+loop_
+_rlnCoordinateX #1
+_rlnCoordinateY #2
+_rlnCoordinateZ #3
+_rlnAngleRot #4
+_rlnAngleTilt #5
+_rlnAnglePsi #6
+_rlnImageName #7
+_rlnMicrographName #8
+_rlnOpticsGroup #9
+_rlnOriginXAngst #10
+_rlnOriginYAngst #11
+_rlnOriginZAngst #12
+23.000000\t43.000000\t15.000000\t131.2\t106.8\t45.2\tsubtomo/TS.mrc/TS.mrc_0000000_10.00A.mrc\tTS.mrc.tomostar\t1\t0.0\t0.0\t0.0
+"""
+
+
+def test_warp_tomostar_names_find_their_reconstructions(tmp_path):
+    recon = tmp_path / "reconstruction"
+    recon.mkdir()
+    tomogram(recon / "TS_17_10.00Apx.mrc", (32, 56, 48), 10.0)
+    tomogram(recon / "TS.mrc_10.00Apx.mrc", (32, 56, 48), 10.0, seed=1)
+    (tmp_path / "warp2.star").write_text(WARP2)
+    (picks,) = read_picks(tmp_path / "warp2.star", tomograms=recon)
+    assert picks.tomogram.path.name == "TS_17_10.00Apx.mrc"
+    np.testing.assert_allclose(picks.positions, [[15.0, 43.0, 23.0], [22.0, 25.0, 30.5]])
+    (one,) = read_picks(tmp_path / "warp2.star", recon / "TS_17_10.00Apx.mrc")  # the tomogram named directly
+    assert len(one.rows) == 2
+    (tmp_path / "warpm.star").write_text(WARP_M)
+    (m,) = read_picks(tmp_path / "warpm.star", tomograms=recon)
+    assert m.tomogram.path.name == "TS.mrc_10.00Apx.mrc"
+    np.testing.assert_allclose(m.positions, [[15.0, 43.0, 23.0]])
+
+
+# RELION-5's tutorial tomograms.star lists the half tomograms only, relative to the project folder
+TOMOGRAMS_STAR = """
+# version 50001
+
+data_global
+
+loop_
+_rlnTomoName #1
+_rlnVoltage #2
+_rlnSphericalAberration #3
+_rlnAmplitudeContrast #4
+_rlnMicrographOriginalPixelSize #5
+_rlnTomoHand #6
+_rlnTomoTiltSeriesPixelSize #7
+_rlnTomoTiltSeriesStarFile #8
+_rlnTomoTomogramBinning #9
+_rlnTomoSizeX #10
+_rlnTomoSizeY #11
+_rlnTomoSizeZ #12
+_rlnTomoReconstructedTomogramHalf1 #13
+_rlnTomoReconstructedTomogramHalf2 #14
+TS_01   300.000000     2.700000     0.100000     0.675000    -1.000000     1.350000 AlignTiltSeries/job006/tilt_series/TS_01.star    10.000000   480   560   320 Tomograms/job007/tomograms/rec_TS_01_half1.mrc Tomograms/job007/tomograms/rec_TS_01_half2.mrc
+"""
+
+RELION5_PICKS = """
+# version 50001
+
+data_particles
+
+loop_
+_rlnTomoName #1
+_rlnCenteredCoordinateXAngst #2
+_rlnCenteredCoordinateYAngst #3
+_rlnCenteredCoordinateZAngst #4
+TS_01   -40.500000   135.000000   -13.500000
+"""
+
+
+def test_relion5_half_tomograms_relative_to_the_project_folder_are_averaged(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    folder = project / "Tomograms" / "job007" / "tomograms"
+    folder.mkdir(parents=True)
+    shape = (32, 56, 48)  # = rlnTomoSize × 1.35 / 13.5, as z y x
+    half1 = tomogram(folder / "rec_TS_01_half1.mrc", shape, 13.5, seed=1)
+    half2 = tomogram(folder / "rec_TS_01_half2.mrc", shape, 13.5, seed=2)
+    (project / "Tomograms" / "job007" / "tomograms.star").write_text(TOMOGRAMS_STAR)
+    (project / "particles.star").write_text(RELION5_PICKS)
+    monkeypatch.chdir(project)  # RELION runs in its project folder: the paths are relative to it
+    lines: list[str] = []
+    (picks,) = read_picks("particles.star", tomograms="Tomograms/job007/tomograms.star", log=lines.append)
+    # centre (24, 28, 16) voxels (x, y, z) + Å / 13.5 → x 21, y 38, z 15
+    np.testing.assert_allclose(picks.positions, [[15.0, 38.0, 21.0]], atol=1e-4)
+    assert picks.tomogram.halves and "the mean of its two halves" in lines[0]
+    with TomogramBoxes(picks.tomogram.path, 4, 13.5, 13.5, picks.tomogram.halves) as cutter:
+        box, inside = cutter.cut(picks.positions[0])
+    assert inside
+    np.testing.assert_allclose(box, (half1[13:17, 36:40, 19:23] + half2[13:17, 36:40, 19:23]) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("value", ["0", "-1.5"])
+def test_a_picks_pixel_size_that_is_not_positive_is_refused(tmp_path, value, capsys):
+    from dsmnet.cli import main
+
+    star = tmp_path / "p.star"
+    star.write_text(RELION4_PARTICLES)
+    status = main(
+        ["extract", str(star), "--tomogram", "x.mrc", "--out", str(tmp_path / "o"), "--picks-pixel-size", value]
+    )
+    assert status == 2 and "--picks-pixel-size must be a positive size" in capsys.readouterr().err
