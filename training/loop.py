@@ -433,6 +433,8 @@ def train(
         "stopped_early": r.run.bad_epochs >= s["patience"],
         "initial_weighted_losses": r.run.initial,
         "seconds": r.seconds,
+        "samples_seen": r.run.epoch * len(r.split["train"]),  # training samples, over every epoch and rank
+        "core_hours": r.seconds * torch.get_num_threads() * r.rt.world / 3600,  # this run's threads × time
         "revisions": r.run.revisions,
         "runtimes": r.run.runtimes,
         "notes": r.notes,

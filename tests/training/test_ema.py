@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsmnet.training import loop
 from dsmnet.training.ema import WeightAverage
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig
 from dsmnet.training.step import load_trained
+from tests.training.interrupt import train_killed_in_epoch_two
 
 
 def test_the_average_follows_the_weights_with_its_decay():
@@ -38,19 +38,7 @@ def test_a_run_with_ema_keeps_the_average_and_resumes_to_the_same_result(small_d
     torch.testing.assert_close(model.state_dict()["backbone.stem.0.weight"], a["step"][weight])
 
     killed = tmp_path / "killed"
-    calls = {"n": 0}
-    original = loop.TrainStep.forward
-
-    def dies_in_epoch_two(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 6 + 3:
-            raise KeyboardInterrupt
-        return original(self, *args)
-
-    monkeypatch.setattr(loop.TrainStep, "forward", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_spec, small_data, killed, config, log=lambda _: None)
-    monkeypatch.setattr(loop.TrainStep, "forward", original)
+    train_killed_in_epoch_two(monkeypatch, tiny_spec, small_data, killed, config, log=lambda _: None)
     train(tiny_spec, small_data, killed, config, resume=True, log=lambda _: None)
     b = torch.load(killed / "last.pt", weights_only=True)
     assert b["ema_updates"] == 12

@@ -26,6 +26,7 @@ from dsmnet.training.augment import (
 from dsmnet.training.loop import train
 from dsmnet.training.runtime import make_runtime
 from dsmnet.training.settings import TrainConfig, TrainingError, learning_rate, plateau_scale
+from tests.training.interrupt import train_killed_in_epoch_two
 
 QUIET = TrainConfig(progress=False, precise_bn=32)
 
@@ -79,19 +80,7 @@ def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, 
     train(tiny_spec, small_data, straight, cosine, log=lambda _: None)
 
     killed = tmp_path / "killed"
-    calls = {"n": 0}
-    original = loop.TrainStep.forward
-
-    def dies_in_epoch_two(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 6 + 3:  # 6 batches per epoch: die in the middle of epoch 2
-            raise KeyboardInterrupt
-        return original(self, *args)
-
-    monkeypatch.setattr(loop.TrainStep, "forward", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_spec, small_data, killed, cosine, log=lambda _: None)
-    monkeypatch.setattr(loop.TrainStep, "forward", original)
+    train_killed_in_epoch_two(monkeypatch, tiny_spec, small_data, killed, cosine, log=lambda _: None)
     assert state_of(killed)["epoch"] == 1  # lost only the epoch in progress
     first_session = state_of(killed)["seconds"]
     assert not list(killed.glob(".*.tmp"))
@@ -102,6 +91,7 @@ def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, 
     assert set(a["initial"]) == {"cls", "seg", "rec"}
     assert summary["initial_weighted_losses"] == pytest.approx(a["initial"])
     assert summary["seconds"] > first_session > 0
+    assert summary["samples_seen"] == 2 * 48 and 0 < summary["core_hours"] < summary["seconds"] * 64 / 3600
     assert summary["revisions"] == b["revisions"] == a["revisions"] and len(a["revisions"]) == 1
     # and the arithmetic it ran in, once for both sessions on one machine
     assert summary["runtimes"] == b["runtimes"] == a["runtimes"] == [make_runtime("cpu").signature()]
