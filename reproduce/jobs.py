@@ -19,6 +19,7 @@ from dsmnet.registry.errors import UserError
 from dsmnet.reproduce.records import kept_unless_run, same_dataset
 from dsmnet.reproduce.scales import Scale
 from dsmnet.simulate.generate import SimulationConfig, simulate
+from dsmnet.simulate.imaging import Microscope
 from dsmnet.simulate.preview import is_dataset
 from dsmnet.training.evaluate import evaluate
 from dsmnet.training.loop import train
@@ -53,6 +54,8 @@ def datasets(scale: Scale, out: Path, log=print, simulate_missing: bool = True) 
         if is_dataset(path):
             made = json.loads((path / "simulation.json").read_text()).get("config", {})
             wanted = json.loads(json.dumps(dataclasses.asdict(config)))
+            if isinstance(made.get("microscope"), dict):  # settings added since it was made: at their defaults
+                made["microscope"] = {**json.loads(json.dumps(Microscope().as_dict())), **made["microscope"]}
             differ = sorted(k for k in wanted if made.get(k) != wanted[k])
             if differ:
                 raise StudyError(

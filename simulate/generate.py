@@ -118,6 +118,9 @@ def _check(config: SimulationConfig) -> None:
         raise SimulationError(f"--box must be even and ≥ 8, got {config.box}")
     if min(config.tomogram) < config.box + 2:
         raise SimulationError(f"tomogram {config.tomogram} is too small for {config.box}³ boxes")
+    problems = config.microscope.problems()
+    if problems:
+        raise SimulationError("; ".join(problems))
     if config.mode == "projection" and max(config.tomogram) > PROJECTION_MAX_SIDE:
         raise SimulationError(
             f"projection mode needs tomograms of at most {PROJECTION_MAX_SIDE} voxels a side (a tilt series "
@@ -241,7 +244,8 @@ def simulate(
                 break
             name = f"tomo_{t + 1:03d}"
             tomo = crowd(config.tomogram, structures, config.crowding, rng, first_id=len(rows))
-            imaged = image(tomo.clean, config.voxel_size, config.snr, config.microscope, rng, config.mode)
+            scope = config.microscope.for_tomogram(rng)
+            imaged = image(tomo.clean, config.voxel_size, config.snr, scope, rng, config.mode)
             made = 0
             for m in _extractable(tomo, config.tomogram, config.box):
                 if have[m.cls] >= quota[m.cls]:
@@ -261,6 +265,7 @@ def simulate(
                     "crowding": round(tomo.occupancy, 4),
                     "measured_snr": imaged.snr,
                     "measured_snr_in_band": imaged.snr_in_band,
+                    **({"defocus_um": round(scope.defocus_um, 4)} if scope is not config.microscope else {}),
                 }
             )
             bar.update(made)

@@ -27,7 +27,7 @@ the measured frequencies are those whose (x, z) direction is within the tilt ran
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -51,9 +51,43 @@ class Microscope:
     tilt_min: float = -60.0
     tilt_max: float = 60.0
     tilt_step: float = 1.0
+    # underfocus drawn per tomogram, uniformly in [min, max] µm (None: ``defocus_um`` for every one)
+    defocus_range_um: tuple[float, float] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, each as the flag and what is allowed (empty: fine)."""
+        out = []
+        if not 20.0 <= self.voltage_kv <= 1000.0:
+            out.append(f"--voltage must be between 20 and 1000 kV, got {self.voltage_kv:g}")
+        if not 0.0 <= self.cs_mm <= 20.0:
+            out.append(f"--cs must be between 0 and 20 mm, got {self.cs_mm:g}")
+        if not 0.0 <= self.amplitude_contrast < 1.0:
+            out.append(f"--amplitude-contrast must be in [0, 1), got {self.amplitude_contrast:g}")
+        if not self.b_factor >= 0.0:
+            out.append(f"--b-factor must be ≥ 0 Å², got {self.b_factor:g}")
+        low, high = self.defocus_range_um or (self.defocus_um, self.defocus_um)
+        if not 0.0 < low <= high <= 20.0:
+            out.append(f"--defocus must be an underfocus in µm, 0 < MIN ≤ MAX ≤ 20 (e.g. 2,6), got {low:g},{high:g}")
+        if not -90.0 <= self.tilt_min < self.tilt_max <= 90.0:
+            got = f"{self.tilt_min:g},{self.tilt_max:g}"
+            out.append(f"--tilt-range must be MIN,MAX degrees with −90 ≤ MIN < MAX ≤ 90, got {got}")
+        elif not 0.0 < self.tilt_step <= self.tilt_max - self.tilt_min:
+            out.append(
+                f"--tilt-step must be > 0 and at most the tilt range ({self.tilt_max - self.tilt_min:g}°), "
+                f"got {self.tilt_step:g}"
+            )
+        return out
+
+    def for_tomogram(self, rng: np.random.Generator) -> Microscope:
+        """The settings one tomogram is imaged with: its own defocus drawn from the range when there
+        is one (the random stream is untouched without one, so default datasets keep their bytes)."""
+        if self.defocus_range_um is None:
+            return self
+        low, high = self.defocus_range_um
+        return replace(self, defocus_um=float(rng.uniform(low, high)))
 
     def band(self, k_cycles: torch.Tensor, voxel_size: float) -> torch.Tensor:
         """The band limit at spatial frequencies ``k_cycles`` (cycles/voxel): 1 below it, 0 above."""

@@ -16,6 +16,16 @@ def _shape(text: str) -> tuple[int, int, int]:
     return z, y, x
 
 
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or MIN,MAX, got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected a number or MIN,MAX, got {text!r}")
+    return (values[0], values[-1])
+
+
 def _classes(text: str) -> int | list[str]:
     return int(text) if text.isdigit() else [c.strip() for c in text.split(",") if c.strip()]
 
@@ -32,6 +42,26 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crowding", type=float, help="volume fraction inside molecules (default 0.05)")
     p.add_argument(
         "--mode", choices=["fourier", "projection"], help="imaging: fourier (fast) or projection (tilt series)"
+    )
+    imaging = p.add_argument_group("imaging (defaults: the paper's simulation; recorded in simulation.json)")
+    imaging.add_argument("--voltage", type=float, metavar="KV", help="acceleration voltage (default 300 kV)")
+    imaging.add_argument("--cs", type=float, metavar="MM", help="spherical aberration (default 2 mm)")
+    imaging.add_argument("--amplitude-contrast", type=float, metavar="F", help="amplitude contrast (default 0.07)")
+    imaging.add_argument(
+        "--defocus",
+        type=_pair,
+        metavar="UM[,UM]",
+        help="underfocus in µm: one value, or MIN,MAX drawn per tomogram (default 5, i.e. −5 µm defocus)",
+    )
+    imaging.add_argument("--b-factor", type=float, metavar="A2", help="CTF envelope B-factor in Å² (default 400)")
+    imaging.add_argument(
+        "--tilt-range",
+        type=_pair,
+        metavar="MIN,MAX",
+        help="tilt range in degrees about y, asymmetric allowed: --tilt-range=-50,70 (default -60,60)",
+    )
+    imaging.add_argument(
+        "--tilt-step", type=float, metavar="DEG", help="tilt increment of the projection mode (default 1°)"
     )
     p.add_argument("--no-tomograms", action="store_true", help="do not write the whole tomograms")
     p.add_argument("--preview", help="write a PNG of what was made (alone: of the dataset the PNG lies in)")
@@ -66,6 +96,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         crowding=args.crowding,
         mode=args.mode,
         write_tomograms=False if args.no_tomograms else None,
+        microscope=_microscope(args),
     )
     summary = simulate(config, Path(args.out), overwrite=args.overwrite, progress=print)
     print(
@@ -75,6 +106,34 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.preview:
         print(write_preview(Path(args.out), Path(args.preview)))
     return 0
+
+
+def _microscope(args: argparse.Namespace):
+    """The imaging flags given, over the default microscope (None when none is given)."""
+    from dataclasses import replace
+
+    from dsmnet.simulate.imaging import Microscope
+
+    changes = {
+        k: v
+        for k, v in {
+            "voltage_kv": args.voltage,
+            "cs_mm": args.cs,
+            "amplitude_contrast": args.amplitude_contrast,
+            "b_factor": args.b_factor,
+            "tilt_step": args.tilt_step,
+        }.items()
+        if v is not None
+    }
+    if args.defocus is not None:
+        low, high = args.defocus
+        if low == high:
+            changes["defocus_um"] = low
+        else:
+            changes["defocus_range_um"] = (low, high)
+    if args.tilt_range is not None:
+        changes.update(tilt_min=args.tilt_range[0], tilt_max=args.tilt_range[1])
+    return replace(Microscope(), **changes) if changes else None
 
 
 def _structures_arguments(p: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -227,3 +228,43 @@ def test_existing_output_is_not_overwritten(tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(FileExistsError, match="already exists"):
         simulate(small_config(), tmp_path / "out")
+
+
+def test_imaging_flags_reach_the_simulation_and_are_recorded(tmp_path):
+    from dsmnet.cli import main
+
+    out = tmp_path / "scope"
+    status = main(
+        ["simulate", "--n", "6", "--classes", "ruvb_7pbl,mjap_9x2o", "--box", "24", "--tomogram", "48,96,96",
+         "--seed", "3", "--no-tomograms", "--out", str(out), "--voltage", "200", "--cs", "2.7",
+         "--amplitude-contrast", "0.1", "--defocus", "2,6", "--b-factor", "150", "--tilt-range=-50,70"]
+    )  # fmt: skip
+    assert status == 0
+    made = json.loads((out / "simulation.json").read_text())
+    scope = made["config"]["microscope"]
+    assert (scope["voltage_kv"], scope["cs_mm"], scope["amplitude_contrast"], scope["b_factor"]) == (200, 2.7, 0.1, 150)
+    assert (scope["tilt_min"], scope["tilt_max"], scope["defocus_range_um"]) == (-50, 70, [2, 6])
+    drawn = [t["defocus_um"] for t in made["tomograms"]]
+    assert drawn and all(2 <= d <= 6 for d in drawn)
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--tilt-range=-95,60"], "--tilt-range must be MIN,MAX degrees with −90 ≤ MIN < MAX ≤ 90"),
+        (["--tilt-range", "60,-60"], "--tilt-range must be"),
+        (["--defocus", "6,2"], "--defocus must be an underfocus in µm"),
+        (["--voltage", "5"], "--voltage must be between 20 and 1000 kV"),
+        (["--amplitude-contrast", "1.5"], "--amplitude-contrast must be in [0, 1)"),
+        (["--tilt-step", "0"], "--tilt-step must be > 0"),
+        (["--defocus", "a,b"], "expected a number or MIN,MAX"),
+    ],
+)
+def test_bad_imaging_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, says):
+    from dsmnet.cli import main
+
+    with pytest.raises(SystemExit) if "a,b" in flags else contextlib.nullcontext() as raised:
+        status = main(["simulate", "--n", "4", "--out", str(tmp_path / "x"), *flags])
+    err = capsys.readouterr().err
+    assert (raised.value.code if raised else status) == 2
+    assert says in err and "Traceback" not in err and not (tmp_path / "x").exists()
