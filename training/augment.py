@@ -67,19 +67,36 @@ def turn(v: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     return v
 
 
-def measured_frequencies(root: Path | None, box: tuple[int, int, int], voxel_size: float) -> torch.Tensor:
-    """The rFFT mask of the frequencies a dataset's subtomograms hold: the wedge of its tilt range
-    and its band limit, read from the dataset's ``simulation.json`` (the paper's ±60° and 1/(4 nm)
-    when it has none, e.g. experimental data)."""
-    from dsmnet.simulate.imaging import Microscope, rfft_grid, wedge_mask
+def dataset_microscope(root: Path | None):
+    """The acquisition a dataset's ``simulation.json`` records (the paper's ±60° and 1/(4 nm) when
+    it has none, e.g. experimental data)."""
+    from dsmnet.simulate.imaging import Microscope
 
-    scope = Microscope()
     path = Path(root) / "simulation.json" if root is not None else None
     if path is not None and path.is_file():
         try:
-            scope = Microscope(**json.loads(path.read_text())["config"]["microscope"])
+            return Microscope(**json.loads(path.read_text())["config"]["microscope"])
         except (ValueError, KeyError, TypeError):
             pass  # not a dsmnet simulation: keep the paper's acquisition
+    return Microscope()
+
+
+def wedge_turns(tilt_range: tuple[float, float] | list[float] | None) -> tuple[tuple[int, ...], ...]:
+    """The 180° turns that map the measured region of a single-axis tilt series over ``tilt_range``
+    (degrees about y) onto itself: all four of :data:`ROT180` for a symmetric range (or none
+    given), only the identity and the turn about the tilt axis (y) for an asymmetric one — turns
+    about z or x mirror the range (−50°/+70° becomes −70°/+50°)."""
+    if tilt_range is None or abs(float(tilt_range[0]) + float(tilt_range[1])) < 1e-6:
+        return ROT180
+    return ((), (-3, -1))
+
+
+def measured_frequencies(root: Path | None, box: tuple[int, int, int], voxel_size: float) -> torch.Tensor:
+    """The rFFT mask of the frequencies a dataset's subtomograms hold: the wedge of its tilt range
+    and its band limit (:func:`dataset_microscope`)."""
+    from dsmnet.simulate.imaging import rfft_grid, wedge_mask
+
+    scope = dataset_microscope(root)
     kz, ky, kx = rfft_grid(box)
     k = torch.sqrt(kz**2 + ky**2 + kx**2)
     return wedge_mask(box, scope) & (scope.band(k, voxel_size or 10.0) > 0)
@@ -163,14 +180,14 @@ def rotated_batch(batch: dict[str, torch.Tensor], rotations: torch.Tensor, measu
     return out
 
 
-def _mixed(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor) -> dict:
-    """Each particle a ``rotate`` view, or (probability 1/2) one of the four 180° turns; only the
-    particles that get a rotation are resampled."""
+def _mixed(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor, turns=ROT180) -> dict:
+    """Each particle a ``rotate`` view, or (probability 1/2) one of the wedge-preserving 180° turns;
+    only the particles that get a rotation are resampled."""
     n = len(batch["x"])
     device = batch["x"].device  # drawn on the CPU (the generator's stream), used where the batch is
     rotations = random_rotations(n, generator)
     exact = torch.rand(n, generator=generator) < 0.5
-    turns = torch.randint(len(ROT180), (n,), generator=generator)
+    chosen = torch.randint(len(turns), (n,), generator=generator)
     resampled = (~exact).nonzero().flatten()  # chosen on the CPU: no waiting on a GPU to decide
     volumes = [key for key, value in batch.items() if value.dim() >= 4]
     on_device = resampled.to(device)
@@ -185,7 +202,7 @@ def _mixed(batch: dict[str, torch.Tensor], generator: torch.Generator, measured:
         if rotated:
             mixed[on_device] = rotated[key]
         for i in exact.nonzero().flatten().tolist():
-            mixed[i] = turn(batch[key][i : i + 1], ROT180[int(turns[i])])[0]
+            mixed[i] = turn(batch[key][i : i + 1], turns[int(chosen[i])])[0]
         out[key] = mixed
     return out
 
@@ -195,21 +212,25 @@ def augment(
     kind: Augment,
     generator: torch.Generator,
     measured: torch.Tensor | None = None,
+    turns: tuple[tuple[int, ...], ...] = ROT180,
 ) -> dict[str, torch.Tensor]:
     """One augmentation of ``batch`` (``x`` ``[B, 1, D, H, W]`` and its targets), every target moved
     with its input. ``flip`` and ``rot180`` turn the whole batch alike; ``rotate``, ``mixed`` and
     ``spin`` turn each particle its own way, the first two needing ``measured``
-    (:func:`measured_frequencies`)."""
+    (:func:`measured_frequencies`). ``turns`` are the data's wedge-preserving turns
+    (:func:`wedge_turns`): with an asymmetric tilt range ``rot180`` and ``mixed`` use only those,
+    and ``flip`` flips only along the tilt axis."""
     if kind == "spin":  # rotated with nothing re-masked
         return _rotate(batch, generator, None)
     if kind in RESAMPLED:
         if measured is None:
             raise ValueError(f"{kind} augmentation needs the measured-frequency mask")
-        return (_rotate if kind == "rotate" else _mixed)(batch, generator, measured)
+        return _rotate(batch, generator, measured) if kind == "rotate" else _mixed(batch, generator, measured, turns)
     if kind == "flip":
-        dims = tuple(d for d in (-3, -2, -1) if torch.rand((), generator=generator) < 0.5)
+        axes = (-3, -2, -1) if len(turns) == len(ROT180) else (-2,)  # a flip across z or x mirrors the range
+        dims = tuple(d for d in axes if torch.rand((), generator=generator) < 0.5)
     elif kind == "rot180":
-        dims = ROT180[int(torch.randint(4, (), generator=generator))]
+        dims = turns[int(torch.randint(len(turns), (), generator=generator))]
     else:
         dims = ()
     if not dims:

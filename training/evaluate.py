@@ -38,7 +38,7 @@ def evaluate(
     run = Path(run)
     rt = make_runtime(device)
     model, criterion, state = load_trained(run, "best", rt)
-    model = with_turns(model, tta)
+    model = with_turns(model, tta, state["settings"].get("wedge"))
     spec_box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
     data.scale_density(state["settings"].get("density_scale", 1.0))  # metrics in the units it was trained in

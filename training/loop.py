@@ -30,7 +30,7 @@ from dsmnet.core.progress import Progress
 from dsmnet.core.provenance import git_revision
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
-from dsmnet.training.augment import RESAMPLED, augment, measured_frequencies
+from dsmnet.training.augment import RESAMPLED, augment, dataset_microscope, measured_frequencies, wedge_turns
 from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import find_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, available_memory, load_dataset, stratified_split
@@ -107,6 +107,10 @@ class _Run:
             self.trainer = torch.nn.parallel.DistributedDataParallel(self.step, device_ids=ids)
         kind = self.settings["augment"]
         self.augment = {True: "flip", False: "none"}.get(kind, kind)  # older runs: a bool
+        if state is None:  # the wedge the model is trained for, for its test-time turns
+            scope = dataset_microscope(self.data.root)
+            self.settings["wedge"] = [scope.tilt_min, scope.tilt_max]
+        self.turns = wedge_turns(self.settings.get("wedge"))
         self.measured = (
             measured_frequencies(self.data.root, self.data.box, self.data.voxel_size).to(self.rt.device)
             if self.augment in RESAMPLED
@@ -222,7 +226,7 @@ class _Run:
                 if self.rt.device.type != "cpu":  # augmented where it trains: on a GPU, off the CPU
                     x = x.to(self.rt.device, non_blocking=True)
                     targets = {k: v.to(self.rt.device, non_blocking=True) for k, v in targets.items()}
-                moved = augment({"x": x, **targets}, self.augment, gen, self.measured)
+                moved = augment({"x": x, **targets}, self.augment, gen, self.measured, self.turns)
                 x, targets = moved.pop("x"), moved
             return b[0] // per_rank + 1, len(idx), x, targets, present
 

@@ -109,7 +109,7 @@ def predict(
 
     rt = make_runtime(device)
     model, _, state = load_trained(Path(run), "best", rt)
-    model = with_turns(model, tta)
+    model = with_turns(model, tta, state["settings"].get("wedge"))
     box = tuple(state["spec"]["input"]["shape"])
     want = float(state.get("voxel_size") or 0.0)
     classes = state["classes"]

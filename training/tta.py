@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dsmnet.training.augment import ROT180, turn
+from dsmnet.training.augment import ROT180, turn, wedge_turns
 
 
 class Turns(nn.Module):
@@ -43,6 +43,7 @@ class Turns(nn.Module):
         return {head: value / len(self.turns) for head, value in total.items()}
 
 
-def with_turns(model: nn.Module, tta: bool) -> nn.Module:
-    """``model`` itself, or averaged over the four 180° turns when ``tta``."""
-    return Turns(model) if tta else model
+def with_turns(model: nn.Module, tta: bool, wedge: tuple[float, float] | list[float] | None = None) -> nn.Module:
+    """``model`` itself, or averaged over the 180° turns that keep the wedge it was trained for
+    (``wedge``: the tilt range its checkpoint records; all four when symmetric or unrecorded)."""
+    return Turns(model, wedge_turns(wedge)) if tta else model
