@@ -26,7 +26,7 @@ pixel size``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -53,6 +53,7 @@ class TomogramInfo:
     origin: tuple[float, float, float]  # the MRC header's origin (x, y, z in Å)
     centre: tuple[float, float, float] | None = None
     halves: tuple[Path, ...] = ()  # when only half tomograms are listed: boxes are cut from their mean
+    tilt_range: tuple[float, float] | None = None  # degrees, from its tilt series' STAR file (tomograms.star)
 
 
 def tomogram_info(path: Path) -> TomogramInfo:
@@ -122,12 +123,26 @@ def _tomograms_star(path: Path) -> dict[str, dict]:
             entry["file"], entry["halves"] = halves[0], halves
         elif cell("rlnTomoReconstructedTomogramHalf1"):
             entry["file"] = _project_path(cell("rlnTomoReconstructedTomogramHalf1"), path)
+        entry["tilt_range"] = _tilt_range(cell("rlnTomoTiltSeriesStarFile"), path)
         if "rlnTomoTiltSeriesPixelSize" in row:
             entry["pixel"] = float(row["rlnTomoTiltSeriesPixelSize"])
             if all(f"rlnTomoSize{a}" in row for a in "XYZ"):
                 entry["size"] = tuple(float(row[f"rlnTomoSize{a}"]) for a in "XYZ")
         out[tomo_name(str(row[layout.TOMO]))] = entry
     return out
+
+
+def _tilt_range(star: str | None, tomograms: Path) -> tuple[float, float] | None:
+    """A tilt series' lowest and highest nominal tilt (degrees), from its RELION STAR file; None when
+    the file is not named or not readable (nothing is refused for it)."""
+    if not star:
+        return None
+    try:
+        table = particles_block(read_star_blocks(_project_path(star, tomograms)), Path(star))
+        tilts = table["rlnTomoNominalStageTiltAngle"].astype(float)
+        return (float(tilts.min()), float(tilts.max())) if len(tilts) else None
+    except (DataError, KeyError, ValueError, OSError):
+        return None
 
 
 def _optics_pixel(blocks: dict | None) -> float | None:
@@ -279,7 +294,9 @@ def _convert(star: Path, path: Path, rows: pd.DataFrame, entry: dict, kind: str,
         for half in entry["halves"][1:]:
             if tomogram_info(half).shape != info.shape:
                 raise DataError(f"{half}: not the shape of {path}, its other half tomogram")
-        info = TomogramInfo(info.path, info.shape, info.voxel_size, info.origin, halves=tuple(entry["halves"]))
+        info = replace(info, halves=tuple(entry["halves"]))
+    if entry.get("tilt_range"):
+        info = replace(info, tilt_range=entry["tilt_range"])
     if info.voxel_size <= 0:
         raise DataError(f"{path}: the MRC header has no voxel size; set it (e.g. with IMOD's alterheader)")
     xyz_columns = RELION5 if kind == "relion5" else RELION4
@@ -296,7 +313,7 @@ def _convert(star: Path, path: Path, rows: pd.DataFrame, entry: dict, kind: str,
         else:
             centre = n_xyz / 2.0
         voxels = xyz / info.voxel_size + centre
-        info = TomogramInfo(info.path, info.shape, info.voxel_size, info.origin, tuple(centre[::-1]), info.halves)
+        info = replace(info, centre=tuple(centre[::-1]))
     else:
         voxels = xyz * ((coords_voxel_size or info.voxel_size) / info.voxel_size)
     if all(c in rows.columns for c in ORIGIN):

@@ -55,6 +55,22 @@ def check_voxel_size(picks: list[Picks], voxel_size: float, rescale: bool, log=p
         log(f"{p.tomogram.path}: {have:g} Å/voxel; boxes are resampled to the model's {voxel_size:g} Å/voxel")
 
 
+def check_wedge(picks: list[Picks], wedge: list[float] | tuple[float, float] | None, log=print) -> None:
+    """Say, once per tomogram, when its tilt series (from ``tomograms.star``) covered another
+    range than the model was trained for (``wedge``, its checkpoint's): its missing wedge differs,
+    which a network meets as a domain it has never seen. Nothing is refused."""
+    if not wedge:
+        return
+    for p in picks:
+        have = p.tomogram.tilt_range
+        if have is not None and max(abs(have[0] - wedge[0]), abs(have[1] - wedge[1])) > 3.0:
+            log(
+                f"note: {p.tomogram.path.name} was recorded from {have[0]:+.0f}° to {have[1]:+.0f}°, the model was "
+                f"trained for {wedge[0]:+.0f}° to {wedge[1]:+.0f}°: its missing wedge differs (for a model of these "
+                f"data: dsmnet simulate --tilt-range={have[0]:g},{have[1]:g} … and train on that)"
+            )
+
+
 def boxes(picks: Picks, box: int, voxel_size: float, border: str = "skip") -> Iterator[Box]:
     """The boxes of one tomogram's picks, streamed from the memory-mapped tomogram; with
     ``border="skip"`` a box that crosses the tomogram's border is not yielded."""

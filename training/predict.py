@@ -38,6 +38,7 @@ from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.star import write_star
 from dsmnet.training.batches import prefetch
 from dsmnet.training.data import check_voxels, normalise
+from dsmnet.training.extract import check_wedge
 from dsmnet.training.runtime import make_runtime
 from dsmnet.training.sources import Particle, Source, batches, load
 from dsmnet.training.step import load_trained
@@ -115,6 +116,7 @@ def predict(
     classes = state["classes"]
     unscale = 1.0 / state["settings"].get("density_scale", 1.0)  # densities back in the dataset's units
     src = Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log, picks_pixel_size)
+    check_wedge(src.groups, state["settings"].get("wedge"), log)
     reader = _Reader(box, want, skip_bad)
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad():

@@ -249,3 +249,42 @@ def test_a_picks_pixel_size_that_is_not_positive_is_refused(tmp_path, value, cap
         ["extract", str(star), "--tomogram", "x.mrc", "--out", str(tmp_path / "o"), "--picks-pixel-size", value]
     )
     assert status == 2 and "--picks-pixel-size must be a positive size" in capsys.readouterr().err
+
+
+TILT_SERIES = """
+data_TS_01
+
+loop_
+_rlnMicrographMovieName #1
+_rlnTomoNominalStageTiltAngle #2
+_rlnMicrographPreExposure #3
+frames/TS_01_001.tiff    0.000000     0.000000
+frames/TS_01_002.tiff    3.000000     3.000000
+frames/TS_01_003.tiff   -3.000000     6.000000
+frames/TS_01_004.tiff   70.000000     9.000000
+frames/TS_01_005.tiff  -50.000000    12.000000
+"""
+
+
+def test_a_tomogram_recorded_over_another_tilt_range_is_said_before_prediction(tmp_path, monkeypatch):
+    from dsmnet.training.extract import check_wedge
+
+    project = tmp_path / "project"
+    folder = project / "Tomograms" / "job007" / "tomograms"
+    folder.mkdir(parents=True)
+    (project / "AlignTiltSeries" / "job006" / "tilt_series").mkdir(parents=True)
+    (project / "AlignTiltSeries" / "job006" / "tilt_series" / "TS_01.star").write_text(TILT_SERIES)
+    for k in (1, 2):
+        tomogram(folder / f"rec_TS_01_half{k}.mrc", (32, 56, 48), 13.5, seed=k)
+    (project / "Tomograms" / "job007" / "tomograms.star").write_text(TOMOGRAMS_STAR)
+    (project / "particles.star").write_text(RELION5_PICKS)
+    monkeypatch.chdir(project)
+    picks = read_picks("particles.star", tomograms="Tomograms/job007/tomograms.star")
+    assert picks[0].tomogram.tilt_range == (-50.0, 70.0)
+    lines: list[str] = []
+    check_wedge(picks, [-60.0, 60.0], lines.append)
+    assert len(lines) == 1 and "from -50° to +70°" in lines[0] and "--tilt-range=-50,70" in lines[0]
+    lines.clear()
+    check_wedge(picks, [-50.0, 70.0], lines.append)  # the model was trained for this wedge
+    check_wedge(picks, None, lines.append)  # a model from before wedges were recorded
+    assert lines == []
