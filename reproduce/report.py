@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dsmnet.reproduce.paired import accuracy_se, miou_se
 from dsmnet.reproduce.records import record_of
 from dsmnet.reproduce.scales import BASELINE, ORACLE, ORDERINGS, PAPER, Scale
@@ -45,7 +47,27 @@ def _per_class(table: str, rows: dict[str, list[dict]]) -> list[str]:
     ]
     for name in names:
         lines.append(f"| {name} | " + " | ".join(f"{have[row].get(name, float('nan')):.2f}" for row in have) + " |")
+    for label, group in _by_mass(names):
+        means = [float(np.mean([have[row].get(name, float("nan")) for name in group])) for row in have]
+        lines.append(f"| **{label}** | " + " | ".join(f"**{m:.2f}**" for m in means) + " |")
     return [*lines, ""]
+
+
+def _by_mass(names: list[str]) -> list[tuple[str, list[str]]]:
+    """The classes split into the lighter and the heavier half by their library mass (the small
+    complexes are where the CNNs trail template matching); nothing when a class is not in the
+    library."""
+    from dsmnet.simulate.library import load_library
+
+    library = load_library()
+    if len(names) < 4 or any(n not in library for n in names):
+        return []
+    ranked = sorted(names, key=lambda n: library[n].mass_kda)
+    half = len(ranked) // 2
+    return [
+        (f"the {half} lightest by library mass (mean)", ranked[:half]),
+        (f"the {len(ranked) - half} heaviest (mean)", ranked[half:]),
+    ]
 
 
 def run_reference(compute: Callable[[], dict[str, Any]], out: Path | None, prog: str) -> int:
@@ -66,9 +88,23 @@ def run_reference(compute: Callable[[], dict[str, Any]], out: Path | None, prog:
     return run_command(body, prog)
 
 
-def learning_curves(results: dict[str, dict], path: Path) -> None:
-    """Validation accuracy and mIoU per epoch of each row's run (its best epoch marked), from the
-    runs' training records (:func:`.records.record_of`); results without one are left out."""
+def samples_per_epoch(record: dict) -> float | None:
+    """A run's training samples per epoch, from its summary (runs since 2026-12-04)."""
+    summary = record.get("summary") or {}
+    if summary.get("samples_seen") and summary.get("epochs"):
+        return summary["samples_seen"] / summary["epochs"]
+    return None
+
+
+def learning_curves(
+    results: dict[str, dict], path: Path, levels: dict[str, float] | None = None, per_epoch: float = 1.0
+) -> None:
+    """Validation accuracy and mIoU of each row's run against the training samples it has seen
+    (its best epoch marked; epochs where a run's record does not say), from the runs' training
+    records (:func:`.records.record_of`); results without one are left out. ``levels``: reference
+    accuracies drawn as lines (the classical baseline's and template matching's, on the test set);
+    ``per_epoch``: the samples of an epoch for records made before runs counted them (the study's
+    8:1:1 split of its particles)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,13 +121,19 @@ def learning_curves(results: dict[str, dict], path: Path) -> None:
         if not record or not record["history"]:
             continue
         best = record["summary"].get("best_epoch", 0)
+        seen = samples_per_epoch(record) or per_epoch
         for ax, key in zip(axes, ("val_acc_cls", "val_miou_seg")):
-            points = [(h["epoch"], h[key]) for h in record["history"] if key in h]
+            points = [(h["epoch"] * seen, h[key]) for h in record["history"] if key in h]
             if points:
                 ax.plot(*zip(*points), label=title, color=colour)
-                ax.plot([e for e, _ in points if e == best], [v for e, v in points if e == best], "o", color=colour)
+                at = best * seen
+                ax.plot([e for e, _ in points if e == at], [v for e, v in points if e == at], "o", color=colour)
+    for name, value in (levels or {}).items():
+        axes[0].axhline(value, color="0.3", linestyle="--", linewidth=1)
+        axes[0].annotate(f"{name} (test) {value:.3f}", (0.99, value), xycoords=("axes fraction", "data"), fontsize=7,
+                         va="bottom", ha="right", color="0.3")  # fmt: skip
     for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
-        ax.set_xlabel("epoch (● best, by validation loss)")
+        ax.set_xlabel("training samples seen (● best epoch, by validation loss)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     for ax in axes:

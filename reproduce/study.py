@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.core.provenance import git_revision
 from dsmnet.reproduce.clock import StudyClock
@@ -42,6 +44,7 @@ from dsmnet.reproduce.report import (
     runtimes_line,
 )
 from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, ORACLE, SCALES, TABLES, Scale, variant
+from dsmnet.training.data import stratified_split
 
 
 def _command(scale_name: str, out: Path, seeds, tables, rows, with_discovery: bool) -> str:
@@ -158,10 +161,17 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
         for row, run in plan.get(t, []):
             labels.setdefault(run, f"{TABLES[t][0]} · {row} · {run.name}")
     curves = {label: metrics[run] for run, label in labels.items()}
-    if curves:
-        learning_curves(curves, out / "learning_curves.png")
+    levels = {  # the reference rows of Table 1 (dataset A), where the study has them
+        name: float(np.mean([r["metrics"]["acc_cls"] for r in results["table1"][name]]))
+        for name in (BASELINE, ORACLE)
+        if "table1" in results and results["table1"].get(name)
+    }
+    if curves:  # (an epoch of a record made before runs counted their samples: the 8:1:1 split's training part)
+        per_epoch = len(stratified_split(np.arange(scale.n) % scale.classes, 0)["train"])
+        learning_curves(curves, out / "learning_curves.png", levels, per_epoch)
         summary += [
-            "Learning curves (validation accuracy and mIoU per epoch, every run): `learning_curves.png`.",
+            "Learning curves (validation accuracy and mIoU against training samples seen, every run; the "
+            "classical baseline's and template matching's test accuracy as lines): `learning_curves.png`.",
             "",
             revisions_line(curves),
             "",
