@@ -35,6 +35,7 @@ from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import find_checkpoint, save_checkpoint
 from dsmnet.training.data import Subtomograms, available_memory, load_dataset, stratified_split
 from dsmnet.training.ema import WeightAverage
+from dsmnet.training.fresh import FreshData
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors
 from dsmnet.training.runtime import Runtime, keep_freed_memory, make_runtime
 from dsmnet.training.settings import (
@@ -111,6 +112,15 @@ class _Run:
             scope = dataset_microscope(self.data.root)
             self.settings["wedge"] = [scope.tilt_min, scope.tilt_max]
         self.turns = wedge_turns(self.settings.get("wedge"))
+        self.fresh = (
+            FreshData(
+                self.data.root, self.out / "fresh", self.settings["seed"], len(self.split["train"]),
+                self.data.classes, self.data.box, self.settings.get("density_scale", 1.0),
+            )
+            if self.settings.get("fresh")
+            else None
+        )  # fmt: skip
+        self.epoch_data = self.data  # the set the epoch in progress trains on
         self.measured = (
             measured_frequencies(self.data.root, self.data.box, self.data.voxel_size).to(self.rt.device)
             if self.augment in RESAMPLED
@@ -203,7 +213,12 @@ class _Run:
         rt, settings = self.rt, self.settings
         torch.manual_seed(rank_seed(settings["seed"] * 1_000_003 + epoch, rt.rank))  # dropout: each rank its own
         gen = torch.Generator().manual_seed(settings["seed"] * 7919 + epoch)
-        perm = torch.tensor(self.split["train"])[torch.randperm(len(self.split["train"]), generator=gen)]
+        data, train = self.data, self.split["train"]
+        if self.fresh is not None:  # a new set simulated like the dataset, every particle of it for training
+            data = self.fresh.get(epoch)
+            train = list(range(len(data)))
+        self.epoch_data = data
+        perm = torch.tensor(train)[torch.randperm(len(train), generator=gen)]
         if rt.rank:  # the permutation is shared; each rank draws its own augmentation after it
             gen = torch.Generator().manual_seed(rank_seed(settings["seed"] * 7919 + epoch, rt.rank))
         shard = perm[: len(perm) // rt.world * rt.world][rt.rank :: rt.world]
@@ -219,7 +234,7 @@ class _Run:
 
         def load(b: tuple[int, int]):  # read and augment one batch (in the prefetch thread)
             idx = shard[b[0] : b[1]]
-            x, targets, present = self.data.batch(idx, kinds)  # only the targets the heads train on
+            x, targets, present = data.batch(idx, kinds)  # only the targets the heads train on
             if self.rt.device.type == "cuda":  # pinned, so that the copies to the GPU run alongside its work
                 x, targets = x.pin_memory(), {k: v.pin_memory() for k, v in targets.items()}
             if self.augment != "none":
@@ -293,7 +308,7 @@ class _Run:
         if self.ema is not None:
             self.ema.copy_buffers()
         if self.settings.get("precise_bn"):
-            precise_bn(judged.model, self.data, perm[: self.settings["precise_bn"]], self.rt, batch)
+            precise_bn(judged.model, self.epoch_data, perm[: self.settings["precise_bn"]], self.rt, batch)
         val = evaluate_split(judged.model, judged.criterion, self.data, self.split["val"], self.rt, batch)
         record.update({f"val_{k}": v for k, v in val.items()})
         if not math.isfinite(val["loss"]):
@@ -448,6 +463,8 @@ def train(
 
         training_curves(r.run.history, out / "curves.png")
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    if r.fresh is not None:
+        r.fresh.close()
     if r.rt.world > 1:
         dist.barrier()
     r.rt.close()

@@ -46,6 +46,7 @@ class TrainConfig:
     progress: bool = True
     in_memory: bool = False  # read every volume up front instead of a batch at a time
     init: str | None = None  # a trained run (or checkpoint) whose fitting weights a new run starts from
+    fresh: bool = False  # train each epoch on a set simulated afresh like the dataset (training.fresh)
 
     def resolved(self, spec: Spec) -> dict[str, Any]:
         t = spec.training.model_dump()
@@ -60,6 +61,7 @@ class TrainConfig:
             "precise_bn": self.precise_bn,
             "prior_init": self.prior_init,
             "init": self.init,
+            "fresh": self.fresh,
         }
 
 

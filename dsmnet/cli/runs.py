@@ -62,6 +62,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         "name and shape is copied, the rest start fresh (fine-tuning, pre-training on other data)",
     )
     p.add_argument(
+        "--fresh-data",
+        action="store_true",
+        help="train each epoch on a set simulated afresh like the dataset (its simulation.json: same classes, "
+        "imaging and SNR; new particles, poses, neighbours and noise), validating on the dataset's own split",
+    )
+    p.add_argument(
         "--in-memory",
         action="store_true",
         help="read every volume once, before training, instead of each batch's files every epoch "
@@ -91,6 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         init=args.init,
         in_memory=args.in_memory,
+        fresh=args.fresh_data,
     )
     summary = train(args.spec, args.data, args.out, config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
