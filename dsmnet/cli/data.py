@@ -44,6 +44,12 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
         "--mode", choices=["fourier", "projection"], help="imaging: fourier (fast) or projection (tilt series)"
     )
     imaging = p.add_argument_group("imaging (defaults: the paper's simulation; recorded in simulation.json)")
+    imaging.add_argument(
+        "--like",
+        metavar="TOMOGRAMS_STAR",
+        help="take the imaging from a RELION-5 project's tomograms.star and its tilt series' STAR files "
+        "(voltage, Cs, amplitude contrast, tilt range and step, defocus range); the flags below override it",
+    )
     imaging.add_argument("--voltage", type=float, metavar="KV", help="acceleration voltage (default 300 kV)")
     imaging.add_argument("--cs", type=float, metavar="MM", help="spherical aberration (default 2 mm)")
     imaging.add_argument("--amplitude-contrast", type=float, metavar="F", help="amplitude contrast (default 0.07)")
@@ -108,12 +114,46 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _like(path: str) -> dict:
+    """The microscope settings read from a project (``--like``), said in one line."""
+    from dsmnet.dataset.project import read_acquisition
+
+    got = read_acquisition(path)
+    scope = {
+        k: got[k] for k in ("voltage_kv", "cs_mm", "amplitude_contrast", "tilt_min", "tilt_max") if got[k] is not None
+    }
+    if got["tilt_step"]:
+        scope["tilt_step"] = got["tilt_step"]
+    if got["defocus_range_um"]:
+        low, high = got["defocus_range_um"]
+        scope.update({"defocus_um": low} if low == high else {"defocus_range_um": (low, high)})
+    voxel = (
+        f"; its tomograms are at {got['voxel_size']:g} Å/voxel (the simulation stays at the library's 10 Å: "
+        "predict resamples)"
+        if got["voxel_size"]
+        else ""
+    )
+    print(
+        f"imaging like {path} ({got['tomograms']} tomogram(s)): "
+        + ", ".join(f"{k} {v}" for k, v in scope.items())
+        + (
+            f"; pre-exposure up to {got['pre_exposure_max']:g} e/Å² (B-factor kept: give --b-factor)"
+            if got["pre_exposure_max"]
+            else ""
+        )
+        + voxel
+    )
+    return scope
+
+
 def _microscope(args: argparse.Namespace):
-    """The imaging flags given, over the default microscope (None when none is given)."""
+    """The imaging flags given, over ``--like``'s project and the default microscope (None when
+    neither is given)."""
     from dataclasses import replace
 
     from dsmnet.simulate.imaging import Microscope
 
+    like = _like(args.like) if args.like else {}
     changes = {
         k: v
         for k, v in {
@@ -133,6 +173,10 @@ def _microscope(args: argparse.Namespace):
             changes["defocus_range_um"] = (low, high)
     if args.tilt_range is not None:
         changes.update(tilt_min=args.tilt_range[0], tilt_max=args.tilt_range[1])
+    if "defocus_um" in changes or "defocus_range_um" in changes:  # the user's defocus replaces the project's
+        like.pop("defocus_range_um", None)
+        changes.setdefault("defocus_range_um", None)
+    changes = {**like, **changes}
     return replace(Microscope(), **changes) if changes else None
 
 

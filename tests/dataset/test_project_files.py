@@ -4,6 +4,7 @@ voxel each pick lands on and the one line that says how the coordinates were rea
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mrcfile
@@ -288,3 +289,52 @@ def test_a_tomogram_recorded_over_another_tilt_range_is_said_before_prediction(t
     check_wedge(picks, [-50.0, 70.0], lines.append)  # the model was trained for this wedge
     check_wedge(picks, None, lines.append)  # a model from before wedges were recorded
     assert lines == []
+
+
+def _tilt_series_star(path: Path, tilts, defocus_angstrom: float) -> None:
+    rows = "\n".join(
+        f"frames/TS_01_{i:03d}.tiff {t:.2f} {3.0 * i:.1f} {defocus_angstrom + 200 * (i % 3):.1f} "
+        f"{defocus_angstrom + 150:.1f}"
+        for i, t in enumerate(tilts)
+    )
+    path.write_text(
+        "data_TS_01\n\nloop_\n_rlnMicrographMovieName #1\n_rlnTomoNominalStageTiltAngle #2\n"
+        "_rlnMicrographPreExposure #3\n_rlnDefocusU #4\n_rlnDefocusV #5\n" + rows + "\n"
+    )
+
+
+def test_simulate_like_a_relion5_project(tmp_path, monkeypatch, capsys):
+    from dsmnet.cli import main
+
+    project = tmp_path / "project"
+    series = project / "AlignTiltSeries" / "job006" / "tilt_series"
+    series.mkdir(parents=True)
+    (project / "Tomograms" / "job007").mkdir(parents=True)
+    # dose-symmetric −50°…+70° in 3° steps, as the order a dose-symmetric scheme records them
+    tilts = sorted(np.arange(-49.0, 71.0, 3.0), key=lambda t: abs(t - 11))
+    _tilt_series_star(series / "TS_01.star", tilts, 38000.0)
+    (project / "Tomograms" / "job007" / "tomograms.star").write_text(TOMOGRAMS_STAR)
+    monkeypatch.chdir(project)
+    out = tmp_path / "like"
+    status = main(
+        ["simulate", "--like", "Tomograms/job007/tomograms.star", "--n", "4", "--classes", "ruvb_7pbl,mjap_9x2o",
+         "--box", "24", "--tomogram", "48,96,96", "--seed", "2", "--no-tomograms", "--out", str(out), "--cs", "2.7"]
+    )  # fmt: skip
+    said = capsys.readouterr().out
+    assert status == 0 and "imaging like Tomograms/job007/tomograms.star (1 tomogram(s))" in said
+    scope = json.loads((out / "simulation.json").read_text())["config"]["microscope"]
+    assert (scope["voltage_kv"], scope["amplitude_contrast"], scope["cs_mm"]) == (300.0, 0.1, 2.7)  # --cs overrides
+    assert (scope["tilt_min"], scope["tilt_max"], scope["tilt_step"]) == (-49.0, 68.0, 3.0)
+    assert scope["defocus_range_um"] == pytest.approx([3.8075, 3.8275], abs=1e-3)  # mean of U and V, µm
+    assert "13.5 Å/voxel" in said  # 1.35 Å × binning 10, said (the simulation stays at 10 Å)
+
+
+def test_simulate_like_a_project_without_the_columns_is_one_line(tmp_path, capsys):
+    from dsmnet.cli import main
+
+    star = tmp_path / "tomograms.star"
+    star.write_text("data_global\n\nloop_\n_rlnTomoName #1\n_rlnTomoTiltSeriesPixelSize #2\nTS_01 1.35\n")
+    status = main(["simulate", "--like", str(star), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert status == 2 and "no rlnVoltage, rlnSphericalAberration, rlnAmplitudeContrast" in err
+    assert "Traceback" not in err
