@@ -148,6 +148,82 @@ def load_library(user_dir: Path | None = None) -> dict[str, Structure]:
     return structures
 
 
+MAP_SUFFIXES = (".mrc", ".map", ".rec")
+
+
+def map_structure(
+    path: Path,
+    name: str,
+    *,
+    voxel_size: float = 10.0,
+    max_box: int = 40,
+    map_voxel_size: float | None = None,
+    contour: float | None = None,
+    mass_kda: float | None = None,
+) -> Structure:
+    """A density map (a subtomogram average, an EMDB map) as a library structure: resampled from
+    its voxel size (the header's, or ``map_voxel_size``) to ``voxel_size`` by Fourier cropping or
+    padding, cut out around the molecule as a cube, its contour the given level (in the map's
+    units) or the level enclosing ``mass_kda`` (1.21 Å³/Da); the other of the two is derived.
+
+    Raises:
+        DataError: an unreadable map, no voxel size, neither contour nor mass, a molecule larger
+            than the box, or nothing above the contour — naming the file.
+    """
+    import torch
+    from scipy import ndimage
+
+    from dsmnet.core.resample import fourier_resize
+    from dsmnet.dataset.mrc import read_mrc
+    from dsmnet.simulate.density import DALTON_VOLUME, contour_for_mass
+
+    if contour is None and mass_kda is None:
+        raise DataError(f"{path}: give the map's --contour level or the molecule's --mass in kDa")
+    data, header_voxel = read_mrc(path)
+    have = map_voxel_size or header_voxel
+    if not have or have <= 0:
+        raise DataError(f"{path}: the header has no voxel size; give --map-voxel-size Å")
+    size = tuple(max(2, round(n * have / voxel_size)) for n in data.shape)
+    density = fourier_resize(torch.from_numpy(data.astype(np.float32))[None, None], size)[0, 0].numpy()
+    if contour is None:
+        level = contour_for_mass(density, mass_kda * 1000, voxel_size)
+    else:
+        level = float(contour)
+    inside = density >= level
+    if not inside.any():
+        raise DataError(f"{path}: no voxel above the contour {level:g}")
+    labels, count = ndimage.label(inside)
+    keep = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)  # the molecule: the largest component
+    centre = np.array(ndimage.center_of_mass(keep))
+    radius = float(np.sqrt(((np.argwhere(keep) - centre) ** 2).sum(1)).max() + 0.5) * voxel_size
+    side = int(np.ceil(2 * radius / voxel_size)) + 4
+    side += side % 2
+    if side - 4 > max_box:
+        raise DataError(
+            f"{path}: the molecule is {side - 4} voxels across at {voxel_size} Å/voxel, larger than the {max_box}³ "
+            "subtomogram box"
+        )
+    # the molecule's centre (rounded to a voxel: no interpolation) at the cube's centre voxel, other
+    # components kept below the contour so that masks hold the molecule alone
+    molecule = np.where(keep, density, np.minimum(density, level * 0.999)).astype(np.float32)
+    lo = np.round(centre).astype(int) - side // 2
+    padded = np.pad(molecule, [(side, side)] * 3)
+    cube = padded[tuple(slice(a + side, a + 2 * side) for a in lo)].copy()
+    mass = mass_kda if mass_kda is not None else float((cube >= level).sum()) * voxel_size**3 / DALTON_VOLUME / 1000
+    scale = float(cube[cube >= level].mean())
+    return Structure(
+        name=name,
+        description=f"user map from {Path(path).name} ({have:g} Å/voxel, contour {level:.4g})",
+        kind="user-map",
+        mass_kda=round(mass, 1),
+        radius=round(radius, 1),
+        voxel_size=voxel_size,
+        contour=level / scale,
+        sources=[{"file": str(Path(path).resolve()), "sha256": _sha256(Path(path))}],
+        density=cube / scale,
+    )
+
+
 def add_structure(
     path: Path,
     name: str,
@@ -156,8 +232,11 @@ def add_structure(
     voxel_size: float = 10.0,
     max_box: int = 40,
     assembly: str | None = None,
+    map_options: dict | None = None,
 ) -> Structure:
-    """Compute a user's PDB/mmCIF into a density map and add it to the user library.
+    """Compute a user's PDB/mmCIF into a density map, or take a density map (``.mrc``, ``.map``:
+    :func:`map_structure` with ``map_options``), and add it to the user library; maps and atomic
+    models mix in one library.
 
     Raises:
         DataError: a bad name, an unreadable file, or a structure larger than the subtomogram box.
@@ -169,6 +248,12 @@ def add_structure(
     library = library or user_library_dir()
     if name in {s.name for s in read_library(LIBRARY_DIR, verify=False)}:
         raise DataError(f"{name!r} is a built-in structure; choose another name")
+    existing = [s for s in read_library(library) if s.name != name]
+    if Path(path).suffix.lower() in MAP_SUFFIXES:
+        structure = map_structure(path, name, voxel_size=voxel_size, max_box=max_box, **(map_options or {}))
+        with atomic_dir(library, overwrite=True) as tmp:
+            write_library([*existing, structure], tmp)
+        return structure
     try:
         atoms = read_atoms(path, assembly)
     except StructureError as exc:
@@ -187,7 +272,6 @@ def add_structure(
         voxel_size,
         [{"file": str(Path(path).resolve()), "sha256": _sha256(Path(path))}],
     )
-    existing = [s for s in read_library(library) if s.name != name]
     with atomic_dir(library, overwrite=True) as tmp:
         write_library([*existing, structure], tmp)
     return structure

@@ -182,9 +182,16 @@ def _microscope(args: argparse.Namespace):
 
 def _structures_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list", "add"])
-    p.add_argument("file", nargs="?", help="with add: a PDB or mmCIF file")
+    p.add_argument("file", nargs="?", help="with add: a PDB or mmCIF file, or a density map (.mrc, .map)")
     p.add_argument("--name", help="with add: the class name")
     p.add_argument("--assembly", help="with add: a biological assembly id from the file")
+    p.add_argument(
+        "--map-voxel-size", type=float, help="with add of a map: its voxel size in Å (default: its header's)"
+    )
+    p.add_argument("--contour", type=float, help="with add of a map: the level that encloses the molecule")
+    p.add_argument(
+        "--mass", type=float, metavar="KDA", help="with add of a map: the molecule's mass (sets the contour)"
+    )
     p.add_argument("--voxel-size", type=float, default=10.0, help="Å per voxel (default 10)")
     p.add_argument("--box", type=int, default=40, help="the largest structure accepted, in voxels (default 40)")
     p.add_argument(
@@ -208,6 +215,7 @@ def cmd_structures(args: argparse.Namespace) -> int:
             voxel_size=args.voxel_size,
             max_box=args.box,
             assembly=args.assembly,
+            map_options={"map_voxel_size": args.map_voxel_size, "contour": args.contour, "mass_kda": args.mass},
         )
         print(
             f"added {s.name}: {s.mass_kda} kDa, {s.box}³ voxels at {s.voxel_size} Å → {library or user_library_dir()}"

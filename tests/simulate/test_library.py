@@ -114,3 +114,27 @@ def test_ideal_observer_separability_is_zero_for_a_copy_and_grows_with_snr():
     assert by_name["ruvb_7pbl"]["d_prime"] > 0.5
     ratio = {r["name"]: r["d_prime"] for r in high}["ruvb_7pbl"] / by_name["ruvb_7pbl"]["d_prime"]
     assert ratio == pytest.approx(10**0.5, rel=0.15)  # d′ grows as √SNR
+
+
+def test_a_density_map_joins_the_library_beside_atomic_models(tmp_path):
+    import torch
+
+    from dsmnet.core.resample import fourier_resize
+    from dsmnet.dataset.mrc import write_mrc
+    from dsmnet.simulate.library import add_structure, load_library
+
+    ref = load_library()["ruvb_7pbl"]
+    fine = fourier_resize(torch.from_numpy(ref.density)[None, None], tuple(2 * n for n in ref.density.shape))[0, 0]
+    path = tmp_path / "average.mrc"
+    write_mrc(path, (fine.numpy() * 37.0).astype(np.float32), 5.0)  # a 5 Å map in its own units
+    lib = tmp_path / "lib"
+    added = add_structure(path, "my_average", library=lib, map_options={"mass_kda": ref.mass_kda})
+    assert added.kind == "user-map" and added.voxel_size == 10.0 and added.mass_kda == ref.mass_kda
+    assert abs(added.radius - ref.radius) < 15.0  # Å: the molecule's extent survives the round trip
+    inside, want = (added.density >= added.contour).sum(), (ref.density >= ref.contour).sum()
+    assert abs(int(inside) - int(want)) <= 0.1 * want
+    assert float(added.density[added.density >= added.contour].mean()) == pytest.approx(1.0, rel=1e-5)
+    both = load_library(lib)
+    assert "my_average" in both and "ruvb_7pbl" in both  # maps and atomic models in one set
+    with pytest.raises(DataError, match="--contour level or the molecule's --mass"):
+        add_structure(path, "another", library=lib)
