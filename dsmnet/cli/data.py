@@ -34,7 +34,13 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="A", help="A (SNR 0.06) or B (SNR 0.01): 3205 subtomograms of 22 classes")
     p.add_argument("--out", help="the dataset folder to write")
     p.add_argument("--n", type=int, help="number of subtomograms (balanced over the classes)")
-    p.add_argument("--classes", type=_classes, help="how many library classes (the first N), or names a,b,c")
+    p.add_argument(
+        "--classes",
+        "--structures",
+        type=_classes,
+        help="how many library classes (the first N), or library entries by name a,b,c (built-in, atomic models "
+        "and maps added with dsmnet structures add)",
+    )
     p.add_argument("--snr", type=float, help="signal-to-noise ratio")
     p.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
     p.add_argument("--box", type=int, help="subtomogram side in voxels (default 40)")
