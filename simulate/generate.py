@@ -94,13 +94,8 @@ def choose_structures(config: SimulationConfig, library: dict[str, Structure]) -
         if unknown:
             raise SimulationError(f"unknown class {unknown[0]!r} (allowed: {', '.join(names)})")
         chosen = list(dict.fromkeys(config.classes))
-    structures = [library[c] for c in chosen]
+    structures = [library[c].at(config.voxel_size) for c in chosen]  # resampled when the grid differs
     for s in structures:
-        if abs(s.voxel_size - config.voxel_size) > 1e-6:
-            raise SimulationError(
-                f"structure {s.name!r} is at {s.voxel_size} Å/voxel, not {config.voxel_size}; "
-                "add it again with the wanted voxel size"
-            )
         diameter = 2 * s.radius / s.voxel_size
         if diameter > config.box:
             raise SimulationError(
@@ -118,6 +113,8 @@ def _check(config: SimulationConfig) -> None:
         raise SimulationError(f"--box must be even and ≥ 8, got {config.box}")
     if min(config.tomogram) < config.box + 2:
         raise SimulationError(f"tomogram {config.tomogram} is too small for {config.box}³ boxes")
+    if not 2.0 <= config.voxel_size <= 30.0:
+        raise SimulationError(f"--voxel-size must be between 2 and 30 Å, got {config.voxel_size:g}")
     problems = config.microscope.problems()
     if problems:
         raise SimulationError("; ".join(problems))

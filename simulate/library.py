@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,24 @@ class Structure:
             sources=sources,
             density=(density / scale).astype(np.float32),
         )
+
+    def at(self, voxel_size: float) -> Structure:
+        """This structure on a grid of ``voxel_size`` Å (itself when it is at that size already):
+        its map Fourier-resized about the centre voxel, its contour set again by its mass, the
+        mean inside the contour 1 as in every library map."""
+        if abs(self.voxel_size - voxel_size) <= 1e-6 or self.density is None:
+            return self
+        import torch
+
+        from dsmnet.core.resample import fourier_resize
+        from dsmnet.simulate.density import contour_for_mass
+
+        size = max(4, round(self.box * self.voxel_size / voxel_size))
+        size += (size - self.box) % 2  # the same parity: the centre voxel stays the centre voxel
+        resized = fourier_resize(torch.from_numpy(self.density)[None, None], (size,) * 3)[0, 0].numpy()
+        level = contour_for_mass(resized, self.mass_kda * 1000, voxel_size)
+        scale = float(resized[resized >= level].mean())
+        return replace(self, voxel_size=voxel_size, contour=level / scale, density=(resized / scale).astype(np.float32))
 
     def contiguity(self) -> float:
         """The fraction of the volume inside the contour held by its largest connected component

@@ -45,6 +45,12 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (same seed, same bytes)")
     p.add_argument("--box", type=int, help="subtomogram side in voxels (default 40)")
     p.add_argument("--tomogram", type=_shape, help="tomogram shape Z,Y,X in voxels (default 200,400,400)")
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        metavar="A",
+        help="Å per voxel of the tomograms and boxes (default 10, the library's; other sizes resample its maps)",
+    )
     p.add_argument("--crowding", type=float, help="volume fraction inside molecules (default 0.05)")
     p.add_argument(
         "--mode", choices=["fourier", "projection"], help="imaging: fourier (fast) or projection (tilt series)"
@@ -106,6 +112,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         box=args.box,
         tomogram=args.tomogram,
         crowding=args.crowding,
+        voxel_size=args.voxel_size,
         mode=args.mode,
         write_tomograms=False if args.no_tomograms else None,
         microscope=_microscope(args),

@@ -268,3 +268,22 @@ def test_bad_imaging_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, says
     err = capsys.readouterr().err
     assert (raised.value.code if raised else status) == 2
     assert says in err and "Traceback" not in err and not (tmp_path / "x").exists()
+
+
+def test_another_voxel_size_resamples_the_library(tmp_path):
+    from dsmnet.simulate.library import load_library
+
+    ref = load_library()["ruvb_7pbl"]
+    coarse = ref.at(13.68)
+    assert coarse.voxel_size == 13.68 and (coarse.box - ref.box) % 2 == 0
+    want = ref.mass_kda * 1000 * 1.21 / 13.68**3  # the molecule's volume in voxels of 13.68 Å
+    assert abs(int((coarse.density >= coarse.contour).sum()) - want) <= 0.05 * want + 1
+    assert ref.at(10.0) is ref
+    out = tmp_path / "c"
+    config = SimulationConfig(n=4, classes=["ruvb_7pbl", "mjap_9x2o"], snr=0.5, seed=1, box=24,
+                              tomogram=(48, 96, 96), voxel_size=13.68, write_tomograms=False)  # fmt: skip
+    simulate(config, out)
+    first = sorted(out.rglob("*.mrc"))[0]
+    assert read_mrc(first)[1] == pytest.approx(13.68, abs=1e-4)
+    with pytest.raises(SimulationError, match="--voxel-size must be between 2 and 30"):
+        simulate(SimulationConfig(n=2, voxel_size=40.0), tmp_path / "d")
