@@ -32,6 +32,17 @@ PROJECTION_MAX_SIDE = 256
 PRESETS = {
     "A": {"snr": 0.06, "n": 3205, "classes": 22},
     "B": {"snr": 0.01, "n": 3205, "classes": 22},
+    # like the paper's dataset C in its acquisition only: the paper's C is experimental (ribosomes and
+    # proteasomes in a cell, recorded from −50° to +70°, binned to 13.68 Å); this is simulated, with
+    # dataset A's SNR
+    "C": {
+        "snr": 0.06,
+        "n": 786,
+        "classes": ["ribosome_6zu5", "pseudo_proteasome"],
+        "box": 40,
+        "voxel_size": 13.68,
+        "tilt_range": (-50.0, 70.0),
+    },
 }
 
 
@@ -65,11 +76,18 @@ class SimulationConfig:
     max_tomograms: int = 100
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> SimulationConfig:
-        """A named preset (``A``: SNR 0.06, ``B``: SNR 0.01; 3205 subtomograms of 22 classes)."""
+    def preset(cls, name: str, imaging: dict | None = None, **overrides) -> SimulationConfig:
+        """A named preset (``A``: SNR 0.06, ``B``: SNR 0.01; 3205 subtomograms of 22 classes; ``C``:
+        dataset C's acquisition), with ``imaging`` (:class:`Microscope` fields) over its microscope."""
         if name not in PRESETS:
             raise SimulationError(f"unknown preset {name!r} (allowed: {', '.join(PRESETS)})")
         values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+        tilts = values.pop("tilt_range", None)
+        scope = Microscope(tilt_min=tilts[0], tilt_max=tilts[1]) if tilts else Microscope()
+        if imaging:
+            scope = dataclasses.replace(scope, **imaging)
+        if imaging or tilts:
+            values["microscope"] = scope
         if values.get("mode") == "projection" and "tomogram" not in values:
             values["tomogram"] = PROJECTION_TOMOGRAM
         return cls(**values)

@@ -81,8 +81,8 @@ def test_data_errors_exit_2_naming_the_file(tmp_path):
     proc = run("train", "dsmnet", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"))
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == f"dsmnet: error: {tmp_path / 'nowhere' / 'particles.star'}: no such STAR file"
-    proc = run("simulate", "--preset", "C", "--out", str(tmp_path / "d"))
-    assert proc.returncode == 2 and "unknown preset 'C' (allowed: A, B)" in proc.stderr
+    proc = run("simulate", "--preset", "D", "--out", str(tmp_path / "d"))
+    assert proc.returncode == 2 and "unknown preset 'D' (allowed: A, B, C)" in proc.stderr
     proc = run("simulate", "--n", "5", "--out", "/proc/forbidden/x")
     assert proc.returncode == 2 and "cannot write /proc/forbidden/x" in proc.stderr
 

@@ -220,8 +220,17 @@ def test_bad_input_is_a_clear_error_and_nothing_is_written(tmp_path, kw, message
 
 
 def test_unknown_preset():
-    with pytest.raises(SimulationError, match="unknown preset 'C' \\(allowed: A, B\\)"):
-        SimulationConfig.preset("C")
+    with pytest.raises(SimulationError, match="unknown preset 'D' \\(allowed: A, B, C\\)"):
+        SimulationConfig.preset("D")
+
+
+def test_preset_c_has_dataset_cs_acquisition_and_the_flags_go_over_it():
+    c = SimulationConfig.preset("C")
+    assert (c.n, c.box, c.voxel_size, c.classes) == (786, 40, 13.68, ["ribosome_6zu5", "pseudo_proteasome"])
+    assert (c.microscope.tilt_min, c.microscope.tilt_max) == (-50.0, 70.0)
+    given = SimulationConfig.preset("C", imaging={"defocus_um": 3.0})
+    assert (given.microscope.tilt_min, given.microscope.defocus_um) == (-50.0, 3.0)  # the preset's wedge kept
+    assert SimulationConfig.preset("A").microscope == Microscope()
 
 
 def test_existing_output_is_not_overwritten(tmp_path):
