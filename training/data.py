@@ -94,9 +94,13 @@ class Volumes:
             else:
                 array = index.numpy() if isinstance(index, torch.Tensor) else np.asarray(index)
                 items = np.flatnonzero(array) if array.dtype == bool else array.reshape(-1)
-            stacked = _readers().map(self.read, [int(i) for i in items]) if len(items) > 1 else map(self.read, items)
-            stacked = list(stacked)
-            out = torch.from_numpy(np.stack(stacked) if stacked else np.zeros((0, *self.item_shape), self.dtype))
+            batch = np.empty((len(items), *self.item_shape), self.dtype)
+
+            def fill(j: int) -> None:  # each item read straight into its place, on the reader threads
+                batch[j] = self.read(int(items[j]))
+
+            list(_readers().map(fill, range(len(items))) if len(items) > 1 else map(fill, range(len(items))))
+            out = torch.from_numpy(batch)
             rest = (slice(None), *rest) if rest else ()  # the other indices apply to each item
         return out[rest] if rest else out
 
