@@ -92,6 +92,23 @@ class SimulationConfig:
             values["tomogram"] = PROJECTION_TOMOGRAM
         return cls(**values)
 
+    @classmethod
+    def from_dict(cls, made: dict) -> SimulationConfig:
+        """The config a ``simulation.json`` records (its ``config``): keys this version does not
+        know are left out, settings added since it was made take their defaults.
+
+        Raises:
+            KeyError, TypeError, ValueError: not a dsmnet simulation's config.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in made.items() if k in known}
+        scope = dict(values.pop("microscope", {}))
+        if scope.get("defocus_range_um") is not None:
+            scope["defocus_range_um"] = tuple(scope["defocus_range_um"])
+        if "tomogram" in values:
+            values["tomogram"] = tuple(values["tomogram"])
+        return cls(**values, microscope=Microscope(**scope))
+
     def as_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["tomogram"] = list(self.tomogram)

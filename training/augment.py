@@ -70,12 +70,13 @@ def turn(v: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
 def dataset_microscope(root: Path | None):
     """The acquisition a dataset's ``simulation.json`` records (the paper's ±60° and 1/(4 nm) when
     it has none, e.g. experimental data)."""
+    from dsmnet.simulate.generate import SimulationConfig
     from dsmnet.simulate.imaging import Microscope
 
     path = Path(root) / "simulation.json" if root is not None else None
     if path is not None and path.is_file():
         try:
-            return Microscope(**json.loads(path.read_text())["config"]["microscope"])
+            return SimulationConfig.from_dict(json.loads(path.read_text())["config"]).microscope
         except (ValueError, KeyError, TypeError):
             pass  # not a dsmnet simulation: keep the paper's acquisition
     return Microscope()

@@ -15,7 +15,7 @@ import json
 import multiprocessing
 import shutil
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 from dsmnet.dataset import layout
@@ -33,18 +33,10 @@ def _simulate(config, folder: str) -> str:  # in the worker process
 def made_like(root: Path):
     """The :class:`SimulationConfig` a dataset was made with, from its ``simulation.json``."""
     from dsmnet.simulate.generate import SimulationConfig
-    from dsmnet.simulate.imaging import Microscope
 
     path = Path(root) / layout.SIMULATION
     try:
-        made = json.loads(path.read_text())["config"]
-        known = {f.name for f in fields(SimulationConfig)}
-        values = {k: v for k, v in made.items() if k in known}
-        scope = values.pop("microscope", {})
-        if scope.get("defocus_range_um") is not None:
-            scope["defocus_range_um"] = tuple(scope["defocus_range_um"])
-        values["tomogram"] = tuple(values["tomogram"])
-        return SimulationConfig(**values, microscope=Microscope(**scope))
+        return SimulationConfig.from_dict(json.loads(path.read_text())["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(
             f"{path}: --fresh-data needs a dataset made by dsmnet simulate (its simulation.json: {exc})"
