@@ -49,8 +49,8 @@ def _loading(data: str, batch: int, repeats: int) -> dict[str, float]:
     from pathlib import Path
 
     from bench.memory import _dataset
+    from dsmnet.dataset.subtomograms import load_dataset
     from dsmnet.training.augment import augment, measured_frequencies
-    from dsmnet.training.data import load_dataset
 
     root = _dataset(Path(data), 64, 64)
     dataset = load_dataset(root)

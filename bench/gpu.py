@@ -41,10 +41,10 @@ def _dataset(root: Path, n: int) -> Path:
 
 
 def run(device: str = "cuda", n: int = 1024, data: str = "/tmp/dsmnet-bench-gpu", batch: int = 16) -> dict:
+    from dsmnet.infer.predict import predict
     from dsmnet.reproduce.scales import SCALES, variant
     from dsmnet.training.evaluate import evaluate
     from dsmnet.training.loop import train
-    from dsmnet.training.predict import predict
     from dsmnet.training.runtime import auto_precision, make_runtime
     from dsmnet.training.settings import TrainConfig
 

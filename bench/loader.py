@@ -27,8 +27,8 @@ import torch
 
 from bench.common import main
 from dsmnet.dataset.mrc import read_mrc
+from dsmnet.dataset.subtomograms import Volumes, load_dataset, normalise
 from dsmnet.training.batches import batch_bounds, prefetch
-from dsmnet.training.data import Volumes, load_dataset, normalise
 
 KINDS = ("class", "mask", "density")
 

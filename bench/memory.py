@@ -59,7 +59,7 @@ if job == "train":
     history = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     rate = history[-1]["train_samples_per_s"]
 else:
-    from dsmnet.training.predict import predict
+    from dsmnet.infer.predict import predict
     start = time.perf_counter()
     r = predict(sys.argv[5], data, out, progress=False, batch_size=64, in_memory=in_memory)
     rate = r["particles"] / (time.perf_counter() - start)

@@ -87,7 +87,7 @@ def tomo_name(name: str) -> str:
     return name[: -len(WARP)] if name.endswith(WARP) else name
 
 
-def _project_path(value: str, star: Path) -> Path:
+def project_path(value: str, star: Path) -> Path:
     """A path in a RELION file: absolute, or relative to the project folder RELION runs in (the
     working directory) or to the STAR file's folder, whichever holds it (the project folder
     when neither does, so the error names what RELION would have opened)."""
@@ -117,12 +117,12 @@ def _tomograms_star(path: Path) -> dict[str, dict]:
         entry: dict = {}
         cell = partial(_text, row)
         if cell("rlnTomoReconstructedTomogram"):
-            entry["file"] = _project_path(cell("rlnTomoReconstructedTomogram"), path)
+            entry["file"] = project_path(cell("rlnTomoReconstructedTomogram"), path)
         elif cell("rlnTomoReconstructedTomogramHalf1") and cell("rlnTomoReconstructedTomogramHalf2"):
-            halves = tuple(_project_path(cell(f"rlnTomoReconstructedTomogramHalf{k}"), path) for k in (1, 2))
+            halves = tuple(project_path(cell(f"rlnTomoReconstructedTomogramHalf{k}"), path) for k in (1, 2))
             entry["file"], entry["halves"] = halves[0], halves
         elif cell("rlnTomoReconstructedTomogramHalf1"):
-            entry["file"] = _project_path(cell("rlnTomoReconstructedTomogramHalf1"), path)
+            entry["file"] = project_path(cell("rlnTomoReconstructedTomogramHalf1"), path)
         entry["tilt_range"] = _tilt_range(cell("rlnTomoTiltSeriesStarFile"), path)
         if "rlnTomoTiltSeriesPixelSize" in row:
             entry["pixel"] = float(row["rlnTomoTiltSeriesPixelSize"])
@@ -138,7 +138,7 @@ def _tilt_range(star: str | None, tomograms: Path) -> tuple[float, float] | None
     if not star:
         return None
     try:
-        table = particles_block(read_star_blocks(_project_path(star, tomograms)), Path(star))
+        table = particles_block(read_star_blocks(project_path(star, tomograms)), Path(star))
         tilts = table["rlnTomoNominalStageTiltAngle"].astype(float)
         return (float(tilts.min()), float(tilts.max())) if len(tilts) else None
     except (DataError, KeyError, ValueError, OSError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dsmnet.dataset.mrc import DataError
-from dsmnet.dataset.picks import _project_path
+from dsmnet.dataset.picks import project_path
 from dsmnet.dataset.star import particles_block, read_star_blocks
 
 NEEDED = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnTomoTiltSeriesStarFile")
@@ -34,7 +34,7 @@ def read_acquisition(tomograms_star: str | Path) -> dict:
         raise DataError(f"{path}: no {', '.join(missing)} (a RELION-5 tomograms.star has them); give the flags instead")
     tilts, defoci, doses = [], [], []
     for star in table["rlnTomoTiltSeriesStarFile"].astype(str):
-        file = _project_path(star, path)
+        file = project_path(star, path)
         if not file.is_file():
             raise DataError(f"{path}: its tilt series file {file} is missing")
         series = particles_block(read_star_blocks(file), file)

@@ -12,12 +12,11 @@ For a 34³ box that is 17 + 17 + 17 = 51 features. The classifier is scikit-lear
 discriminant analysis with Ledoit–Wolf shrinkage, fitted on the training split of the run's own
 8:1:1 split and scored on the same test particles as the networks.
 
-Run alone: ``python -m dsmnet.reproduce.baseline DATASET [--test TEST_DATASET] [--seed 0]``.
+Run alone: ``dsmnet baseline --data DATASET [--test TEST_DATASET] [--seed 0]``.
 """
 
 from __future__ import annotations
 
-import argparse
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from dsmnet.training.data import load_dataset, stratified_split
+from dsmnet.dataset.subtomograms import load_dataset, stratified_split
 
 
 def _shells(shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
@@ -95,21 +94,9 @@ def classical_baseline(data_dir: Path, seed: int, test_dir: Path | None = None) 
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m dsmnet.reproduce.baseline",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("data", type=Path, help="the dataset folder to fit on (its seeded 8:1:1 split's training part)")
-    parser.add_argument("--test", type=Path, help="an independent test set (default: the split's test part)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, as the runs' --seed")
-    parser.add_argument("--out", type=Path, help="also write the record (per-particle predictions included) as JSON")
-    args = parser.parse_args()
-    from dsmnet.reproduce.report import run_reference
+if __name__ == "__main__":  # the old entry point: an alias of ``dsmnet baseline``
+    import sys
 
-    raise SystemExit(run_reference(lambda: classical_baseline(args.data, args.seed, args.test), args.out, parser.prog))
+    from dsmnet.cli import main
 
-
-if __name__ == "__main__":
-    main()
+    raise SystemExit(main(["baseline", *sys.argv[1:]]))

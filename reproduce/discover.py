@@ -25,8 +25,8 @@ from dsmnet.core.fsutil import atomic_dir, atomic_write_text
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.star import read_star, write_star
-from dsmnet.training.data import load_dataset, read_classes
-from dsmnet.training.figures import _plt, _save, fsc_figure
+from dsmnet.dataset.subtomograms import load_dataset, read_classes
+from dsmnet.training.figures import fsc_figure, pyplot, save_figure
 from dsmnet.training.metrics import fsc_curve, resolution
 from dsmnet.training.runtime import make_runtime
 from dsmnet.training.step import load_trained
@@ -137,7 +137,7 @@ def discover(
 
 
 def _tsne_figure(embedding, labels, held, classes, holdout, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     cmap = plt.get_cmap("tab20", len(classes))
     for i, name in enumerate(classes):
@@ -149,11 +149,11 @@ def _tsne_figure(embedding, labels, held, classes, holdout, path: Path) -> Path:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(fontsize=5, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _recovery_figure(truth: np.ndarray, pred: np.ndarray, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     n = len(truth)
     fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.4), squeeze=False)
     for j in range(n):
@@ -164,4 +164,4 @@ def _recovery_figure(truth: np.ndarray, pred: np.ndarray, path: Path) -> Path:
         axes[1, j].set_title("recovered", fontsize=8)
     for ax in axes.ravel():
         ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)

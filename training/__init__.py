@@ -1,1 +1,1 @@
-"""Training, evaluation and prediction: the paper's protocol and metrics, and inference on users' data."""
+"""Training and evaluation: the paper's protocol, its loop, checkpoints and metrics."""

@@ -11,7 +11,7 @@ import torch
 
 from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.dataset.mrc import DataError
-from dsmnet.training.data import load_dataset
+from dsmnet.dataset.subtomograms import load_dataset
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
 from dsmnet.training.metrics import fsc_curve, resolution
 from dsmnet.training.options import SPLITS

@@ -11,7 +11,7 @@ import numpy as np
 from dsmnet.core.fsutil import atomic_path
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,16 +20,16 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def training_curves(history: list[dict[str, Any]], path: Path) -> Path:
     """Loss (train and validation) and validation metrics per epoch."""
-    plt = _plt()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     metrics = sorted({k for h in history for k in h if k.startswith(("val_acc", "val_miou", "val_pixel"))})
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -45,7 +45,7 @@ def training_curves(history: list[dict[str, Any]], path: Path) -> Path:
     axes[1].set_ylabel("validation")
     if metrics:
         axes[1].legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def slices_figure(
@@ -58,7 +58,7 @@ def slices_figure(
     path: Path,
 ) -> Path:
     """Paper Fig. 3: central slices of input, true density, true mask, predicted mask and density."""
-    plt = _plt()
+    plt = pyplot()
     columns = [
         ("input", inputs, "gray"),
         ("true density", truth_density, "gray"),
@@ -78,11 +78,11 @@ def slices_figure(
                 continue
             ax.imshow(vol[vol.shape[0] // 2], cmap=cmap)
             ax.set_title(f"{titles[r]}\n{name}" if c == 0 else name, fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_figure(matrix: np.ndarray, classes: list[str], path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     n = len(classes)
     fig, ax = plt.subplots(figsize=(0.35 * n + 3, 0.35 * n + 2.5))
     rows = matrix.sum(1, keepdims=True)
@@ -95,11 +95,11 @@ def confusion_figure(matrix: np.ndarray, classes: list[str], path: Path) -> Path
         for j in range(n):
             if matrix[i, j]:
                 ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def fsc_figure(curve: np.ndarray, voxel_size: float, path: Path, label: str = "mean FSC") -> Path:
-    plt = _plt()
+    plt = pyplot()
     box = 2 * (len(curve) - 1)
     freq = np.arange(len(curve)) / (box * voxel_size)
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -110,4 +110,4 @@ def fsc_figure(curve: np.ndarray, voxel_size: float, path: Path, label: str = "m
     ax.set_ylabel("FSC")
     ax.set_ylim(-0.1, 1.05)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError
-from dsmnet.training.data import Subtomograms, load_dataset
+from dsmnet.dataset.subtomograms import Subtomograms, load_dataset
 
 
 def _simulate(config, folder: str) -> str:  # in the worker process

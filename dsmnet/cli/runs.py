@@ -162,7 +162,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     arguments=_predict_arguments,
 )
 def cmd_predict(args: argparse.Namespace) -> int:
-    from dsmnet.training.predict import predict
+    from dsmnet.infer.predict import predict
 
     if args.data is None and args.picks is None:
         raise UsageError("predict needs DATA (a dataset folder, a folder of MRCs or a STAR file) or --picks")
@@ -200,6 +200,6 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     "demo", help="simulate, train DSM-Net, evaluate: the main job end to end (make demo)", arguments=_demo_arguments
 )
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dsmnet.training.demo import run_demo
+    from dsmnet.reproduce.demo import run_demo
 
     return run_demo(Path(args.out), fresh=args.fresh)

@@ -268,7 +268,7 @@ frames/TS_01_005.tiff  -50.000000    12.000000
 
 
 def test_a_tomogram_recorded_over_another_tilt_range_is_said_before_prediction(tmp_path, monkeypatch):
-    from dsmnet.training.extract import check_wedge
+    from dsmnet.infer.extract import check_wedge
 
     project = tmp_path / "project"
     folder = project / "Tomograms" / "job007" / "tomograms"

@@ -36,7 +36,7 @@ def test_data_that_was_not_simulated_is_refused(tmp_path):
 
 def test_the_study_caches_the_row_and_reports_its_classes(small_data, tmp_path, monkeypatch):
     from dsmnet.reproduce import jobs
-    from dsmnet.reproduce.report import _per_class
+    from dsmnet.reproduce.report import per_class_lines
     from dsmnet.reproduce.scales import BASELINE, ORACLE
 
     first = jobs.template_matching(small_data, 50, tmp_path, log=lambda _m: None)
@@ -44,7 +44,7 @@ def test_the_study_caches_the_row_and_reports_its_classes(small_data, tmp_path, 
     assert jobs.template_matching(small_data, 50, tmp_path, log=lambda _m: None) == first
     cnn = {"metrics": {"acc_cls": 0.5}, "per_class_accuracy_cls": dict.fromkeys(first["classes"], 0.5)}
     lda = {**first, "confusion_cls": [[1, 1, 0], [0, 2, 0], [0, 0, 2]]}
-    lines = _per_class("table1", {BASELINE: [lda], ORACLE: [first], "DSM-Net": [cnn]})
+    lines = per_class_lines("table1", {BASELINE: [lda], ORACLE: [first], "DSM-Net": [cnn]})
     assert lines[2] == f"| class | {BASELINE} | {ORACLE} | DSM-Net |"
     assert lines[4] == f"| ruvb_7pbl | 0.50 | {first['confusion_cls'][0][0] / 20:.2f} | 0.50 |"
 
@@ -67,18 +67,20 @@ def test_each_reference_row_runs_alone_and_refuses_bad_input_in_one_line(module,
 
 def test_the_reference_rows_keep_records_that_pair(small_data, tmp_path, capsys):
     """The classical baseline from the command line writes its record, and it pairs with template
-    matching's on the same particles (``python -m dsmnet.reproduce.paired``)."""
+    matching's on the same particles (``dsmnet paired``)."""
     import json
     import subprocess
     import sys
 
-    from dsmnet.reproduce import paired
+    from dsmnet.cli import main
 
     out = tmp_path / "lda.json"
     cmd = [
         sys.executable,
         "-m",
-        "dsmnet.reproduce.baseline",
+        "dsmnet",
+        "baseline",
+        "--data",
         str(small_data),
         "--test",
         str(small_data),
@@ -90,7 +92,7 @@ def test_the_reference_rows_keep_records_that_pair(small_data, tmp_path, capsys)
     assert len(lda["per_particle"]["predicted_cls"]) == lda["particles"] == 60
     tm = tmp_path / "tm.json"
     tm.write_text(json.dumps(oracle.template_matching(small_data, rotations=50)))
-    assert paired.main([str(tm), str(out)]) == 0
+    assert main(["paired", str(tm), str(out)]) == 0
     assert capsys.readouterr().out.startswith("acc_cls: ")
 
 

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from dsmnet.reproduce.paired import _miou, accuracy_se, discordance, main, miou_se
-from dsmnet.reproduce.report import _orderings
+from dsmnet.cli import main as dsmnet_main
+from dsmnet.reproduce.paired import _miou, accuracy_se, discordance, miou_se
+
+
+def main(argv: list[str]) -> int:
+    return dsmnet_main(["paired", *argv])
+
+
+from dsmnet.reproduce.report import ordering_lines
 from dsmnet.training.metrics import Confusion
 
 
@@ -28,7 +35,7 @@ def test_pairing_resolves_a_difference_shared_particles_hide():
     better, worse = classified(np.arange(100) < 80), classified(np.arange(100) < 75)
     # 5 particles differ by 1: s.d. sqrt((5·0.95² + 95·0.05²)/99) = 0.219, s.e. 0.0219
     assert accuracy_se([better], [worse]) == pytest.approx(0.0219, abs=1e-4)
-    line = _orderings({"table1": {"DSM-Net": [better], "Cls subnet": [worse]}})[0]
+    line = ordering_lines({"table1": {"DSM-Net": [better], "Cls subnet": [worse]}})[0]
     assert line == (
         "- table1: DSM-Net acc 0.800 > Cls subnet 0.750 — **held**; "
         "difference +0.050 ± 0.022 (1 s.e., paired over the 100 test particles)"
@@ -38,7 +45,7 @@ def test_pairing_resolves_a_difference_shared_particles_hide():
         del r["per_particle"]
     assert (
         "**not shown: within noise**; difference +0.050 ± 0.059 (1 s.e.)"
-        in _orderings({"table1": {"DSM-Net": [better], "Cls subnet": [worse]}})[0]
+        in ordering_lines({"table1": {"DSM-Net": [better], "Cls subnet": [worse]}})[0]
     )
 
 
@@ -88,7 +95,7 @@ def test_the_bootstrap_miou_error_shrinks_as_one_over_root_n():
         {"per_particle": {"label": [0] * 1600, "confusion_seg": r["per_particle"]["confusion_seg"] * 4}} for r in (a, b)
     )
     assert miou_se([a4], [b4]) == pytest.approx(se / 2, rel=0.1)  # the same particles four times over
-    assert "paired over the 400 test particles" in _orderings({"table1": {"DSM-Net": [a], "Seg subnet": [b]}})[0]
+    assert "paired over the 400 test particles" in ordering_lines({"table1": {"DSM-Net": [a], "Seg subnet": [b]}})[0]
 
 
 def test_paired_compares_two_records_from_the_command_line(tmp_path, capsys):
@@ -104,6 +111,9 @@ def test_paired_compares_two_records_from_the_command_line(tmp_path, capsys):
         "particles: both right 75, only the first 5, only the second 0, neither 20 "
         "(either right 0.800; McNemar exact p = 0.062)"
     )
+    assert main([str(paths[0]), str(paths[1]), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["metric"] == "acc_cls" and row["difference"] == pytest.approx(0.05) and row["particles"]["both"] == 75
     (tmp_path / "bad.json").write_text('{"metrics": {}}')
     assert main([str(paths[0]), str(tmp_path / "bad.json")]) == 2
     err = capsys.readouterr().err

@@ -12,7 +12,7 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.reproduce.discover import discover, without_class
 from dsmnet.reproduce.jobs import StudyError
 from dsmnet.reproduce.records import with_record
-from dsmnet.reproduce.report import _orderings, _table, budget_note, failed, revisions_line, runtimes_line
+from dsmnet.reproduce.report import budget_note, failed, ordering_lines, revisions_line, runtimes_line, table_lines
 from dsmnet.reproduce.scales import SCALES, TABLE1, TABLE3, variant
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig
@@ -53,15 +53,15 @@ def test_tables_and_orderings_are_stated_from_measurements():
         "confusion_cls": collapsed,
     }
     assert not failed(good, 22) and failed(bad, 22)
-    md, csv_text = _table("table1", {"DSM-Net": [good, good], "Cls subnet": [bad]}, SCALES["mini"])
+    md, csv_text = table_lines("table1", {"DSM-Net": [good, good], "Cls subnet": [bad]}, SCALES["mini"])
     assert "| DSM-Net | 0.950 ± 0.000 | 0.700 ± 0.000 | 0.800 ± 0.000 |" in md
     assert "did not converge (1/1 seeds: predicts one class for every particle; target IoU 0.00)" in md
     assert csv_text.startswith("model,seeds")
-    lines = _orderings({"table1": {"DSM-Net": [good], "Cls subnet": [bad]}})
+    lines = ordering_lines({"table1": {"DSM-Net": [good], "Cls subnet": [bad]}})
     assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.050 — **held**"]
     # several seeds: the verdict is on the means, and says on how many seeds it held
     close = {"metrics": {"acc_cls": 0.82}}
-    lines = _orderings({"table1": {"DSM-Net": [good, good], "Cls subnet": [bad, close]}})
+    lines = ordering_lines({"table1": {"DSM-Net": [good, good], "Cls subnet": [bad, close]}})
     assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.435 — **held (1/2 seeds)**"]
 
 
@@ -81,7 +81,7 @@ def test_a_row_still_improving_at_its_last_epoch_says_so(tmp_path):
     assert budget_note([{"run": "classical baseline", "metrics": {"acc_cls": 0.6}}]) == ""  # a reference row
     assert budget_note([stopped, gone]) == "1/2 seeds kept without a training record"
     assert budget_note([late, gone]).endswith("(1/1 seeds); 1/2 seeds kept without a training record")
-    md, _ = _table("table1", {"Cls subnet": [late]}, SCALES["mini"])
+    md, _ = table_lines("table1", {"Cls subnet": [late]}, SCALES["mini"])
     assert "| 0.500 | - / - / 76.24 | best epoch 29 of 30: still improving at the budget's end (1/1 seeds) |" in md
 
 
@@ -224,22 +224,22 @@ def test_accuracy_orderings_state_their_standard_error():
         confusion = [[n // 2, 0], [0, n - n // 2]]  # only its total, the test set's size, is used
         return {"metrics": {"acc_cls": acc}, "confusion_cls": confusion}
 
-    close = _orderings({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.75)]}})
+    close = ordering_lines({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.75)]}})
     # sqrt(0.8·0.2/100 + 0.75·0.25/100) = 0.059
     assert close == [
         "- table1: DSM-Net acc 0.800 > Cls subnet 0.750 — **not shown: within noise**; "
         "difference +0.050 ± 0.059 (1 s.e.)"
     ]
-    behind = _orderings({"table1": {"DSM-Net": [run(0.75), run(0.80)], "Cls subnet": [run(0.80), run(0.75)]}})
+    behind = ordering_lines({"table1": {"DSM-Net": [run(0.75), run(0.80)], "Cls subnet": [run(0.80), run(0.75)]}})
     assert behind[0].startswith(
         "- table1: DSM-Net acc 0.775 > Cls subnet 0.775 — **not shown: within noise (1/2 seeds ahead)**"
     )
-    reversed_ = _orderings({"table1": {"DSM-Net": [run(0.40)], "Cls subnet": [run(0.80)]}})
+    reversed_ = ordering_lines({"table1": {"DSM-Net": [run(0.40)], "Cls subnet": [run(0.80)]}})
     assert "**did not hold**; difference -0.400 ± 0.063" in reversed_[0]
-    far = _orderings({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.40)]}})
+    far = ordering_lines({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.40)]}})
     assert far[0].endswith("difference +0.400 ± 0.063 (1 s.e.)")
     # two seeds: the standard error of the mean of each row
-    two = _orderings({"table1": {"DSM-Net": [run(0.8), run(0.8)], "Cls subnet": [run(0.4), run(0.4)]}})
+    two = ordering_lines({"table1": {"DSM-Net": [run(0.8), run(0.8)], "Cls subnet": [run(0.4), run(0.4)]}})
     assert "difference +0.400 ± 0.045 (1 s.e.)" in two[0]
 
 
@@ -247,18 +247,18 @@ def test_miou_orderings_take_their_standard_error_from_the_seeds():
     def seg(miou: float) -> dict:
         return {"metrics": {"miou_seg": miou}}
 
-    one = _orderings({"table1": {"DSM-Net": [seg(0.80)], "SSN3D-ED": [seg(0.79)]}})
+    one = ordering_lines({"table1": {"DSM-Net": [seg(0.80)], "SSN3D-ED": [seg(0.79)]}})
     assert one == ["- table1: DSM-Net miou 0.800 > SSN3D-ED 0.790 — **held (one seed each: no standard error)**"]
     # seeds 0.666 and 0.634 (s.d. 0.0226) against one seed: s.e. 0.0226 · sqrt(1/2 + 1) = 0.028
-    spread = _orderings({"table2": {"DSM-Net": [seg(0.666), seg(0.634)], "Seg subnet": [seg(0.648)]}})
+    spread = ordering_lines({"table2": {"DSM-Net": [seg(0.666), seg(0.634)], "Seg subnet": [seg(0.648)]}})
     assert spread == [
         "- table2: DSM-Net miou 0.650 > Seg subnet 0.648 — **not shown: within noise**; "
         "difference +0.002 ± 0.028 (1 s.e., from the seeds' spread)"
     ]
     # the spread is pooled over the table's rows: a row whose two seeds agree does not make it zero
     pooled = {"DSM-Net": [seg(0.80), seg(0.80)], "Cls+Seg": [seg(0.78), seg(0.76)], "Seg subnet": [seg(0.803)]}
-    assert "**not shown: within noise**; difference -0.003 ± 0.012" in _orderings({"table1": pooled})[0]
-    far = _orderings({"table2": {"DSM-Net": [seg(0.80), seg(0.81)], "Seg subnet": [seg(0.60), seg(0.61)]}})
+    assert "**not shown: within noise**; difference -0.003 ± 0.012" in ordering_lines({"table1": pooled})[0]
+    far = ordering_lines({"table2": {"DSM-Net": [seg(0.80), seg(0.81)], "Seg subnet": [seg(0.60), seg(0.61)]}})
     assert far[0].startswith("- table2: DSM-Net miou 0.805 > Seg subnet 0.605 — **held (2/2 seeds)**")
 
 

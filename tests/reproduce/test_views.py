@@ -6,13 +6,14 @@ import json
 
 import torch
 
+from dsmnet.cli import main
 from dsmnet.reproduce import views
 
 
 def test_views_reports_both_kinds_of_view_per_angle_and_writes_its_json(trained_run, small_data, tmp_path, capsys):
     out = tmp_path / "views.json"
     assert (
-        views.main([str(trained_run), "--data", str(small_data), "--n", "24", "--angles", "0,90", "--out", str(out)])
+        main(["views", str(trained_run), "--data", str(small_data), "--n", "24", "--angles", "0,90", "--out", str(out)])
         == 0
     )
     result = json.loads(out.read_text())
@@ -21,7 +22,7 @@ def test_views_reports_both_kinds_of_view_per_angle_and_writes_its_json(trained_
     for view in result["accuracy"].values():
         assert set(view) == {"0", "90"} and all(0 <= a <= 1 for a in view.values())
     # at 0° a view is the box itself (resampled on its own grid, renormalised)
-    from dsmnet.training.data import load_dataset
+    from dsmnet.dataset.subtomograms import load_dataset
     from dsmnet.training.step import load_trained
 
     model, _, state = load_trained(trained_run)

@@ -101,7 +101,7 @@ def test_add_rejects_unreadable_too_large_and_bad_names(tmp_path):
 
 
 def test_ideal_observer_separability_is_zero_for_a_copy_and_grows_with_snr():
-    from dsmnet.simulate.separability import separability
+    from dsmnet.reproduce.separability import separability
 
     library = load_library()
     twin = library["mtor_4jsv"]

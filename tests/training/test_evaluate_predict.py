@@ -15,10 +15,10 @@ import torch
 
 from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.star import write_star
+from dsmnet.infer.extract import extract
+from dsmnet.infer.predict import predict
 from dsmnet.training.evaluate import evaluate
-from dsmnet.training.extract import extract
 from dsmnet.training.metrics import Confusion, resolution
-from dsmnet.training.predict import predict
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_a_bad_subtomogram_is_refused_naming_the_file(small_data, tmp_path, valu
     import shutil
 
     from dsmnet.dataset.mrc import DataError, read_mrc, write_mrc
-    from dsmnet.training.data import load_dataset
+    from dsmnet.dataset.subtomograms import load_dataset
 
     copy = tmp_path / "data"
     shutil.copytree(small_data, copy)

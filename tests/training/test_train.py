@@ -192,7 +192,7 @@ def test_heads_start_from_the_training_splits_priors(small_data, tiny_spec):
     """Segmenter biases = log voxel frequencies, reconstructor bias = mean density, classifier =
     log class frequencies; an untrained model then predicts the prior where features are zero."""
     from dsmnet.core.build import build_model
-    from dsmnet.training.data import load_dataset, stratified_split
+    from dsmnet.dataset.subtomograms import load_dataset, stratified_split
 
     data = load_dataset(small_data)
     train_idx = stratified_split(data.labels, 0)["train"]

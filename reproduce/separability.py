@@ -14,21 +14,19 @@ this observer (error rate Φ(−d′/2) for two equally likely classes: 31 % at 
 only do worse. The wedge is left out (it depends on the orientation), so d′ is an upper bound in
 that respect; the minimum over a finite set of rotations is an upper bound too.
 
-Run: ``python -m dsmnet.simulate.separability [--snr 0.06] [--box 34] [--rotations 600]``
+Run: ``dsmnet separability [--snr 0.06] [--box 34] [--rotations 600]``
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from dsmnet.registry.errors import run_command
 from dsmnet.simulate.imaging import Microscope, ctf_mtf, rfft_grid
-from dsmnet.simulate.library import Structure, load_library
+from dsmnet.simulate.library import Structure
 
 CROWDING_VARIANCE_BOX = (160, 320, 320)
 
@@ -105,30 +103,9 @@ def separability(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dsmnet.simulate.separability",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--snr", type=float, default=0.06)
-    parser.add_argument("--box", type=int, default=34)
-    parser.add_argument("--rotations", type=int, default=600)
-    args = parser.parse_args(argv)
-    if not args.snr > 0:
-        parser.error(f"--snr must be > 0, got {args.snr}")
-    if args.box < 8:
-        parser.error(f"--box must be at least 8 voxels, got {args.box}")
-    if args.rotations < 2:
-        parser.error(f"--rotations must be at least 2, got {args.rotations}")
+if __name__ == "__main__":  # the old entry point: an alias of ``dsmnet separability``
+    import sys
 
-    def body() -> None:
-        library = list(load_library().values())
-        for r in separability(library, args.snr, args.box, args.rotations):
-            print(f"| {r['name']} | {r['nearest']} | {r['d_prime']:.1f} |")
+    from dsmnet.cli import main
 
-    return run_command(body, parser.prog)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["separability", *sys.argv[1:]]))

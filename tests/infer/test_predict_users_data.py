@@ -14,8 +14,8 @@ import starfile
 
 from dsmnet.dataset.mrc import DataError, read_mrc, write_mrc
 from dsmnet.dataset.star import write_star
-from dsmnet.training.extract import extract
-from dsmnet.training.predict import predict
+from dsmnet.infer.extract import extract
+from dsmnet.infer.predict import predict
 
 CLASSES = ("ruvb_7pbl", "mjap_9x2o", "mtor_4jsv")
 VOXEL = 13.68
@@ -173,8 +173,8 @@ def test_extract_writes_relion5_picks_at_the_models_voxel_size(small_data, tmp_p
 @pytest.mark.parametrize("tomo_voxel", [10.0, 13.68, 5.0])
 def test_label_maps_put_each_mask_where_its_particle_is_and_overlaps_to_the_more_probable(tmp_path, tomo_voxel):
     from dsmnet.dataset.picks import Picks, tomogram_info
-    from dsmnet.training.extract import Box
-    from dsmnet.training.tomo_maps import TomogramMaps
+    from dsmnet.infer.extract import Box
+    from dsmnet.infer.tomo_maps import TomogramMaps
 
     tomo = tmp_path / "t.mrc"
     write_mrc(tomo, np.random.default_rng(0).normal(size=(40, 60, 60)).astype(np.float32), tomo_voxel)

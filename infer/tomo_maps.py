@@ -22,7 +22,7 @@ import numpy as np
 from dsmnet.dataset.boxes import same_voxel_size
 from dsmnet.dataset.mrc import mmap_mrc
 from dsmnet.dataset.picks import Picks
-from dsmnet.training.extract import Box
+from dsmnet.infer.extract import Box
 
 
 class TomogramMaps:

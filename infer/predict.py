@@ -1,6 +1,6 @@
 """Prediction on users' data: classes with every class's probability, masks and densities.
 
-Four kinds of input (:mod:`dsmnet.training.sources`), all read lazily (a batch at a time, the next
+Four kinds of input (:mod:`dsmnet.infer.sources`), all read lazily (a batch at a time, the next
 one read while the model runs):
 
 * a dsmnet dataset folder (``particles.star`` + subtomograms, e.g. from ``dsmnet extract``);
@@ -9,7 +9,7 @@ one read while the model runs):
   file's folder or to the working directory, RELION's project folder);
 * a tomogram and its picks (``--tomogram``/``--picks``, or ``--tomograms`` for picks from several
   tomograms): boxes are cut at the model's voxel size on the fly, and tomogram-sized label and
-  density maps are written (:mod:`dsmnet.training.tomo_maps`).
+  density maps are written (:mod:`dsmnet.infer.tomo_maps`).
 
 Outputs: ``predictions.star`` (the input's blocks and columns kept, so it goes back into RELION,
 with ``rlnClassNumber`` set to the prediction — an input class number is kept as
@@ -36,11 +36,11 @@ from dsmnet.core.progress import Progress
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.star import write_star
+from dsmnet.dataset.subtomograms import check_voxels, normalise
+from dsmnet.infer.extract import check_wedge
+from dsmnet.infer.sources import Particle, Source, batches, load
 from dsmnet.training.batches import prefetch
-from dsmnet.training.data import check_voxels, normalise
-from dsmnet.training.extract import check_wedge
 from dsmnet.training.runtime import make_runtime
-from dsmnet.training.sources import Particle, Source, batches, load
 from dsmnet.training.step import load_trained
 from dsmnet.training.tta import with_turns
 
@@ -106,7 +106,7 @@ def predict(
     """Predict every particle of ``source`` (or of ``picks`` in ``tomogram``/``tomograms``);
     ``in_memory`` reads every subtomogram file before predicting (the benchmark's comparison);
     ``tta`` averages every output over the four wedge-preserving 180° turns (4× the time)."""
-    from dsmnet.training.tomo_maps import TomogramMaps
+    from dsmnet.infer.tomo_maps import TomogramMaps
 
     rt = make_runtime(device)
     model, _, state = load_trained(Path(run), "best", rt)

@@ -18,7 +18,7 @@ from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, read_mrc
 from dsmnet.dataset.picks import read_picks
 from dsmnet.dataset.star import particles_block, read_star_blocks
-from dsmnet.training.extract import Box, boxes, check_voxel_size
+from dsmnet.infer.extract import Box, boxes, check_voxel_size
 
 
 @dataclass

@@ -1,0 +1,164 @@
+"""The study's measuring tools: ``baseline``, ``template-match``, ``paired``, ``views``,
+``separability`` (each also reachable as its old ``python -m dsmnet.reproduce.<module>``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dsmnet.cli.base import UsageError, command, print_json
+
+
+def _data(args: argparse.Namespace) -> Path:
+    """``--data``, or the positional folder the old ``python -m`` tools took."""
+    data = args.data or args.data_positional
+    if not data:
+        raise UsageError("--data is required: a dataset folder")
+    return Path(data)
+
+
+def _data_arguments(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--data", help=help)
+    p.add_argument("data_positional", nargs="?", help=argparse.SUPPRESS)  # python -m …baseline DATA
+
+
+def _report_reference(r: dict, out: str | None, as_json: bool) -> int:
+    """A reference row (LDA, template matching): its record to ``--out``, and its accuracy per class."""
+    from dsmnet.core.fsutil import atomic_write_text, to_json
+
+    if out:
+        atomic_write_text(Path(out), to_json(r))
+    if as_json:
+        print_json({k: r[k] for k in ("run", "data", "particles", "classes", "metrics")})
+        return 0
+    print(f"{r['run']}: object accuracy {r['metrics']['acc_cls']:.3f} on {r['particles']} particles of {r['data']}")
+    for i, (name, row) in enumerate(zip(r["classes"], r["confusion_cls"])):
+        print(f"  {name:32s} {row[i] / max(sum(row), 1):.2f}")
+    return 0
+
+
+def _baseline_arguments(p: argparse.ArgumentParser) -> None:
+    _data_arguments(p, "the dataset folder to fit on (its seeded 8:1:1 split's training part)")
+    p.add_argument("--test", help="an independent test set (default: the split's test part)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, as the runs' --seed (default 0)")
+    p.add_argument("--out", help="also write the record (per-particle predictions included) as JSON")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command(
+    "baseline",
+    help="the classical baseline: LDA on rotation-invariant shell features, fitted on a training split",
+    arguments=_baseline_arguments,
+)
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from dsmnet.reproduce.baseline import classical_baseline
+
+    r = classical_baseline(_data(args), args.seed, Path(args.test) if args.test else None)
+    return _report_reference(r, args.out, args.json)
+
+
+def _template_arguments(p: argparse.ArgumentParser) -> None:
+    _data_arguments(p, "a simulated dataset folder (its imaging settings make the templates)")
+    p.add_argument("--rotations", type=int, default=2000, help="rotations searched per template (default 2000)")
+    p.add_argument("--out", help="also write the record (per-particle predictions included) as JSON")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command(
+    "template-match",
+    help="the reference that knows the answer: the true structures imaged as the data, searched over rotations",
+    arguments=_template_arguments,
+)
+def cmd_template_match(args: argparse.Namespace) -> int:
+    from dsmnet.reproduce.oracle import template_matching
+
+    if args.rotations < 1:
+        raise UsageError(f"--rotations must be at least 1, got {args.rotations}")
+    log = (lambda _m: None) if args.json else print
+    return _report_reference(template_matching(_data(args), args.rotations, log=log), args.out, args.json)
+
+
+def _paired_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("first", help="metrics.json of the first row (a,b,… for several seeds)")
+    p.add_argument("second", help="metrics.json of the second row")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command(
+    "paired",
+    help="the paired difference of two rows scored on the same test particles (± 1 s.e., McNemar)",
+    arguments=_paired_arguments,
+)
+def cmd_paired(args: argparse.Namespace) -> int:
+    from dsmnet.reproduce.paired import compare, paired
+
+    runs = [[Path(p) for p in arg.split(",")] for arg in (args.first, args.second)]
+    if args.json:
+        print_json(paired(*runs))
+    else:
+        print("\n".join(compare(*runs)))
+    return 0
+
+
+def _views_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a trained run folder (its best.pt)")
+    p.add_argument("--data", required=True, help="test dataset folder")
+    p.add_argument("--n", type=int, default=1200, help="particles (the first n; default 1200)")
+    p.add_argument("--angles", default="0,5,15,30,60,90,180", help="degrees, comma-separated")
+    p.add_argument("--out", help="write the JSON here too")
+    p.add_argument("--json", action="store_true", help="print JSON (the default; kept for consistency)")
+
+
+@command(
+    "views",
+    help="accuracy of a run on its test particles turned by given angles, re-masked and not",
+    arguments=_views_arguments,
+)
+def cmd_views(args: argparse.Namespace) -> int:
+    from dsmnet.core.fsutil import atomic_write_text, to_json
+    from dsmnet.reproduce.views import turned_accuracy
+
+    try:
+        angles = tuple(float(a) for a in args.angles.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--angles {args.angles!r}: expected numbers of degrees, comma-separated (e.g. 0,30,90)"
+        ) from None
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    text = to_json(turned_accuracy(Path(args.run), Path(args.data), args.n, angles))
+    if args.out:
+        atomic_write_text(Path(args.out), text)
+    print(text, end="")
+    return 0
+
+
+def _separability_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--snr", type=float, default=0.06, help="signal-to-noise ratio (default 0.06)")
+    p.add_argument("--box", type=int, default=34, help="box side in voxels (default 34)")
+    p.add_argument("--rotations", type=int, default=600, help="rotations per structure (default 600)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command(
+    "separability",
+    help="the ideal observer: how far apart each library structure is from its nearest (d′)",
+    arguments=_separability_arguments,
+)
+def cmd_separability(args: argparse.Namespace) -> int:
+    from dsmnet.reproduce.separability import separability
+    from dsmnet.simulate.library import load_library
+
+    if not args.snr > 0:
+        raise UsageError(f"--snr must be > 0, got {args.snr}")
+    if args.box < 8:
+        raise UsageError(f"--box must be at least 8 voxels, got {args.box}")
+    if args.rotations < 2:
+        raise UsageError(f"--rotations must be at least 2, got {args.rotations}")
+    rows = list(separability(list(load_library().values()), args.snr, args.box, args.rotations))
+    if args.json:
+        print_json(rows)
+    else:
+        for r in rows:
+            print(f"| {r['name']} | {r['nearest']} | {r['d_prime']:.1f} |")
+    return 0
