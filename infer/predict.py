@@ -41,6 +41,7 @@ from dsmnet.infer.extract import check_wedge
 from dsmnet.infer.sources import Particle, Source, batches, load
 from dsmnet.training.batches import prefetch
 from dsmnet.training.runtime import make_runtime
+from dsmnet.training.settings import RunSettings
 from dsmnet.training.step import load_trained
 from dsmnet.training.tta import with_turns
 
@@ -110,13 +111,14 @@ def predict(
 
     rt = make_runtime(device)
     model, _, state = load_trained(Path(run), "best", rt)
-    model = with_turns(model, tta, state["settings"].get("wedge"))
+    settings = RunSettings.from_dict(state["settings"])
+    model = with_turns(model, tta, settings.wedge)
     box = tuple(state["spec"]["input"]["shape"])
     want = float(state.get("voxel_size") or 0.0)
     classes = state["classes"]
-    unscale = 1.0 / state["settings"].get("density_scale", 1.0)  # densities back in the dataset's units
+    unscale = 1.0 / settings.density_scale  # densities back in the dataset's units
     src = Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log, picks_pixel_size)
-    check_wedge(src.groups, state["settings"].get("wedge"), log)
+    check_wedge(src.groups, settings.wedge, log)
     reader = _Reader(box, want, skip_bad)
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad():

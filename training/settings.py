@@ -5,7 +5,7 @@ run folder's check and the optimiser the settings name."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,9 @@ MORE_TIME: tuple[str, ...] = ("epochs", "patience")
 
 @dataclass
 class TrainConfig:
-    """Run settings; ``None`` takes the spec's ``training`` value."""
+    """What the caller asks of a run (the command line's flags); ``None`` takes the spec's
+    ``training`` value. The first six fields concern the session (where and how it computes),
+    the rest the run; :meth:`RunSettings.new` merges them with the spec, once."""
 
     lr: float | None = None
     batch_size: int | None = None
@@ -48,21 +50,87 @@ class TrainConfig:
     init: str | None = None  # a trained run (or checkpoint) whose fitting weights a new run starts from
     fresh: bool = False  # train each epoch on a set simulated afresh like the dataset (training.fresh)
 
-    def resolved(self, spec: Spec) -> dict[str, Any]:
-        t = spec.training.model_dump()
-        for key in ("lr", "batch_size", "epochs", "patience", "weight_decay", "schedule", "warmup", "ema"):
-            value = getattr(self, key)
-            if value is not None:
-                t[key] = value
-        return {
-            **t,
-            "seed": self.seed,
-            "augment": self.augment,
-            "precise_bn": self.precise_bn,
-            "prior_init": self.prior_init,
-            "init": self.init,
-            "fresh": self.fresh,
-        }
+
+# the spec's ``training`` fields a TrainConfig may override
+OVERRIDES: tuple[str, ...] = ("lr", "batch_size", "epochs", "patience", "weight_decay", "schedule", "warmup", "ema")
+
+
+@dataclass
+class RunSettings:
+    """One run's settings, typed: the spec's ``training`` section with the caller's overrides,
+    and what the run measured at its start (``density_scale``, the dataset's ``wedge``). Saved in
+    every checkpoint as a plain dict (:meth:`to_dict`); a checkpoint from before a field existed
+    reads it at the value that reproduces what that run did (:meth:`from_dict`)."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int = 100
+    patience: int = 15
+    schedule: str = "constant"  # (runs saved before schedules existed: constant)
+    warmup: int = 0
+    plateau_patience: int = 5
+    plateau_factor: float = 0.2
+    ema: float = 0.0
+    seed: int = 0
+    augment: str = "none"
+    precise_bn: int = 0  # (runs saved before precise BN: none)
+    prior_init: bool = False
+    init: str | None = None
+    fresh: bool = False
+    density_scale: float = 1.0  # the density targets' scale, measured on the training split
+    wedge: tuple[float, float] | None = None  # the dataset's tilt range (runs before 2026-12-04: unknown)
+
+    @classmethod
+    def new(cls, spec: Spec, config: TrainConfig) -> RunSettings:
+        """A new run's settings: the spec's training section, overridden where ``config`` says."""
+        values = spec.training.model_dump()
+        values.update({k: getattr(config, k) for k in OVERRIDES if getattr(config, k) is not None})
+        values.update(
+            seed=config.seed, augment=config.augment, precise_bn=config.precise_bn,
+            prior_init=config.prior_init, init=config.init, fresh=config.fresh,
+        )  # fmt: skip
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunSettings:
+        """Settings from a checkpoint's dict, of any age: a missing field takes the value that
+        reproduces the old run; ``augment`` saved as a bool (oldest runs) is ``flip`` or ``none``."""
+        names = {f.name for f in fields(cls)}
+        known = {k: v for k, v in values.items() if k in names}
+        if isinstance(known.get("augment"), bool):
+            known["augment"] = "flip" if known["augment"] else "none"
+        known["betas"] = tuple(known.get("betas", cls.betas))
+        if known.get("wedge") is not None:
+            known["wedge"] = tuple(known["wedge"])
+        known["precise_bn"] = known.get("precise_bn") or 0
+        return cls(**known)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's form: every field, by name (a list for the wedge)."""
+        values = asdict(self)
+        values["wedge"] = list(self.wedge) if self.wedge is not None else None
+        return values
+
+    def with_more_time(self, config: TrainConfig) -> dict[str, int]:
+        """The fields of :data:`MORE_TIME` a resumed run's ``config`` changes, at their new value."""
+        return {k: getattr(config, k) for k in MORE_TIME if getattr(config, k) not in (None, getattr(self, k))}
+
+    def describe(self) -> str:
+        """The rate and its schedule, as a run's first line reads them."""
+        parts = (
+            ([f"{self.warmup}-epoch warm-up"] if self.warmup else [])
+            + (["cosine decay"] if self.schedule == "cosine" else [])
+            + (
+                [f"× {self.plateau_factor:g} per {self.plateau_patience} epochs without a lower val. loss"]
+                if self.schedule == "plateau"
+                else []
+            )
+            + ([f"EMA {self.ema:g}"] if self.ema else [])
+        )
+        return f"lr {self.lr}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 @dataclass
@@ -91,31 +159,30 @@ def prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:
     return None
 
 
-def learning_rate(settings: dict[str, Any], epoch: int, done: float, scale: float = 1.0) -> float:
+def learning_rate(settings: RunSettings, epoch: int, done: float, scale: float = 1.0) -> float:
     """The rate for a batch of ``epoch`` (1-based) when ``done`` (0–1) of the epoch's batches came
     before it: ``lr`` after a linear warm-up over ``warmup`` epochs, then constant or decaying
-    along a cosine to zero at ``epochs`` (runs saved before schedules existed: constant); times
-    ``scale``, the plateau schedule's reductions so far (:func:`plateau_scale`)."""
-    base, at = settings["lr"] * scale, epoch - 1 + done
-    warmup = settings.get("warmup", 0)
+    along a cosine to zero at ``epochs``; times ``scale``, the plateau schedule's reductions so
+    far (:func:`plateau_scale`)."""
+    base, at, warmup = settings.lr * scale, epoch - 1 + done, settings.warmup
     if at < warmup:  # (a thousandth of an epoch added: the first batch moves the weights too)
         return base * (at + 1e-3) / warmup
-    if settings.get("schedule", "constant") == "cosine":
-        span = max(settings["epochs"] - warmup, 1e-9)
+    if settings.schedule == "cosine":
+        span = max(settings.epochs - warmup, 1e-9)
         return base * 0.5 * (1 + math.cos(math.pi * min((at - warmup) / span, 1.0)))
     return base
 
 
-def plateau_scale(settings: dict[str, Any], scale: float, bad_epochs: int) -> float:
+def plateau_scale(settings: RunSettings, scale: float, bad_epochs: int) -> float:
     """The plateau schedule's scale after an epoch that left ``bad_epochs`` epochs without a lower
     validation loss: reduced by ``plateau_factor`` at every ``plateau_patience``-th of them."""
-    if settings.get("schedule") != "plateau" or not bad_epochs or bad_epochs % settings["plateau_patience"]:
+    if settings.schedule != "plateau" or not bad_epochs or bad_epochs % settings.plateau_patience:
         return scale
-    return scale * settings["plateau_factor"]
+    return scale * settings.plateau_factor
 
 
-def make_optimizer(settings: dict[str, Any], params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    adam = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(settings["optimizer"])
+def make_optimizer(settings: RunSettings, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    adam = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(settings.optimizer)
     if adam is not None:
-        return adam(params, lr=settings["lr"], betas=tuple(settings["betas"]), weight_decay=settings["weight_decay"])
-    return torch.optim.SGD(params, lr=settings["lr"], momentum=0.9, weight_decay=settings["weight_decay"])
+        return adam(params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+    return torch.optim.SGD(params, lr=settings.lr, momentum=0.9, weight_decay=settings.weight_decay)

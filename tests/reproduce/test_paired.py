@@ -10,14 +10,12 @@ import torch
 
 from dsmnet.cli import main as dsmnet_main
 from dsmnet.reproduce.paired import _miou, accuracy_se, discordance, miou_se
+from dsmnet.reproduce.report import ordering_lines
+from dsmnet.training.metrics import Confusion
 
 
 def main(argv: list[str]) -> int:
     return dsmnet_main(["paired", *argv])
-
-
-from dsmnet.reproduce.report import ordering_lines
-from dsmnet.training.metrics import Confusion
 
 
 def classified(correct: np.ndarray) -> dict:

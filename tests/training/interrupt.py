@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from dsmnet.training import loop
+from dsmnet.training.step import TrainStep
 
 
 def train_killed_in_epoch_two(monkeypatch, *args, batches_per_epoch: int = 6, **kwargs) -> None:
     """``loop.train(*args, **kwargs)`` interrupted in the middle of its second epoch."""
     calls = {"n": 0}
-    original = loop.TrainStep.forward
+    original = TrainStep.forward
 
     def dies_in_epoch_two(self, *a):
         calls["n"] += 1
@@ -19,7 +20,7 @@ def train_killed_in_epoch_two(monkeypatch, *args, batches_per_epoch: int = 6, **
             raise KeyboardInterrupt
         return original(self, *a)
 
-    monkeypatch.setattr(loop.TrainStep, "forward", dies_in_epoch_two)
+    monkeypatch.setattr(TrainStep, "forward", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         loop.train(*args, **kwargs)
-    monkeypatch.setattr(loop.TrainStep, "forward", original)
+    monkeypatch.setattr(TrainStep, "forward", original)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dsmnet.dataset.mrc import DataError
-from dsmnet.training import loop
+from dsmnet.training import run as run_module
 from dsmnet.training.fresh import FreshData, made_like
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig
@@ -39,7 +39,7 @@ def test_each_epoch_trains_on_a_new_set_made_like_the_dataset(small_data, tiny_s
     assert not (run / "fresh").exists()  # every set deleted once the run ends
     # validation stayed on the dataset's own split
     assert state["split"]["val"] and all("val_acc_cls" in r for r in state["history"])
-    assert loop.FreshData is FreshData
+    assert run_module.FreshData is FreshData
 
 
 def test_fresh_data_needs_a_simulated_dataset(small_data, tmp_path):

@@ -34,11 +34,11 @@ def test_collectives_use_tensors_on_the_runs_device(monkeypatch):
 
     monkeypatch.setattr(loop.dist, "broadcast", record)
     monkeypatch.setattr(loop.dist, "all_reduce", record)
-    fake = types.SimpleNamespace(rt=META, run=RunState(bad_epochs=20), settings={"patience": 15})
+    fake = types.SimpleNamespace(rt=META, run=RunState(bad_epochs=20), settings=types.SimpleNamespace(patience=15))
     with pytest.raises(_Sent):
-        loop._Run.stop_everywhere(fake)
+        loop.Training.stop_everywhere(fake)
     with pytest.raises(_Sent):
-        loop._Run._gathered(fake, 48, [torch.zeros((), device="meta"), torch.zeros((), device="meta")])
+        loop.Training._gathered(fake, 48, [torch.zeros((), device="meta"), torch.zeros((), device="meta")])
     assert seen == [torch.device("meta")] * 2
 
 
@@ -106,7 +106,7 @@ def test_a_training_step_reads_nothing_from_the_device(small_data, tiny_spec, tm
 
     monkeypatch.setattr(torch.Tensor, "tolist", counted_tolist)
     counts = []
-    train_epoch = loop._Run.train_epoch
+    train_epoch = loop.Training.train_epoch
 
     def counted(self, epoch):
         listed.clear()
@@ -115,7 +115,7 @@ def test_a_training_step_reads_nothing_from_the_device(small_data, tiny_spec, tm
         counts.append(mode.reads + len(listed))
         return out
 
-    monkeypatch.setattr(loop._Run, "train_epoch", counted)
+    monkeypatch.setattr(loop.Training, "train_epoch", counted)
     config = TrainConfig(progress=False, precise_bn=32, ema=0.9, precision="fp32")
     train(tiny_spec, small_data, tmp_path / "run", config, log=lambda _: None)
     assert counts == [2, 2]

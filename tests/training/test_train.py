@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from dsmnet.dataset.mrc import DataError
-from dsmnet.training import loop
+from dsmnet.dataset.subtomograms import load_dataset
+from dsmnet.training import loop, run
 from dsmnet.training.augment import (
     ROT180,
     augment,
@@ -23,9 +24,12 @@ from dsmnet.training.augment import (
     rotate_volumes,
     turn,
 )
+from dsmnet.training.batches import batch_bounds
+from dsmnet.training.checkpoint import save_checkpoint
 from dsmnet.training.loop import train
+from dsmnet.training.priors import init_priors, target_priors
 from dsmnet.training.runtime import make_runtime
-from dsmnet.training.settings import TrainConfig, TrainingError, learning_rate, plateau_scale
+from dsmnet.training.settings import RunSettings, TrainConfig, TrainingError, learning_rate, plateau_scale
 from tests.training.interrupt import train_killed_in_epoch_two
 
 QUIET = TrainConfig(progress=False, precise_bn=32)
@@ -65,13 +69,14 @@ def test_an_existing_run_is_not_overwritten(small_data, tiny_spec, tmp_path):
 
 
 def test_learning_rate_schedules():
-    settings = {"lr": 1e-3, "epochs": 10, "warmup": 2, "schedule": "cosine"}
+    settings = RunSettings(lr=1e-3, epochs=10, warmup=2, schedule="cosine")
     rates = [learning_rate(settings, e, d) for e in range(1, 11) for d in (0.0, 0.5)]
     assert rates[0] < rates[1] < rates[2] < rates[3] < rates[4] == pytest.approx(1e-3)  # warm-up, then the peak
     assert all(a > b for a, b in zip(rates[4:], rates[5:]))  # then down all the way
     assert learning_rate(settings, 10, 1.0) == pytest.approx(0.0, abs=1e-12)
-    assert learning_rate({**settings, "schedule": "constant"}, 7, 0.3) == 1e-3
-    assert learning_rate({"lr": 1e-3, "epochs": 10}, 1, 0.0) == 1e-3  # runs saved before schedules: constant
+    assert learning_rate(RunSettings(lr=1e-3, epochs=10, warmup=2), 7, 0.3) == 1e-3
+    old = RunSettings.from_dict({"lr": 1e-3, "epochs": 10})  # runs saved before schedules: constant
+    assert learning_rate(old, 1, 0.0) == 1e-3
 
 
 def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, monkeypatch):
@@ -112,21 +117,21 @@ def test_nan_loss_stops_with_a_clear_message(small_data, tiny_spec, tmp_path):
 
 
 def test_infinite_gradients_stop_the_run_before_anything_is_saved(small_data, tiny_spec, tmp_path, monkeypatch):
-    build_model = loop.build_model
+    build_model = run.build_model
 
     def overflowing(*args, **kwargs):  # a finite loss whose gradient overflows
         model = build_model(*args, **kwargs)
         next(model.parameters()).register_hook(lambda g: g * float("inf"))
         return model
 
-    monkeypatch.setattr(loop, "build_model", overflowing)
+    monkeypatch.setattr(run, "build_model", overflowing)
     with pytest.raises(TrainingError, match=r"the gradients became (nan|inf) at epoch 1, batch 1 .*fp32"):
         train(tiny_spec, small_data, tmp_path / "run", QUIET, log=lambda _: None)
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_a_validation_loss_that_is_not_finite_stops_the_run(small_data, tiny_spec, tmp_path, monkeypatch):
-    evaluate_split = loop.evaluate_split
+    evaluate_split = loop.evaluate_split  # (the first call is the run's start, in run)
     calls = []
 
     def nan_after_the_first(*args, **kwargs):  # the first call measures the initial losses
@@ -135,6 +140,7 @@ def test_a_validation_loss_that_is_not_finite_stops_the_run(small_data, tiny_spe
         return {**out, "loss": float("nan")} if len(calls) > 1 else out
 
     monkeypatch.setattr(loop, "evaluate_split", nan_after_the_first)
+    monkeypatch.setattr(run, "evaluate_split", nan_after_the_first)
     with pytest.raises(TrainingError, match=r"the validation loss became nan after epoch 1"):
         train(tiny_spec, small_data, tmp_path / "run", QUIET, log=lambda _: None)
     assert not (tmp_path / "run" / "best.pt").exists()
@@ -196,7 +202,7 @@ def test_heads_start_from_the_training_splits_priors(small_data, tiny_spec):
 
     data = load_dataset(small_data)
     train_idx = stratified_split(data.labels, 0)["train"]
-    priors = loop.target_priors(data, train_idx, len(data.classes))
+    priors = target_priors(data, train_idx, len(data.classes))
     masks = data.targets["mask"][torch.tensor(train_idx)]
     fg = float(masks.float().mean())
     assert 0.001 < fg < 0.5
@@ -205,7 +211,7 @@ def test_heads_start_from_the_training_splits_priors(small_data, tiny_spec):
     assert float(priors["density"]) == pytest.approx(float(density.double().mean()), rel=1e-6)
 
     model = build_model(tiny_spec)
-    assert sorted(loop.init_priors(model, priors)) == ["cls", "rec", "seg"]
+    assert sorted(init_priors(model, priors)) == ["cls", "rec", "seg"]
     p = model.heads["seg"].conv.bias.detach().softmax(0)
     assert float(p[1]) == pytest.approx(fg, rel=0.01)
     assert float(model.heads["rec"].conv.bias.detach()) == pytest.approx(float(priors["density"]), rel=1e-5)
@@ -269,11 +275,11 @@ def test_a_new_run_starts_from_a_trained_runs_fitting_weights(small_data, tiny_s
 
 
 def test_batches_never_leave_a_lone_sample():
-    assert loop.batch_bounds(48, 16) == [(0, 16), (16, 32), (32, 48)]
-    assert loop.batch_bounds(49, 16) == [(0, 16), (16, 32), (32, 49)]
-    assert loop.batch_bounds(50, 16)[-1] == (48, 50)
-    assert loop.batch_bounds(1, 16) == [(0, 1)]
-    assert loop.batch_bounds(0, 16) == []
+    assert batch_bounds(48, 16) == [(0, 16), (16, 32), (32, 48)]
+    assert batch_bounds(49, 16) == [(0, 16), (16, 32), (32, 49)]
+    assert batch_bounds(50, 16)[-1] == (48, 50)
+    assert batch_bounds(1, 16) == [(0, 1)]
+    assert batch_bounds(0, 16) == []
 
 
 def test_batch_normalised_classifier_trains_with_a_remainder_of_one(small_data, tmp_path):
@@ -476,14 +482,14 @@ def test_density_target_is_scaled_so_the_three_losses_start_at_one_order(small_d
     assert max(initial.values()) < 10 * min(initial.values()), initial
     assert any(line.startswith("initial weighted losses") for line in logs)
     scale = state_of(tmp_path / "run")["settings"]["density_scale"]
-    data = loop.load_dataset(small_data)
+    data = load_dataset(small_data)
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert float(data.targets["density"][split["train"]].std()) * scale == pytest.approx(1.0, rel=1e-3)
 
 
 def test_lazy_volumes_index_like_the_tensors_in_memory(small_data):
-    lazy = loop.load_dataset(small_data)
-    held = loop.load_dataset(small_data, in_memory=True)
+    lazy = load_dataset(small_data)
+    held = load_dataset(small_data, in_memory=True)
     assert isinstance(held.x, torch.Tensor) and not isinstance(lazy.x, torch.Tensor)
     idx = torch.tensor([5, 0, 7])
     mask = torch.zeros(len(held), dtype=torch.bool)
@@ -500,10 +506,10 @@ def test_lazy_volumes_index_like_the_tensors_in_memory(small_data):
 def test_the_plateau_schedule_lowers_the_rate_when_validation_stalls_and_resumes_with_it(
     small_data, tiny_spec, tmp_path, monkeypatch
 ):
-    assert plateau_scale({"schedule": "plateau", "plateau_patience": 2, "plateau_factor": 0.5}, 1.0, 2) == 0.5
-    assert plateau_scale({"schedule": "plateau", "plateau_patience": 2, "plateau_factor": 0.5}, 1.0, 3) == 1.0
-    assert plateau_scale({"schedule": "constant", "plateau_patience": 2, "plateau_factor": 0.5}, 1.0, 2) == 1.0
-    evaluate_split = loop.evaluate_split
+    assert plateau_scale(RunSettings(schedule="plateau", plateau_patience=2, plateau_factor=0.5), 1.0, 2) == 0.5
+    assert plateau_scale(RunSettings(schedule="plateau", plateau_patience=2, plateau_factor=0.5), 1.0, 3) == 1.0
+    assert plateau_scale(RunSettings(schedule="constant", plateau_patience=2, plateau_factor=0.5), 1.0, 2) == 1.0
+    evaluate_split = loop.evaluate_split  # (the first call is the run's start, in run)
     calls = []
 
     def rising(*args, **kwargs):  # the first call measures the initial losses; then every epoch is worse
@@ -512,6 +518,7 @@ def test_the_plateau_schedule_lowers_the_rate_when_validation_stalls_and_resumes
         return {**out, "loss": float(len(calls))} if len(calls) > 1 else out
 
     monkeypatch.setattr(loop, "evaluate_split", rising)
+    monkeypatch.setattr(run, "evaluate_split", rising)
     spec = yaml.safe_load(tiny_spec.read_text())
     spec["training"].update(schedule="plateau", plateau_patience=1, plateau_factor=0.5, epochs=2, lr=1e-3)
     path = tmp_path / "plateau.yaml"
@@ -531,3 +538,48 @@ def test_the_plateau_schedule_lowers_the_rate_when_validation_stalls_and_resumes
     state = state_of(tmp_path / "run")
     assert [r["lr"] for r in state["history"]] == pytest.approx([1e-3, 1e-3, 5e-4])  # resumed at its reduced rate
     assert state["lr_scale"] == 0.25
+
+
+# the settings a checkpoint held as its code wrote them: the long runs of 2026-12-04 (no
+# ``fresh``, no ``wedge``), and the oldest runs (augment a bool, no schedule, no weight average)
+SETTINGS_2026_12_04 = ("optimizer", "lr", "betas", "weight_decay", "batch_size", "epochs", "patience", "schedule",
+                       "warmup", "plateau_patience", "plateau_factor", "ema", "seed", "augment", "precise_bn",
+                       "prior_init", "init", "density_scale")  # fmt: skip
+SETTINGS_OLDEST = ("optimizer", "lr", "betas", "weight_decay", "batch_size", "epochs", "patience", "seed", "augment",
+                   "precise_bn", "prior_init")  # fmt: skip
+
+
+@pytest.mark.parametrize("kept", [SETTINGS_2026_12_04, SETTINGS_OLDEST])
+def test_a_checkpoint_written_before_the_typed_settings_resumes_and_predicts_alike(
+    small_data, tiny_spec, tmp_path, kept
+):
+    """Runs in progress across the change: a checkpoint whose ``settings`` dict lacks the fields
+    added since resumes to the same weights as one that has them, and evaluates alike."""
+    from dsmnet.training.evaluate import evaluate
+    from dsmnet.training.settings import RunSettings
+
+    config = TrainConfig(progress=False, precise_bn=32, epochs=1, augment="flip")
+    new, old = tmp_path / "new", tmp_path / "old"
+    train(tiny_spec, small_data, new, config, log=lambda _: None)
+    shutil.copytree(new, old)
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(old / name, weights_only=True)
+        state["settings"] = {k: v for k, v in state["settings"].items() if k in kept}
+        if "schedule" not in kept:  # the oldest form: augment saved as a bool
+            state["settings"]["augment"] = True
+            for key in ("lr_scale", "initial", "revisions", "runtimes", "seconds"):
+                state.pop(key)
+        save_checkpoint(old / name, state)
+    assert RunSettings.from_dict(state_of(old)["settings"]).augment == "flip"
+    more = TrainConfig(progress=False, precise_bn=32, epochs=2, augment="flip")
+    for folder in (new, old):
+        train(tiny_spec, small_data, folder, more, resume=True, log=lambda _: None)
+    a, b = state_of(new), state_of(old)
+    assert b["epoch"] == 2 and set(b["settings"]) == set(a["settings"])  # written back whole, in today's form
+    scores = [evaluate(f, small_data, out=tmp_path / f"e-{f.name}")["metrics"] for f in (new, old)]
+    if "density_scale" in kept:  # everything the run's arithmetic reads was saved: the same run
+        assert a["history"][1]["val_loss"] == b["history"][1]["val_loss"] and scores[0] == scores[1]
+        assert all(torch.equal(a["step"][k], b["step"][k]) for k in a["step"])
+    else:  # the oldest runs trained on unscaled densities, and resume so
+        assert b["settings"]["density_scale"] == 1.0 != a["settings"]["density_scale"]
+        assert scores[1]["acc_cls"] >= 0
