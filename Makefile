@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench gpu-check install clean
+.PHONY: demo test docs bench gpu-check install clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/dsmnet demo --out demo
 
+# the documentation site (docs/, mkdocs.yml) into site/; open site/index.html
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: $(STAMP)
 	$(PY) -m bench
 
@@ -27,4 +31,4 @@ gpu-check: $(STAMP)
 	$(PY) -m bench.gpu
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .hypothesis
+	rm -rf $(VENV) demo site build/docs-src .pytest_cache .hypothesis

@@ -26,7 +26,7 @@ class ResNet3d(nn.Module):
             (as in He et al.'s residual blocks) is the default, ``none`` gives the bare network.
         act: activation (the paper: ReLU).
 
-    Example:
+    Examples:
         >>> net = ResNet3d(ShapeSpec(1, 1, (40, 40, 40)))
         >>> {k: tuple(v.shape) for k, v in net(torch.zeros(2, 1, 40, 40, 40)).items()}["s8"]
         (2, 128, 5, 5, 5)

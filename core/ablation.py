@@ -4,7 +4,7 @@ The paper's Table 1 ResNet rows are the head subsets of DSM-Net (``dsmnet[cls]``
 subnet, ``dsmnet[cls+seg]`` the Cls+Seg model, …) and its Table 3 is a loss-weight grid
 (``dsmnet[cls+seg][seg=100]``). Variants are plain specs, each re-validated.
 
-Example:
+Examples:
     >>> base = load_spec("dsmnet")
     >>> [v.name for v in generate(base, subsets=True)][:4]
     ['dsmnet[cls]', 'dsmnet[seg]', 'dsmnet[rec]', 'dsmnet[cls+seg]']

@@ -71,7 +71,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp", *, clean: bool = False) 
     ``clean`` first removes what killed writers of ``path`` left (:func:`remove_stale`; it lists
     the folder, so writers of many small files inside a fresh folder leave it off).
 
-    Example:
+    Examples:
         >>> with atomic_path("out/fig.png", suffix=".png") as tmp:
         ...     fig.savefig(tmp)
     """

@@ -26,6 +26,7 @@ pixel size``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -187,7 +188,7 @@ def read_picks(
     tomograms: str | Path | None = None,
     coords_voxel_size: float | None = None,
     blocks: dict | None = None,
-    log=None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Picks]:
     """The picks of a STAR file, grouped by tomogram, as voxel positions in each tomogram.
 

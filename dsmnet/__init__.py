@@ -8,7 +8,7 @@ The public API is loaded lazily, so ``import dsmnet`` (and ``dsmnet --help``) st
 - :data:`hookimpl` — the marker a plugin's hooks carry;
 - :class:`SpecError` — every bad-spec error.
 
-Example:
+Examples:
     >>> import dsmnet
     >>> model = dsmnet.build_model(dsmnet.load_spec("dsmnet"))
     >>> sorted(model(torch.zeros(2, 1, 40, 40, 40)))

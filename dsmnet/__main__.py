@@ -1,5 +1,6 @@
 """``python -m dsmnet`` (also what ``torchrun -m dsmnet`` runs)."""
 
-from dsmnet.cli import main
+if __name__ == "__main__":  # (not on import: documentation tools import every module)
+    from dsmnet.cli import main
 
-raise SystemExit(main())
+    raise SystemExit(main())

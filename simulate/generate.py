@@ -1,6 +1,6 @@
 """Simulated datasets: crowded tomograms imaged, subtomograms extracted with ground truth.
 
-Example:
+Examples:
     >>> config = SimulationConfig.preset("A", n=200, classes=5, seed=1)
     >>> summary = simulate(config, Path("data/small"))
 """
