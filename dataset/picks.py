@@ -216,34 +216,10 @@ def read_picks(
     if tomograms and not relion and folder is None:
         raise DataError(f"{tomograms}: neither a folder of tomograms nor a tomograms.star")
     names = table[layout.TOMO].astype(str) if layout.TOMO in table.columns else pd.Series([""] * len(table))
-    groups: list[tuple[Path, pd.DataFrame, dict]] = []
     if tomogram is not None:
-        tomogram = Path(tomogram)
-        rows = table
-        if layout.TOMO in table.columns and names.nunique() > 1:
-            stems = names.map(tomo_name)  # Warp's TS_17.tomostar: its file TS_17_10.00Apx.mrc
-            rows = table[(stems == tomogram.stem) | stems.map(lambda n: tomogram.stem.startswith(f"{n}_"))]
-            if rows.empty:
-                raise DataError(
-                    f"{star}: no particle has {layout.TOMO} = {tomogram.stem!r} (the tomogram's name); "
-                    f"names here: {', '.join(sorted(names.unique())[:5])}; give --tomograms DIR to use them all"
-                )
-        groups.append((tomogram, rows, relion.get(tomo_name(str(names[rows.index[0]])), {}) if relion else {}))
+        groups = [_one_tomogram(star, table, names, Path(tomogram), relion)]
     else:
-        if not (relion or folder):
-            raise DataError(
-                f"{star}: give the tomogram (--tomogram) or where to find them (--tomograms DIR or tomograms.star)"
-            )
-        if layout.TOMO not in table.columns:
-            raise DataError(f"{star}: no {layout.TOMO} column to find each particle's tomogram by")
-        for name in dict.fromkeys(names):
-            entry = relion.get(tomo_name(name), {})
-            if relion and not entry:
-                raise DataError(f"{tomograms}: no tomogram named {name!r} (named by {star})")
-            path = entry.get("file") or (_find_in_folder(folder, name) if folder else None)
-            if path is None:
-                raise DataError(f"{tomograms}: {name!r} has no rlnTomoReconstructedTomogram; give --tomograms DIR")
-            groups.append((Path(path), table[names == name], entry))
+        groups = _by_tomogram(star, table, names, relion, folder, tomograms)
     optics = _optics_pixel(blocks)
     picks = []
     for path, rows, entry in groups:
@@ -252,6 +228,40 @@ def read_picks(
         if log is not None:
             log(f"{star}: {_said(kind, unit, why, picks[-1].tomogram)}")
     return picks
+
+
+def _one_tomogram(star: Path, table: pd.DataFrame, names: pd.Series, tomogram: Path, relion: dict):
+    """The picks of the one tomogram given (those of its name, when the file names several)."""
+    rows = table
+    if layout.TOMO in table.columns and names.nunique() > 1:
+        stems = names.map(tomo_name)  # Warp's TS_17.tomostar: its file TS_17_10.00Apx.mrc
+        rows = table[(stems == tomogram.stem) | stems.map(lambda n: tomogram.stem.startswith(f"{n}_"))]
+        if rows.empty:
+            raise DataError(
+                f"{star}: no particle has {layout.TOMO} = {tomogram.stem!r} (the tomogram's name); "
+                f"names here: {', '.join(sorted(names.unique())[:5])}; give --tomograms DIR to use them all"
+            )
+    return tomogram, rows, relion.get(tomo_name(str(names[rows.index[0]])), {}) if relion else {}
+
+
+def _by_tomogram(star: Path, table: pd.DataFrame, names: pd.Series, relion: dict, folder, tomograms):
+    """(tomogram file, its picks, its tomograms.star entry) for every tomogram the picks name."""
+    if not (relion or folder):
+        raise DataError(
+            f"{star}: give the tomogram (--tomogram) or where to find them (--tomograms DIR or tomograms.star)"
+        )
+    if layout.TOMO not in table.columns:
+        raise DataError(f"{star}: no {layout.TOMO} column to find each particle's tomogram by")
+    groups: list[tuple[Path, pd.DataFrame, dict]] = []
+    for name in dict.fromkeys(names):
+        entry = relion.get(tomo_name(name), {})
+        if relion and not entry:
+            raise DataError(f"{tomograms}: no tomogram named {name!r} (named by {star})")
+        path = entry.get("file") or (_find_in_folder(folder, name) if folder else None)
+        if path is None:
+            raise DataError(f"{tomograms}: {name!r} has no rlnTomoReconstructedTomogram; give --tomograms DIR")
+        groups.append((Path(path), table[names == name], entry))
+    return groups
 
 
 def _with_warp_names(table: pd.DataFrame) -> pd.DataFrame:

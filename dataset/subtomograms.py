@@ -183,22 +183,6 @@ class Subtomograms:
         return np.where(self.present["class"].numpy(), self.targets["class"].numpy(), -1)
 
 
-def available_memory() -> int:
-    """Bytes of memory available now without swapping (Linux's ``MemAvailable``, which counts the
-    page cache that can be dropped; elsewhere the free pages; 0 where the system does not say)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
 def normalise(volume: np.ndarray) -> np.ndarray:
     """Zero mean, unit variance (a constant volume becomes zeros)."""
     std = float(volume.std())
@@ -312,21 +296,25 @@ def load_dataset(
             cell = _cell(row, column) if targets else None
             files[kind].append(root / cell if cell is not None else None)
             has[kind][i] = cell is not None
+    found = _targets(labels, files, has, shape)
+    present = {kind: torch.from_numpy(has[kind]) for kind in found}
+    x: Volumes | torch.Tensor = Volumes(images, (1, *shape), "x")
+    if in_memory:
+        x = x.load()
+        found = {k: (v.load() if isinstance(v, Volumes) else v) for k, v in found.items()}
+    return Subtomograms(x, found, present, list(names or []), table, float(voxel or 0.0), root)
+
+
+def _targets(labels: list[int], files: dict[str, list], has: dict[str, np.ndarray], shape) -> dict:
+    """The targets some particle has: class labels, and masks and densities read lazily."""
     found: dict[str, Volumes | torch.Tensor] = {}
-    present = {}
     if has["class"].any():
         found["class"] = torch.tensor(labels)
     if has["mask"].any():
         found["mask"] = Volumes(files["mask"], tuple(shape), "mask")
     if has["density"].any():
         found["density"] = Volumes(files["density"], (1, *shape), "density")
-    for kind in found:
-        present[kind] = torch.from_numpy(has[kind])
-    x: Volumes | torch.Tensor = Volumes(images, (1, *shape), "x")
-    if in_memory:
-        x = x.load()
-        found = {k: (v.load() if isinstance(v, Volumes) else v) for k, v in found.items()}
-    return Subtomograms(x, found, present, list(names or []), table, float(voxel or 0.0), root)
+    return found
 
 
 def stratified_split(

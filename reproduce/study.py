@@ -205,6 +205,30 @@ def _discovery_lines(found: dict) -> list[str]:
     ]
 
 
+def _what_to_run(scale: Scale, out: Path, paths, jobs: dict, with_discovery: bool, report_only: bool, log):
+    """The jobs left to run (the discovery run among them, if its result is not kept), the rows
+    reused from their kept results, the discovery run and its kept result; with ``report_only``
+    only the finished runs, and an error if there is nothing to report."""
+    discovery_run, discovered = None, _kept_discovery(scale, out, log) if with_discovery else None
+    trained = (_discovery_run(scale, out) / "summary.json").is_file()
+    if with_discovery and discovered is None and (trained or not report_only):  # a report trains nothing
+        job = _discovery_job(scale, out, paths)
+        discovery_run, jobs[job.run] = job.run, job
+    kept = {run: result for run, job in jobs.items() if (result := kept_result(job, out)) is not None}
+    if kept:
+        log(f"{len(kept)} run(s) reused from their kept results in {out / 'metrics'} (run folders gone)")
+    jobs = {run: job for run, job in jobs.items() if run not in kept}
+    if report_only:  # redraw from the finished runs; train nothing
+        jobs = _finished(jobs, log)
+        discovery_run = discovery_run if discovery_run in jobs else None
+        if not jobs and not kept and discovered is None:
+            raise StudyError(
+                f"{out}: nothing to report (no kept results in {out / 'metrics'} and no finished runs); "
+                "run the study without --report first"
+            )
+    return jobs, kept, discovery_run, discovered
+
+
 def reproduce(
     scale_name: str,
     out: Path,
@@ -230,24 +254,8 @@ def reproduce(
     command = _command(scale_name, out, seeds, tables, rows, with_discovery)
     revision = git_revision()
     plan, jobs = _plan(scale, out, paths, tables, rows)
-    discovery_run, discovered = None, _kept_discovery(scale, out, log) if with_discovery else None
-    trained = (_discovery_run(scale, out) / "summary.json").is_file()
-    if with_discovery and discovered is None and (trained or not report_only):  # a report trains nothing
-        job = _discovery_job(scale, out, paths)
-        discovery_run, jobs[job.run] = job.run, job
-    kept = {run: result for run, job in jobs.items() if (result := kept_result(job, out)) is not None}
-    if kept:
-        log(f"{len(kept)} run(s) reused from their kept results in {out / 'metrics'} (run folders gone)")
-    jobs = {run: job for run, job in jobs.items() if run not in kept}
-    if report_only:  # redraw from the finished runs; train nothing
-        jobs = _finished(jobs, log)
-        discovery_run = discovery_run if discovery_run in jobs else None
-        command += " --report"
-        if not jobs and not kept and discovered is None:
-            raise StudyError(
-                f"{out}: nothing to report (no kept results in {out / 'metrics'} and no finished runs); "
-                "run the study without --report first"
-            )
+    jobs, kept, discovery_run, discovered = _what_to_run(scale, out, paths, jobs, with_discovery, report_only, log)
+    command += " --report" if report_only else ""
     clock.begin()  # from here on the invocation counts in the study's wall time, even if it is killed
     try:
         log(f"{len(jobs)} training runs on {workers} worker(s)")

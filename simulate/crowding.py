@@ -102,6 +102,24 @@ def _position(s: Structure, shape: tuple[int, int, int], taken: np.ndarray, rng:
     return None
 
 
+def _put(s: Structure, density: np.ndarray, box, cls: int, clean, labels, taken) -> np.ndarray:
+    """Adds a placed molecule to the tomogram: its density, the room it takes, and its label on
+    the voxels of its own region that no earlier neighbour holds (returned)."""
+    taken[box] |= density > EXCLUSION * s.contour
+    clean[box] += density
+    own = region(density, s.contour, s.voxel_size) & ~(labels[box] > 0)  # neighbours excluded
+    labels[box][own] = cls + 1
+    return own
+
+
+def _check_crowding(shape: tuple[int, int, int], structures: list[Structure], crowding: float) -> None:
+    if not 0 < crowding <= MAX_CROWDING:
+        raise SimulationError(f"crowding must be in (0, {MAX_CROWDING}] (volume fraction), got {crowding}")
+    largest = max(s.box for s in structures)
+    if min(shape) < largest:
+        raise SimulationError(f"tomogram {shape} is smaller than the largest structure ({largest}³ voxels)")
+
+
 def crowd(
     shape: tuple[int, int, int],
     structures: list[Structure],
@@ -119,11 +137,7 @@ def crowd(
     Raises:
         SimulationError: the crowding cannot be reached (jammed) or a structure does not fit.
     """
-    if not 0 < crowding <= MAX_CROWDING:
-        raise SimulationError(f"crowding must be in (0, {MAX_CROWDING}] (volume fraction), got {crowding}")
-    largest = max(s.box for s in structures)
-    if min(shape) < largest:
-        raise SimulationError(f"tomogram {shape} is smaller than the largest structure ({largest}³ voxels)")
+    _check_crowding(shape, structures, crowding)
     volume = float(np.prod(shape))
     sizes = np.array([(s.density >= s.contour).sum() for s in structures], float)
     copies = int(np.ceil(crowding * volume / sizes.sum()))
@@ -147,14 +161,10 @@ def crowd(
             if found is None:
                 continue
             rotation, density, corner, box = found
-            b = density.shape[0]
-            taken[box] |= density > EXCLUSION * s.contour
-            clean[box] += density
-            inside = density >= s.contour
-            own = region(density, s.contour, s.voxel_size) & ~(labels[box] > 0)  # neighbours excluded
-            labels[box][own] = cls + 1
-            filled += int(inside.sum())
+            own = _put(s, density, box, int(cls), clean, labels, taken)
+            filled += int((density >= s.contour).sum())
             placed += 1
+            b = density.shape[0]
             molecules.append(
                 Molecule(first_id + len(molecules), int(cls), corner + b // 2, rotation, density, s.contour, own)
             )

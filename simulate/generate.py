@@ -243,6 +243,33 @@ def _summary(config: SimulationConfig, structures, tomograms: list[dict], rows: 
     }
 
 
+def _tomogram_record(name: str, tomo, made: int, imaged, scope: Microscope, config: SimulationConfig) -> dict:
+    """One tomogram's line in ``simulation.json``: its molecules, boxes, crowding, measured SNR
+    (and its own defocus, when the microscope draws one per tomogram)."""
+    return {
+        "name": name,
+        "molecules": len(tomo.molecules),
+        "subtomograms": made,
+        "crowding": round(tomo.occupancy, 4),
+        "measured_snr": imaged.snr,
+        "measured_snr_in_band": imaged.snr_in_band,
+        **({"defocus_um": round(scope.defocus_um, 4)} if scope is not config.microscope else {}),
+    }
+
+
+def _write_tables(tmp: Path, config: SimulationConfig, structures: list[Structure], tomograms, rows) -> dict:
+    """``particles.star``, ``classes.json`` and ``simulation.json`` (whose summary is returned)."""
+    write_star(tmp / layout.PARTICLES, {"particles": pd.DataFrame(rows)})
+    classes = [
+        {"number": i + 1, "name": s.name, "description": s.description, "kind": s.kind, "mass_kda": s.mass_kda}
+        for i, s in enumerate(structures)
+    ]
+    (tmp / layout.CLASSES).write_text(json.dumps(classes, indent=1) + "\n")
+    summary = _summary(config, structures, tomograms, rows)
+    (tmp / layout.SIMULATION).write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def simulate(
     config: SimulationConfig,
     out: Path,
@@ -289,17 +316,7 @@ def simulate(
             if config.write_tomograms:
                 for suffix, volume in (("", imaged.noisy), ("_clean", tomo.clean), ("_labels", tomo.labels)):
                     write_mrc(tmp / "tomograms" / f"{name}{suffix}.mrc", volume, config.voxel_size)
-            tomograms.append(
-                {
-                    "name": name,
-                    "molecules": len(tomo.molecules),
-                    "subtomograms": made,
-                    "crowding": round(tomo.occupancy, 4),
-                    "measured_snr": imaged.snr,
-                    "measured_snr_in_band": imaged.snr_in_band,
-                    **({"defocus_um": round(scope.defocus_um, 4)} if scope is not config.microscope else {}),
-                }
-            )
+            tomograms.append(_tomogram_record(name, tomo, made, imaged, scope, config))
             bar.update(made)
             say(_progress_line(tomograms[-1], len(rows), config.n))
         else:
@@ -307,13 +324,6 @@ def simulate(
                 f"only {len(rows)} of {config.n} subtomograms after {config.max_tomograms} tomograms; "
                 "raise the crowding or the tomogram size"
             )
-        write_star(tmp / layout.PARTICLES, {"particles": pd.DataFrame(rows)})
-        classes = [
-            {"number": i + 1, "name": s.name, "description": s.description, "kind": s.kind, "mass_kda": s.mass_kda}
-            for i, s in enumerate(structures)
-        ]
-        (tmp / layout.CLASSES).write_text(json.dumps(classes, indent=1) + "\n")
-        summary = _summary(config, structures, tomograms, rows)
-        (tmp / layout.SIMULATION).write_text(json.dumps(summary, indent=1) + "\n")
+        summary = _write_tables(tmp, config, structures, tomograms, rows)
     summary["seconds"] = time.perf_counter() - start
     return summary

@@ -169,6 +169,30 @@ def load_library(user_dir: Path | None = None) -> dict[str, Structure]:
 MAP_SUFFIXES = (".mrc", ".map", ".rec")
 
 
+def _map_at(path: Path, voxel_size: float, map_voxel_size: float | None) -> tuple[np.ndarray, float]:
+    """A map resampled to ``voxel_size`` (Fourier cropping or padding), and the voxel size it had."""
+    import torch
+
+    from dsmnet.core.resample import fourier_resize
+    from dsmnet.dataset.mrc import read_mrc
+
+    data, header_voxel = read_mrc(path)
+    have = map_voxel_size or header_voxel
+    if not have or have <= 0:
+        raise DataError(f"{path}: the header has no voxel size; give --map-voxel-size Å")
+    size = tuple(max(2, round(n * have / voxel_size)) for n in data.shape)
+    return fourier_resize(torch.from_numpy(data.astype(np.float32))[None, None], size)[0, 0].numpy(), have
+
+
+def _centred_cube(density: np.ndarray, keep: np.ndarray, level: float, centre: np.ndarray, side: int) -> np.ndarray:
+    """The molecule's centre (rounded to a voxel: no interpolation) at the centre voxel of a cube
+    of ``side``, other components kept below the contour so that masks hold the molecule alone."""
+    molecule = np.where(keep, density, np.minimum(density, level * 0.999)).astype(np.float32)
+    lo = np.round(centre).astype(int) - side // 2
+    padded = np.pad(molecule, [(side, side)] * 3)
+    return padded[tuple(slice(a + side, a + 2 * side) for a in lo)].copy()
+
+
 def map_structure(
     path: Path,
     name: str,
@@ -188,21 +212,13 @@ def map_structure(
         DataError: an unreadable map, no voxel size, neither contour nor mass, a molecule larger
             than the box, or nothing above the contour — naming the file.
     """
-    import torch
     from scipy import ndimage
 
-    from dsmnet.core.resample import fourier_resize
-    from dsmnet.dataset.mrc import read_mrc
     from dsmnet.simulate.density import DALTON_VOLUME, contour_for_mass
 
     if contour is None and mass_kda is None:
         raise DataError(f"{path}: give the map's --contour level or the molecule's --mass in kDa")
-    data, header_voxel = read_mrc(path)
-    have = map_voxel_size or header_voxel
-    if not have or have <= 0:
-        raise DataError(f"{path}: the header has no voxel size; give --map-voxel-size Å")
-    size = tuple(max(2, round(n * have / voxel_size)) for n in data.shape)
-    density = fourier_resize(torch.from_numpy(data.astype(np.float32))[None, None], size)[0, 0].numpy()
+    density, have = _map_at(path, voxel_size, map_voxel_size)
     if contour is None:
         level = contour_for_mass(density, mass_kda * 1000, voxel_size)
     else:
@@ -221,12 +237,7 @@ def map_structure(
             f"{path}: the molecule is {side - 4} voxels across at {voxel_size} Å/voxel, larger than the {max_box}³ "
             "subtomogram box"
         )
-    # the molecule's centre (rounded to a voxel: no interpolation) at the cube's centre voxel, other
-    # components kept below the contour so that masks hold the molecule alone
-    molecule = np.where(keep, density, np.minimum(density, level * 0.999)).astype(np.float32)
-    lo = np.round(centre).astype(int) - side // 2
-    padded = np.pad(molecule, [(side, side)] * 3)
-    cube = padded[tuple(slice(a + side, a + 2 * side) for a in lo)].copy()
+    cube = _centred_cube(density, keep, level, centre, side)
     mass = mass_kda if mass_kda is not None else float((cube >= level).sum()) * voxel_size**3 / DALTON_VOLUME / 1000
     scale = float(cube[cube >= level].mean())
     return Structure(

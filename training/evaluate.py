@@ -44,18 +44,7 @@ def evaluate(
     spec_box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
     data.scale_density(settings.density_scale)  # metrics in the units it was trained in
-    if split == "all":
-        indices = list(range(len(data)))
-    elif split not in SPLITS:
-        raise DataError(f"unknown split {split!r} (allowed: {', '.join(SPLITS)})")
-    elif data.fingerprint != state.get("data_fingerprint"):
-        raise DataError(
-            f"{data_dir}: not the dataset {run} was trained on, so its {split} split is unknown; use --split all"
-        )
-    else:
-        indices = state["split"][split]
-    if not indices:
-        raise DataError(f"{data_dir}: the {split} split is empty")
+    indices = _split_indices(split, data, state, run, data_dir)
     out = Path(out) if out else (run if run.is_dir() else run.parent) / f"evaluate-{split}"
     picks = _figure_picks(data.labels[indices], figure_rows)
     sink = _Sink(model.targets, data, picks)
@@ -85,6 +74,23 @@ def evaluate(
     atomic_write_text(out / "metrics.json", to_json(results))
     results["out"] = str(out)
     return results
+
+
+def _split_indices(split: str, data, state: dict, run: Path, data_dir) -> list[int]:
+    """The particles of ``split``: all of the dataset's, or the run's own split (its dataset only)."""
+    if split == "all":
+        indices = list(range(len(data)))
+    elif split not in SPLITS:
+        raise DataError(f"unknown split {split!r} (allowed: {', '.join(SPLITS)})")
+    elif data.fingerprint != state.get("data_fingerprint"):
+        raise DataError(
+            f"{data_dir}: not the dataset {run} was trained on, so its {split} split is unknown; use --split all"
+        )
+    else:
+        indices = state["split"][split]
+    if not indices:
+        raise DataError(f"{data_dir}: the {split} split is empty")
+    return indices
 
 
 class _Sink:

@@ -18,13 +18,13 @@ from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.provenance import git_revision
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
-from dsmnet.dataset.subtomograms import Subtomograms, available_memory, load_dataset, stratified_split
+from dsmnet.dataset.subtomograms import Subtomograms, load_dataset, stratified_split
 from dsmnet.training.augment import RESAMPLED, dataset_microscope, measured_frequencies, wedge_turns
 from dsmnet.training.checkpoint import find_checkpoint
 from dsmnet.training.ema import WeightAverage
 from dsmnet.training.fresh import FreshData
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, target_priors
-from dsmnet.training.runtime import Runtime, keep_freed_memory, make_runtime
+from dsmnet.training.runtime import Runtime, available_memory, keep_freed_memory, make_runtime
 from dsmnet.training.settings import MORE_TIME, RunSettings, RunState, TrainConfig, make_optimizer
 from dsmnet.training.step import TrainStep, init_from
 from dsmnet.training.validate import evaluate_split

@@ -13,6 +13,22 @@ from dsmnet.registry.errors import UserError
 from dsmnet.training.options import Precision
 
 
+def available_memory() -> int:
+    """Bytes of memory available now without swapping (Linux's ``MemAvailable``, which counts the
+    page cache that can be dropped; elsewhere the free pages; 0 where the system does not say)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Device, autocast dtype (None = fp32), memory layout and the distributed rank/world."""

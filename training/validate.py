@@ -57,20 +57,33 @@ def evaluate_split(
         sums["loss"] = sums.get("loss", 0.0) + float(result.total) * b
         for task, value in result.tasks.items():
             sums[f"loss_{task}"] = sums.get(f"loss_{task}", 0.0) + float(value) * b
-        for head, pred in out.items():
-            kind = targets_of[head]
-            if kind not in targets:
-                continue
-            has = present[kind]
-            if kind in ("class", "mask"):
-                k = pred.shape[1]
-                conf = confusion.setdefault(head, Confusion(k))
-                if has.any():
-                    conf.update(pred[has].argmax(1), targets[kind][has])
-            elif has.any():
-                err = ((pred[has] - targets[kind][has].reshape(pred[has].shape)) ** 2).flatten(1).mean(1)
-                sums[f"mse_{head}"] = sums.get(f"mse_{head}", 0.0) + float(err.sum())
-                sums[f"n_{head}"] = sums.get(f"n_{head}", 0.0) + int(has.sum())
+        _score(out, targets, present, targets_of, confusion, sums)
+    metrics = _metrics(sums, n, confusion, targets_of)
+    if sink is not None:
+        metrics["_confusion"] = confusion
+    return metrics
+
+
+def _score(out, targets, present, targets_of: dict[str, str], confusion: dict[str, Confusion], sums) -> None:
+    """Adds one batch to the confusion matrices (classes, masks) and the squared errors (densities)."""
+    for head, pred in out.items():
+        kind = targets_of[head]
+        if kind not in targets:
+            continue
+        has = present[kind]
+        if kind in ("class", "mask"):
+            k = pred.shape[1]
+            conf = confusion.setdefault(head, Confusion(k))
+            if has.any():
+                conf.update(pred[has].argmax(1), targets[kind][has])
+        elif has.any():
+            err = ((pred[has] - targets[kind][has].reshape(pred[has].shape)) ** 2).flatten(1).mean(1)
+            sums[f"mse_{head}"] = sums.get(f"mse_{head}", 0.0) + float(err.sum())
+            sums[f"n_{head}"] = sums.get(f"n_{head}", 0.0) + int(has.sum())
+
+
+def _metrics(sums: dict[str, float], n: int, confusion: dict[str, Confusion], targets_of) -> dict[str, Any]:
+    """Mean losses over the ``n`` particles, accuracy and mIoU from the confusions, mean squared errors."""
     metrics: dict[str, Any] = {k: v / max(n, 1) for k, v in sums.items() if k.startswith("loss")}
     for head, conf in confusion.items():
         if targets_of[head] == "class":
@@ -81,6 +94,4 @@ def evaluate_split(
     for key in [k for k in sums if k.startswith("mse_")]:
         head = key.removeprefix("mse_")
         metrics[key] = sums[key] / max(sums[f"n_{head}"], 1)
-    if sink is not None:
-        metrics["_confusion"] = confusion
     return metrics

@@ -38,6 +38,11 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast dtype")
+    _training_data_arguments(p)
+
+
+def _training_data_arguments(p: argparse.ArgumentParser) -> None:
+    """How ``train`` starts and what it trains on: augmentation, initial weights, fresh data, memory."""
     p.add_argument(
         "--augment",
         nargs="?",
