@@ -85,3 +85,24 @@ def test_every_package_is_on_a_floor():
 
     folders = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values()
     assert set(folders) - {"specs"} == set(FLOOR)  # the shipped specs are data
+
+
+def oversized(root: Path = ROOT, module_lines: int = 350, function_lines: int = 60) -> list[str]:
+    """Modules of the package over ``module_lines`` lines, and functions over ``function_lines``."""
+    found = []
+    for package in FLOOR:
+        for path in sorted((root / package).rglob("*.py")):
+            text = path.read_text()
+            name = path.relative_to(root)
+            if text.count("\n") > module_lines:
+                found.append(f"{name}: {text.count(chr(10))} lines")
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > function_lines:
+                        found.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+    return found
+
+
+def test_every_room_is_small_enough_to_read():
+    assert oversized() == []

@@ -18,10 +18,11 @@ COMMANDS: list[tuple[tuple, dict, Callable[[argparse.ArgumentParser], None], Cal
 
 
 def command(*names: str, arguments: Callable[[argparse.ArgumentParser], None], **kwargs):
-    """Register a subcommand: its name and help, the function adding its arguments (written just
-    above its handler), and the handler."""
+    """Register a subcommand: its name, the function adding its arguments (written just above its
+    handler), and the handler, whose docstring is the command's help."""
 
     def register(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        kwargs.setdefault("help", " ".join((handler.__doc__ or "").split()))
         COMMANDS.append((names, kwargs, arguments, handler))
         return handler
 
@@ -35,6 +36,22 @@ PICKS_HELP = (
 TOMOGRAMS_HELP = (
     "a folder of tomograms named after rlnTomoName, or a RELION tomograms.star (picks from several tomograms)"
 )
+
+
+# the flags several commands share, one name and one meaning each (``--data`` and ``--out`` are
+# written at each command: what they hold differs)
+FLAGS: dict[str, dict] = {
+    "json": {"action": "store_true", "help": "print the result as JSON"},
+    "overwrite": {"action": "store_true", "help": "replace an existing --out folder"},
+    "device": {"default": "auto", "help": "auto (CUDA if available), cpu, cuda, cuda:1…"},
+    "no-progress": {"action": "store_true", "help": "no progress bars"},
+}
+
+
+def flags(p: argparse.ArgumentParser, *names: str) -> None:
+    """Adds the shared flags ``names`` (keys of :data:`FLAGS`) to a command."""
+    for name in names:
+        p.add_argument(f"--{name}", **FLAGS[name])
 
 
 def print_json(data: object) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dsmnet.cli.base import PICKS_HELP, UsageError, command, print_json, tomogram_arguments, tomogram_options
+from dsmnet.cli.base import PICKS_HELP, UsageError, command, flags, print_json, tomogram_arguments, tomogram_options
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -28,6 +28,16 @@ def _pair(text: str) -> tuple[float, float]:
 
 def _classes(text: str) -> int | list[str]:
     return int(text) if text.isdigit() else [c.strip() for c in text.split(",") if c.strip()]
+
+
+# the imaging flags of one number each: flag → (Microscope field, metavar, help)
+SCALAR_IMAGING = {
+    "voltage": ("voltage_kv", "KV", "acceleration voltage (default 300 kV)"),
+    "cs": ("cs_mm", "MM", "spherical aberration (default 2 mm)"),
+    "amplitude-contrast": ("amplitude_contrast", "F", "amplitude contrast (default 0.07)"),
+    "b-factor": ("b_factor", "A2", "CTF envelope B-factor in Å² (default 400)"),
+    "tilt-step": ("tilt_step", "DEG", "tilt increment of the projection mode (default 1°)"),
+}
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,36 +78,28 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
         help="take the imaging from a RELION-5 project's tomograms.star and its tilt series' STAR files "
         "(voltage, Cs, amplitude contrast, tilt range and step, defocus range); the flags below override it",
     )
-    imaging.add_argument("--voltage", type=float, metavar="KV", help="acceleration voltage (default 300 kV)")
-    imaging.add_argument("--cs", type=float, metavar="MM", help="spherical aberration (default 2 mm)")
-    imaging.add_argument("--amplitude-contrast", type=float, metavar="F", help="amplitude contrast (default 0.07)")
+    for flag, (_, metavar, text) in SCALAR_IMAGING.items():
+        imaging.add_argument(f"--{flag}", type=float, metavar=metavar, help=text)
     imaging.add_argument(
         "--defocus",
         type=_pair,
         metavar="UM[,UM]",
         help="underfocus in µm: one value, or MIN,MAX drawn per tomogram (default 5, i.e. −5 µm defocus)",
     )
-    imaging.add_argument("--b-factor", type=float, metavar="A2", help="CTF envelope B-factor in Å² (default 400)")
     imaging.add_argument(
         "--tilt-range",
         type=_pair,
         metavar="MIN,MAX",
         help="tilt range in degrees about y, asymmetric allowed: --tilt-range=-50,70 (default -60,60)",
     )
-    imaging.add_argument(
-        "--tilt-step", type=float, metavar="DEG", help="tilt increment of the projection mode (default 1°)"
-    )
     p.add_argument("--no-tomograms", action="store_true", help="do not write the whole tomograms")
     p.add_argument("--preview", help="write a PNG of what was made (alone: of the dataset the PNG lies in)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    flags(p, "overwrite")
 
 
-@command(
-    "simulate",
-    help="simulate crowded tomograms and extract subtomograms with ground truth",
-    arguments=_simulate_arguments,
-)
+@command("simulate", arguments=_simulate_arguments)
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """simulate crowded tomograms and extract subtomograms with ground truth"""
     from dsmnet.simulate.generate import SimulationConfig, simulate
     from dsmnet.simulate.preview import is_dataset, write_preview
 
@@ -168,17 +170,8 @@ def _like(path: str) -> dict:
 def _imaging(args: argparse.Namespace) -> dict:
     """The imaging flags given, over ``--like``'s project: :class:`Microscope` fields."""
     like = _like(args.like) if args.like else {}
-    changes = {
-        k: v
-        for k, v in {
-            "voltage_kv": args.voltage,
-            "cs_mm": args.cs,
-            "amplitude_contrast": args.amplitude_contrast,
-            "b_factor": args.b_factor,
-            "tilt_step": args.tilt_step,
-        }.items()
-        if v is not None
-    }
+    given = {field: getattr(args, flag.replace("-", "_")) for flag, (field, _, _) in SCALAR_IMAGING.items()}
+    changes = {field: value for field, value in given.items() if value is not None}
     if args.defocus is not None:
         low, high = args.defocus
         if low == high:
@@ -212,15 +205,12 @@ def _structures_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cache", help="with build: where the fetched sources are kept (default ~/.cache/dsmnet/sources)")
     p.add_argument("--out", help="with build: the library folder to write (default: the shipped one)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    flags(p, "json")
 
 
-@command(
-    "structures",
-    help="the structure library: list, add your own PDB/mmCIF or map, or rebuild the shipped one",
-    arguments=_structures_arguments,
-)
+@command("structures", arguments=_structures_arguments)
 def cmd_structures(args: argparse.Namespace) -> int:
+    """the structure library: list, add your own PDB/mmCIF or map, or rebuild the shipped one"""
     from dsmnet.simulate.library import add_structure, load_library, user_library_dir
 
     library = Path(args.library) if args.library else None
@@ -283,15 +273,12 @@ def _extract_arguments(p: argparse.ArgumentParser) -> None:
     )
     tomogram_arguments(p)
     p.add_argument("--rescale", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
-    p.add_argument("--overwrite", action="store_true")
+    flags(p, "overwrite")
 
 
-@command(
-    "extract",
-    help="cut subtomograms from tomograms at picked positions, at the model's voxel size",
-    arguments=_extract_arguments,
-)
+@command("extract", arguments=_extract_arguments)
 def cmd_extract(args: argparse.Namespace) -> int:
+    """cut subtomograms from tomograms at picked positions, at the model's voxel size"""
     from dsmnet.infer.extract import extract
 
     r = extract(

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from dsmnet.cli.base import PICKS_HELP, UsageError, command, tomogram_arguments, tomogram_options
+from dsmnet.cli.base import PICKS_HELP, UsageError, command, flags, tomogram_arguments, tomogram_options
 from dsmnet.training.options import AUGMENTS, PRECISIONS
 
 
@@ -36,7 +36,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         "(e.g. 0.999; spec default: 0, off)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1…")
+    flags(p, "device")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast dtype")
     _training_data_arguments(p)
 
@@ -78,11 +78,12 @@ def _training_data_arguments(p: argparse.ArgumentParser) -> None:
         help="read every volume once, before training, instead of each batch's files every epoch "
         "(the run says when the dataset fits)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    flags(p, "no-progress")
 
 
-@command("train", help="train a spec on a dataset (the paper's protocol by default)", arguments=_train_arguments)
+@command("train", arguments=_train_arguments)
 def cmd_train(args: argparse.Namespace) -> int:
+    """train a spec on a dataset (the paper's protocol by default)"""
     from dsmnet.training.loop import train
     from dsmnet.training.settings import TrainConfig
 
@@ -122,12 +123,12 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="train, val, test (of the run's split) or all")
     p.add_argument("--out", help="output folder (default RUN/evaluate-SPLIT)")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    flags(p, "device", "json")
 
 
-@command("evaluate", help="metrics, confusion matrix, FSC and figures of a trained run", arguments=_evaluate_arguments)
+@command("evaluate", arguments=_evaluate_arguments)
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """metrics, confusion matrix, FSC and figures of a trained run"""
     from dsmnet.training.evaluate import evaluate, table
 
     results = evaluate(args.run, args.data, args.split, args.out, args.device, tta=args.tta)
@@ -155,18 +156,14 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-maps", action="store_true", help="no tomogram-sized label and density maps")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
-    p.add_argument("--device", default="auto")
+    flags(p, "device")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true")
+    flags(p, "no-progress", "overwrite")
 
 
-@command(
-    "predict",
-    help="classes, masks and densities for subtomograms, or for a tomogram's picks (with label maps)",
-    arguments=_predict_arguments,
-)
+@command("predict", arguments=_predict_arguments)
 def cmd_predict(args: argparse.Namespace) -> int:
+    """classes, masks and densities for subtomograms, or for a tomogram's picks (with label maps)"""
     from dsmnet.infer.predict import predict
 
     if args.data is None and args.picks is None:
@@ -201,10 +198,9 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing demo/ parts")
 
 
-@command(
-    "demo", help="simulate, train DSM-Net, evaluate: the main job end to end (make demo)", arguments=_demo_arguments
-)
+@command("demo", arguments=_demo_arguments)
 def cmd_demo(args: argparse.Namespace) -> int:
+    """simulate, train DSM-Net, evaluate: the main job end to end (make demo)"""
     from dsmnet.reproduce.demo import run_demo
 
     return run_demo(Path(args.out), fresh=args.fresh)

@@ -7,15 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dsmnet.cli.base import UsageError, command, print_json
+from dsmnet.cli.base import UsageError, command, flags, print_json
 
 
 def _plugins_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON")
+    flags(p, "json")
 
 
-@command("plugins", help="list every registered component: kind, name, plugin, version", arguments=_plugins_arguments)
+@command("plugins", arguments=_plugins_arguments)
 def cmd_plugins(args: argparse.Namespace) -> int:
+    """list every registered component: kind, name, plugin, version"""
     from dsmnet.registry import load_plugins
 
     registries = load_plugins()
@@ -37,13 +38,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def _build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="a spec file, or a built-in spec's name (e.g. dsmnet)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    flags(p, "json")
 
 
-@command(
-    "build", help="validate a spec, build it, print parameters, GFLOPs and output shapes", arguments=_build_arguments
-)
+@command("build", arguments=_build_arguments)
 def cmd_build(args: argparse.Namespace) -> int:
+    """validate a spec, build it, print parameters, GFLOPs and output shapes"""
     from dsmnet.core.build import build_model, load_spec
     from dsmnet.core.summary import describe
 
@@ -80,11 +80,12 @@ def _ablate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subsets", action="store_true", help="every non-empty subset of the heads")
     p.add_argument("--grid", action="append", metavar="HEAD=W1,W2", help="loss weights to try (repeatable)")
     p.add_argument("--out", required=True, help="folder for the variant specs")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    flags(p, "json")
 
 
-@command("ablate", help="write variant specs: head subsets and loss-weight grids", arguments=_ablate_arguments)
+@command("ablate", arguments=_ablate_arguments)
 def cmd_ablate(args: argparse.Namespace) -> int:
+    """write variant specs: head subsets and loss-weight grids"""
     from dsmnet.core.ablation import filename, generate
     from dsmnet.core.build import load_spec
     from dsmnet.core.fsutil import atomic_write_text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dsmnet.cli.base import UsageError, command
+from dsmnet.cli.base import UsageError, command, flags
 
 
 def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,8 +41,9 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-@command("reproduce", help="the paper's Tables 1-3 and unseen-structure discovery", arguments=_reproduce_arguments)
+@command("reproduce", arguments=_reproduce_arguments)
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    """the paper's Tables 1-3 and unseen-structure discovery"""
     from dsmnet.reproduce.study import SCALES, TABLES, reproduce
 
     if args.scale not in SCALES:
@@ -78,11 +79,12 @@ def _discover_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder including the held-out class")
     p.add_argument("--holdout", required=True, help="the held-out class name")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--device", default="auto")
+    flags(p, "device")
 
 
-@command("discover", help="cluster features and recover a class the run never saw", arguments=_discover_arguments)
+@command("discover", arguments=_discover_arguments)
 def cmd_discover(args: argparse.Namespace) -> int:
+    """cluster features and recover a class the run never saw"""
     from dsmnet.reproduce.discover import discover
 
     r = discover(args.run, args.data, args.holdout, args.out, args.device)

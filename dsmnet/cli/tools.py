@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dsmnet.cli.base import UsageError, command, print_json
+from dsmnet.cli.base import UsageError, command, flags, print_json
 
 
 def _data(args: argparse.Namespace) -> Path:
@@ -20,6 +20,11 @@ def _data(args: argparse.Namespace) -> Path:
 def _data_arguments(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--data", help=help)
     p.add_argument("data_positional", nargs="?", help=argparse.SUPPRESS)  # python -m …baseline DATA
+
+
+def _record_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="also write the record (per-particle predictions included) as JSON")
+    flags(p, "json")
 
 
 def _report_reference(r: dict, out: str | None, as_json: bool) -> int:
@@ -41,16 +46,12 @@ def _baseline_arguments(p: argparse.ArgumentParser) -> None:
     _data_arguments(p, "the dataset folder to fit on (its seeded 8:1:1 split's training part)")
     p.add_argument("--test", help="an independent test set (default: the split's test part)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, as the runs' --seed (default 0)")
-    p.add_argument("--out", help="also write the record (per-particle predictions included) as JSON")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _record_arguments(p)
 
 
-@command(
-    "baseline",
-    help="the classical baseline: LDA on rotation-invariant shell features, fitted on a training split",
-    arguments=_baseline_arguments,
-)
+@command("baseline", arguments=_baseline_arguments)
 def cmd_baseline(args: argparse.Namespace) -> int:
+    """the classical baseline: LDA on rotation-invariant shell features, fitted on a training split"""
     from dsmnet.reproduce.baseline import classical_baseline
 
     r = classical_baseline(_data(args), args.seed, Path(args.test) if args.test else None)
@@ -60,16 +61,12 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def _template_arguments(p: argparse.ArgumentParser) -> None:
     _data_arguments(p, "a simulated dataset folder (its imaging settings make the templates)")
     p.add_argument("--rotations", type=int, default=2000, help="rotations searched per template (default 2000)")
-    p.add_argument("--out", help="also write the record (per-particle predictions included) as JSON")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    _record_arguments(p)
 
 
-@command(
-    "template-match",
-    help="the reference that knows the answer: the true structures imaged as the data, searched over rotations",
-    arguments=_template_arguments,
-)
+@command("template-match", arguments=_template_arguments)
 def cmd_template_match(args: argparse.Namespace) -> int:
+    """the reference that knows the answer: the true structures imaged as the data, searched over rotations"""
     from dsmnet.reproduce.oracle import template_matching
 
     if args.rotations < 1:
@@ -81,15 +78,12 @@ def cmd_template_match(args: argparse.Namespace) -> int:
 def _paired_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("first", help="metrics.json of the first row (a,b,… for several seeds)")
     p.add_argument("second", help="metrics.json of the second row")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    flags(p, "json")
 
 
-@command(
-    "paired",
-    help="the paired difference of two rows scored on the same test particles (± 1 s.e., McNemar)",
-    arguments=_paired_arguments,
-)
+@command("paired", arguments=_paired_arguments)
 def cmd_paired(args: argparse.Namespace) -> int:
+    """the paired difference of two rows scored on the same test particles (± 1 s.e., McNemar)"""
     from dsmnet.reproduce.paired import compare, paired
 
     runs = [[Path(p) for p in arg.split(",")] for arg in (args.first, args.second)]
@@ -106,15 +100,12 @@ def _views_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1200, help="particles (the first n; default 1200)")
     p.add_argument("--angles", default="0,5,15,30,60,90,180", help="degrees, comma-separated")
     p.add_argument("--out", help="write the JSON here too")
-    p.add_argument("--json", action="store_true", help="print JSON (the default; kept for consistency)")
+    flags(p, "json")
 
 
-@command(
-    "views",
-    help="accuracy of a run on its test particles turned by given angles, re-masked and not",
-    arguments=_views_arguments,
-)
+@command("views", arguments=_views_arguments)
 def cmd_views(args: argparse.Namespace) -> int:
+    """accuracy of a run on its test particles turned by given angles, re-masked and not"""
     from dsmnet.core.fsutil import atomic_write_text, to_json
     from dsmnet.reproduce.views import turned_accuracy
 
@@ -137,15 +128,12 @@ def _separability_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snr", type=float, default=0.06, help="signal-to-noise ratio (default 0.06)")
     p.add_argument("--box", type=int, default=34, help="box side in voxels (default 34)")
     p.add_argument("--rotations", type=int, default=600, help="rotations per structure (default 600)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    flags(p, "json")
 
 
-@command(
-    "separability",
-    help="the ideal observer: how far apart each library structure is from its nearest (d′)",
-    arguments=_separability_arguments,
-)
+@command("separability", arguments=_separability_arguments)
 def cmd_separability(args: argparse.Namespace) -> int:
+    """the ideal observer: how far apart each library structure is from its nearest (d′)"""
     from dsmnet.reproduce.separability import separability
     from dsmnet.simulate.library import load_library
 

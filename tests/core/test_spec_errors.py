@@ -18,6 +18,59 @@ def error_of(spec, registries) -> SpecError:
     return info.value
 
 
+DELETE = object()
+
+# one change to the shipped DSM-Net spec (a YAML path and its new value, or DELETE), and what the
+# message starts with and holds
+ONE_CHANGE = {
+    "a bad literal lists the allowed values": (
+        ("heads", "cls", "pool"), "mean", "heads.cls.pool:", ["'avg', 'max', 'flatten' or 'shells'"]
+    ),
+    "an unknown parameter lists the allowed ones": (
+        ("heads", "cls", "hiden"), [512], "heads.cls.hiden: unknown key; did you mean 'hidden'?",
+        ["allowed: act, classes, dropout, hidden, norm, pool"],
+    ),
+    "an unknown top-level key": (("head",), {}, "head: unknown key; did you mean 'heads'?", ["backbone"]),
+    "an unknown training key": (("training", "learning_rate"), 0.1, "training.learning_rate: unknown key", []),
+    "a loss must name a head": (
+        ("losses", "den"), {"type": "mse"}, "losses.den: no head named 'den' (heads: cls, seg, rec)", []
+    ),
+    "every head needs a loss": (("losses", "rec"), DELETE, "heads.rec: head has no loss: add losses.rec", []),
+    "a loss must fit its head's target": (
+        ("losses", "rec", "type"), "cross_entropy", "losses.rec.type: loss 'cross_entropy' cannot train head 'rec'",
+        ["allowed: mse"],
+    ),
+    "a dense head needs a decoder": (
+        ("decoder",), DELETE, "", ["heads.seg.from: head 'seg' (segmenter) reads the decoder, but the spec has none"]
+    ),
+    "an unknown source lists the allowed ones": (
+        ("heads", "cls", "from"), "backbone.s16", "heads.cls.from: unknown source 'backbone.s16'",
+        ["allowed: backbone, backbone.s1, backbone.s2, backbone.s4, backbone.s8, decoder"],
+    ),
+    "an input too small for the backbone": (
+        ("input", "shape"), [40, 40, 4], "input.shape: 40×40×4 is too small", ["downsamples 8×"]
+    ),
+    "a decoder's blocks are checked by the component": (
+        ("decoder", "blocks"), [1], "decoder: decoder 'deconv3d': blocks: needs 3 entries", []
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("change", ONE_CHANGE.values(), ids=ONE_CHANGE.keys())
+def test_one_change_gives_one_clear_message(change, registries):
+    path, value, starts, holds = change
+    spec = base()
+    parent = spec
+    for key in path[:-1]:
+        parent = parent[key]
+    if value is DELETE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    msg = str(error_of(spec, registries))
+    assert msg.startswith(starts) and all(part in msg for part in holds), msg
+
+
 def test_unknown_component_suggests_close_match(registries):
     spec = base()
     spec["backbone"]["type"] = "resnet"
@@ -33,34 +86,6 @@ def test_bad_parameter_value_names_path_value_and_rule(registries):
     assert "less than 1" in str(err) and "1.5" in str(err)
 
 
-def test_bad_literal_lists_allowed_values(registries):
-    spec = base()
-    spec["heads"]["cls"]["pool"] = "mean"
-    msg = str(error_of(spec, registries))
-    assert msg.startswith("heads.cls.pool:") and "'avg', 'max', 'flatten' or 'shells'" in msg
-
-
-def test_unknown_parameter_lists_allowed_parameters(registries):
-    spec = base()
-    spec["heads"]["cls"]["hiden"] = [512]
-    msg = str(error_of(spec, registries))
-    assert msg.startswith("heads.cls.hiden: unknown key; did you mean 'hidden'?")
-    assert "allowed: act, classes, dropout, hidden, norm, pool" in msg
-
-
-def test_unknown_top_level_key(registries):
-    spec = base()
-    spec["head"] = {}
-    msg = str(error_of(spec, registries))
-    assert msg.startswith("head: unknown key; did you mean 'heads'?") and "backbone" in msg
-
-
-def test_unknown_training_key(registries):
-    spec = base()
-    spec["training"]["learning_rate"] = 0.1
-    assert "training.learning_rate: unknown key" in str(error_of(spec, registries))
-
-
 def test_several_problems_reported_at_once(registries):
     spec = base()
     spec["heads"]["seg"]["classes"] = 1
@@ -68,32 +93,6 @@ def test_several_problems_reported_at_once(registries):
     err = error_of(spec, registries)
     locs = {p[0] for p in err.problems}
     assert ("heads", "seg", "classes") in locs and ("backbone", "widths") in locs
-
-
-def test_loss_must_name_a_head(registries):
-    spec = base()
-    spec["losses"]["den"] = {"type": "mse"}
-    assert "losses.den: no head named 'den' (heads: cls, seg, rec)" in str(error_of(spec, registries))
-
-
-def test_every_head_needs_a_loss(registries):
-    spec = base()
-    del spec["losses"]["rec"]
-    assert "heads.rec: head has no loss: add losses.rec" in str(error_of(spec, registries))
-
-
-def test_loss_must_fit_the_head_target(registries):
-    spec = base()
-    spec["losses"]["rec"]["type"] = "cross_entropy"
-    msg = str(error_of(spec, registries))
-    assert msg.startswith("losses.rec.type: loss 'cross_entropy' cannot train head 'rec'") and "allowed: mse" in msg
-
-
-def test_dense_head_needs_a_decoder(registries):
-    spec = base()
-    del spec["decoder"]
-    msg = str(error_of(spec, registries))
-    assert "heads.seg.from: head 'seg' (segmenter) reads the decoder, but the spec has none" in msg
 
 
 def test_dense_head_cannot_read_a_coarse_feature(registries):
@@ -105,26 +104,11 @@ def test_dense_head_cannot_read_a_coarse_feature(registries):
     assert "heads.seg.from" in msg and "stride 8" in msg
 
 
-def test_unknown_source_lists_allowed(registries):
-    spec = base()
-    spec["heads"]["cls"]["from"] = "backbone.s16"
-    msg = str(error_of(spec, registries))
-    assert "heads.cls.from: unknown source 'backbone.s16'" in msg
-    assert "allowed: backbone, backbone.s1, backbone.s2, backbone.s4, backbone.s8, decoder" in msg
-
-
 def test_decoder_without_a_reader(registries):
     spec = base()
     for head in ("seg", "rec"):
         del spec["heads"][head], spec["losses"][head]
     assert "decoder: no head reads the decoder" in str(error_of(spec, registries))
-
-
-def test_input_too_small_for_the_backbone(registries):
-    spec = base()
-    spec["input"]["shape"] = [40, 40, 4]
-    msg = str(error_of(spec, registries))
-    assert msg.startswith("input.shape: 40×40×4 is too small") and "downsamples 8×" in msg
 
 
 def test_input_bin_must_divide_the_box_and_leave_room_for_the_backbone(registries):
@@ -137,13 +121,6 @@ def test_input_bin_must_divide_the_box_and_leave_room_for_the_backbone(registrie
     assert msg.startswith("input.shape: 16×16×16, binned 4× to 4×4×4, is too small") and "downsamples 8×" in msg
     spec["input"]["bin"] = 0
     assert str(error_of(spec, registries)).startswith("input.bin: ")
-
-
-def test_decoder_blocks_length_checked_by_the_component(registries):
-    spec = base()
-    spec["decoder"]["blocks"] = [1]
-    msg = str(error_of(spec, registries))
-    assert msg.startswith("decoder: decoder 'deconv3d': blocks: needs 3 entries")
 
 
 def test_yaml_syntax_error_names_file_line_and_column(tmp_path, registries):

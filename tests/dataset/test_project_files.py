@@ -14,52 +14,12 @@ import pytest
 from dsmnet.dataset.boxes import TomogramBoxes
 from dsmnet.dataset.picks import read_picks
 
+FILES = Path(__file__).parent / "files"  # project files as RELION, Warp and M write them
 TS_PIXEL = 1.971  # Å: the unbinned tilt-series pixel of a RELION-4 tutorial-style project
 
 # RELION-4 (relion_tomo) particles file: an optics table with the tilt-series pixel size, the
 # coordinates in unbinned tilt-series pixels (laid out as RELION 4.0 writes it)
-RELION4_PARTICLES = """
-# version 30001
-
-data_optics
-
-loop_
-_rlnOpticsGroup #1
-_rlnOpticsGroupName #2
-_rlnSphericalAberration #3
-_rlnVoltage #4
-_rlnTomoTiltSeriesPixelSize #5
-_rlnCtfDataAreCtfPremultiplied #6
-_rlnImageDimensionality #7
-_rlnTomoSubtomogramBinning #8
-_rlnImagePixelSize #9
-_rlnImageSize #10
-_rlnAmplitudeContrast #11
-           1 opticsGroup1     2.700000   300.000000     1.971000            1            2     4.000000     7.884000          128     0.100000
-
-# version 30001
-
-data_particles
-
-loop_
-_rlnTomoName #1
-_rlnTomoParticleId #2
-_rlnTomoManifoldIndex #3
-_rlnCoordinateX #4
-_rlnCoordinateY #5
-_rlnCoordinateZ #6
-_rlnOriginXAngst #7
-_rlnOriginYAngst #8
-_rlnOriginZAngst #9
-_rlnAngleRot #10
-_rlnAngleTilt #11
-_rlnAnglePsi #12
-_rlnClassNumber #13
-_rlnRandomSubset #14
-      TS_01            1            1   184.000000   344.000000   120.000000     0.000000     0.000000     0.000000    10.000000    90.000000   -30.000000            1            1
-      TS_01            2            1   252.000000   200.000000   160.000000    15.768000     0.000000   -31.536000   -75.000000    45.000000    12.000000            1            2
-      TS_01            3            1   100.000000   136.000000    80.000000     0.000000     7.884000     0.000000   120.000000   150.000000    80.000000            1            1
-"""
+RELION4_PARTICLES = (FILES / "relion4_particles.star").read_text()
 # where they land in a bin-8 tomogram (15.768 Å): 0-based (z, y, x)
 RELION4_BIN8 = np.array([[15.0, 43.0, 23.0], [22.0, 25.0, 30.5], [10.0, 16.5, 12.5]])
 
@@ -114,54 +74,11 @@ def test_plain_picks_are_pixels_of_the_tomogram(tmp_path):
 
 
 # Warp 2 names tomograms after their .tomostar and writes reconstructions as <name>_<pixel>Apx.mrc
-WARP2 = """
-data_particles
-
-loop_
-_rlnCoordinateX #1
-_rlnCoordinateY #2
-_rlnCoordinateZ #3
-_rlnAngleRot #4
-_rlnAngleTilt #5
-_rlnAnglePsi #6
-_rlnTomoName #7
-_rlnAutopickFigureOfMerit #8
-23.000000\t43.000000\t15.000000\t-35.2\t88.1\t140.5\tTS_17.tomostar\t6.81
-30.500000\t25.000000\t22.000000\t101.9\t47.3\t-12.0\tTS_17.tomostar\t5.97
-"""
+WARP2 = (FILES / "warp2.star").read_text()
 
 # A Warp/M export (laid out as the starfile documentation's Warp example): no rlnTomoName, the
 # tomogram named by a .tomostar rlnMicrographName
-WARP_M = """
-data_optics
-
-loop_
-_rlnOpticsGroup #1
-_rlnOpticsGroupName #2
-_rlnSphericalAberration #3
-_rlnVoltage #4
-_rlnImagePixelSize #5
-_rlnImageSize #6
-_rlnImageDimensionality #7
-1\topticsGroup1\t2.700000\t300.000000\t10.000000\t64\t3
-
-data_particles
-
-loop_
-_rlnCoordinateX #1
-_rlnCoordinateY #2
-_rlnCoordinateZ #3
-_rlnAngleRot #4
-_rlnAngleTilt #5
-_rlnAnglePsi #6
-_rlnImageName #7
-_rlnMicrographName #8
-_rlnOpticsGroup #9
-_rlnOriginXAngst #10
-_rlnOriginYAngst #11
-_rlnOriginZAngst #12
-23.000000\t43.000000\t15.000000\t131.2\t106.8\t45.2\tsubtomo/TS.mrc/TS.mrc_0000000_10.00A.mrc\tTS.mrc.tomostar\t1\t0.0\t0.0\t0.0
-"""
+WARP_M = (FILES / "warp_m.star").read_text()
 
 
 def test_warp_tomostar_names_find_their_reconstructions(tmp_path):
@@ -182,41 +99,9 @@ def test_warp_tomostar_names_find_their_reconstructions(tmp_path):
 
 
 # RELION-5's tutorial tomograms.star lists the half tomograms only, relative to the project folder
-TOMOGRAMS_STAR = """
-# version 50001
+TOMOGRAMS_STAR = (FILES / "tomograms_star.star").read_text()
 
-data_global
-
-loop_
-_rlnTomoName #1
-_rlnVoltage #2
-_rlnSphericalAberration #3
-_rlnAmplitudeContrast #4
-_rlnMicrographOriginalPixelSize #5
-_rlnTomoHand #6
-_rlnTomoTiltSeriesPixelSize #7
-_rlnTomoTiltSeriesStarFile #8
-_rlnTomoTomogramBinning #9
-_rlnTomoSizeX #10
-_rlnTomoSizeY #11
-_rlnTomoSizeZ #12
-_rlnTomoReconstructedTomogramHalf1 #13
-_rlnTomoReconstructedTomogramHalf2 #14
-TS_01   300.000000     2.700000     0.100000     0.675000    -1.000000     1.350000 AlignTiltSeries/job006/tilt_series/TS_01.star    10.000000   480   560   320 Tomograms/job007/tomograms/rec_TS_01_half1.mrc Tomograms/job007/tomograms/rec_TS_01_half2.mrc
-"""
-
-RELION5_PICKS = """
-# version 50001
-
-data_particles
-
-loop_
-_rlnTomoName #1
-_rlnCenteredCoordinateXAngst #2
-_rlnCenteredCoordinateYAngst #3
-_rlnCenteredCoordinateZAngst #4
-TS_01   -40.500000   135.000000   -13.500000
-"""
+RELION5_PICKS = (FILES / "relion5_picks.star").read_text()
 
 
 def test_relion5_half_tomograms_relative_to_the_project_folder_are_averaged(tmp_path, monkeypatch):
@@ -252,19 +137,7 @@ def test_a_picks_pixel_size_that_is_not_positive_is_refused(tmp_path, value, cap
     assert status == 2 and "--picks-pixel-size must be a positive size" in capsys.readouterr().err
 
 
-TILT_SERIES = """
-data_TS_01
-
-loop_
-_rlnMicrographMovieName #1
-_rlnTomoNominalStageTiltAngle #2
-_rlnMicrographPreExposure #3
-frames/TS_01_001.tiff    0.000000     0.000000
-frames/TS_01_002.tiff    3.000000     3.000000
-frames/TS_01_003.tiff   -3.000000     6.000000
-frames/TS_01_004.tiff   70.000000     9.000000
-frames/TS_01_005.tiff  -50.000000    12.000000
-"""
+TILT_SERIES = (FILES / "tilt_series.star").read_text()
 
 
 def test_a_tomogram_recorded_over_another_tilt_range_is_said_before_prediction(tmp_path, monkeypatch):

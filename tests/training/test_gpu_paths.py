@@ -15,6 +15,7 @@ from dsmnet.training.checkpoint import save_checkpoint
 from dsmnet.training.loop import train
 from dsmnet.training.runtime import DeviceError, Runtime, make_runtime
 from dsmnet.training.settings import RunState, TrainConfig
+from tests.training.said import said
 
 META = Runtime(torch.device("meta"), None, channels_last=False, rank=0, world=2)
 
@@ -157,13 +158,10 @@ def test_the_process_group_a_run_joined_is_left(monkeypatch):
 
 
 def test_in_memory_trains_as_lazy_reading_does_and_the_run_says_when_it_fits(small_data, tiny_spec, tmp_path):
-    lines: list[str] = []
-    train(tiny_spec, small_data, tmp_path / "lazy", TrainConfig(progress=False, precise_bn=32), log=lines.append)
-    assert any("--in-memory reads them once" in line for line in lines)
-    lines.clear()
+    lazy = said(tiny_spec, small_data, tmp_path / "lazy", TrainConfig(progress=False, precise_bn=32))
+    assert any("--in-memory reads them once" in line for line in lazy)
     config = TrainConfig(progress=False, precise_bn=32, in_memory=True)
-    train(tiny_spec, small_data, tmp_path / "memory", config, log=lines.append)
-    assert not any("--in-memory" in line for line in lines)
+    assert not any("--in-memory" in line for line in said(tiny_spec, small_data, tmp_path / "memory", config))
     a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in ("lazy", "memory"))
     for key, value in a["step"].items():
         torch.testing.assert_close(b["step"][key], value, msg=key)

@@ -31,6 +31,7 @@ from dsmnet.training.priors import init_priors, target_priors
 from dsmnet.training.runtime import make_runtime
 from dsmnet.training.settings import RunSettings, TrainConfig, TrainingError, learning_rate, plateau_scale
 from tests.training.interrupt import train_killed_in_epoch_two
+from tests.training.said import said
 
 QUIET = TrainConfig(progress=False, precise_bn=32)
 
@@ -220,13 +221,10 @@ def test_heads_start_from_the_training_splits_priors(small_data, tiny_spec):
 
 
 def test_prior_initialisation_is_recorded_and_can_be_switched_off(small_data, tiny_spec, tmp_path):
-    lines = []
-    train(tiny_spec, small_data, tmp_path / "a", TrainConfig(progress=False, epochs=1), log=lines.append)
+    lines = said(tiny_spec, small_data, tmp_path / "a", TrainConfig(progress=False, epochs=1))
     assert any("started from the training split's priors: cls, rec, seg" in m for m in lines)
-    lines.clear()
     config = TrainConfig(progress=False, epochs=1, prior_init=False)
-    train(tiny_spec, small_data, tmp_path / "b", config, log=lines.append)
-    assert not any("priors" in m for m in lines)
+    assert not any("priors" in m for m in said(tiny_spec, small_data, tmp_path / "b", config))
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert state["settings"]["prior_init"] is False
 
