@@ -90,12 +90,13 @@ def tomo_name(name: str) -> str:
 
 def project_path(value: str, star: Path) -> Path:
     """A path in a RELION file: absolute, or relative to the project folder RELION runs in (the
-    working directory) or to the STAR file's folder, whichever holds it (the project folder
-    when neither does, so the error names what RELION would have opened)."""
+    working directory), to the STAR file's folder or to a folder above it (the project's, for a
+    job's file read from elsewhere), whichever holds it first (the working directory when none
+    does, so the error names what RELION would have opened)."""
     file = Path(value)
     if file.is_absolute():
         return file
-    for base in (Path.cwd(), star.parent):
+    for base in (Path.cwd(), *Path(star).resolve().parents):
         if (base / file).exists():
             return base / file
     return Path.cwd() / file

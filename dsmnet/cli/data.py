@@ -93,6 +93,12 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
         help="tilt range in degrees about y, asymmetric allowed: --tilt-range=-50,70 (default -60,60)",
     )
     p.add_argument("--no-tomograms", action="store_true", help="do not write the whole tomograms")
+    p.add_argument(
+        "--relion-project",
+        metavar="DIR",
+        help="also write the tomograms as a RELION-5 project: tomograms.star, tilt-series STARs, and the picks "
+        "in Å from each tomogram's centre with their true classes (data whose answers are known)",
+    )
     p.add_argument("--preview", help="write a PNG of what was made (alone: of the dataset the PNG lies in)")
     flags(p, "overwrite")
 
@@ -103,6 +109,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from dsmnet.simulate.generate import SimulationConfig, simulate
     from dsmnet.simulate.preview import is_dataset, write_preview
 
+    if args.relion_project and args.no_tomograms:
+        raise UsageError("--relion-project needs the tomograms: drop --no-tomograms")
     if args.out is None:
         if args.preview is None:
             raise UsageError("give --out DIR (where to write the dataset) and/or --preview PNG")
@@ -130,6 +138,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         f"wrote {summary['subtomograms']} subtomograms of {len(summary['per_class'])} classes to {args.out} "
         f"in {summary['seconds']:.1f} s (measured SNR {summary['measured_snr']:.4f})"
     )
+    if args.relion_project:
+        from dsmnet.simulate.relion5 import write_project
+
+        project = write_project(args.out, args.relion_project, overwrite=args.overwrite)
+        print(
+            f"wrote a RELION-5 project of {project['tomograms']} tomograms and {project['particles']} picks: "
+            f"{project['tomograms_star']}, {project['particles_star']}"
+        )
     if args.preview:
         print(write_preview(Path(args.out), Path(args.preview)))
     return 0
