@@ -56,7 +56,7 @@ def read_acquisition(tomograms_star: str | Path) -> dict:
         "tilt_min": float(min(t[0] for t in tilts)),
         "tilt_max": float(max(t[-1] for t in tilts)),
         "tilt_step": float(np.median(steps)) if len(steps) else None,
-        "defocus_range_um": (round(min(defoci), 3), round(max(defoci), 3)) if defoci else None,
+        "defocus_range_um": (round(float(min(defoci)), 3), round(float(max(defoci)), 3)) if defoci else None,
         "pre_exposure_max": max(doses) if doses else None,
         "voxel_size": pixel * binning if pixel and binning else None,
         "tomograms": len(table),

@@ -165,8 +165,8 @@ def _like(path: str) -> dict:
         low, high = got["defocus_range_um"]
         scope.update({"defocus_um": low} if low == high else {"defocus_range_um": (low, high)})
     voxel = (
-        f"; its tomograms are at {got['voxel_size']:g} Å/voxel (the simulation stays at the library's 10 Å: "
-        "predict resamples)"
+        f"; its tomograms are at {got['voxel_size']:g} Å/voxel (the simulation's voxel size is --voxel-size's "
+        "or the preset's; predict resamples the tomograms to the model's)"
         if got["voxel_size"]
         else ""
     )
