@@ -7,7 +7,7 @@ set -euo pipefail
 W=${1:-worked-example}
 mkdir -p "$W"
 run() { echo "+ $*"; "$@"; }
-RECIPE="--lr 0.003 --warmup 2 --schedule plateau --batch-size 32 --epochs 60 --patience 8 --augment rotate"
+RECIPE="--lr 0.003 --warmup 2 --schedule plateau --batch-size 32 --epochs 40 --patience 8 --augment rotate"
 
 # 1. the user's project: two tomograms at 13.68 Å, tilts −50°/+70°, a 200 kV microscope with
 #    Cs 2.7 mm and 3–4 µm underfocus, picks in RELION-5's centred Å (their true classes kept)
@@ -17,15 +17,16 @@ RECIPE="--lr 0.003 --warmup 2 --schedule plateau --batch-size 32 --epochs 60 --p
 TOMOS="$W/project/Tomograms/job001/tomograms.star"
 
 # 2. training data imaged like the project (read from its files), and like the default microscope
-[ -d "$W/like" ] || run dsmnet simulate --preset C --like "$TOMOS" --seed 11 --no-tomograms --out "$W/like"
-[ -d "$W/default" ] || run dsmnet simulate --structures ribosome_6zu5,pseudo_proteasome --n 786 --box 40 --snr 0.06 \
+[ -d "$W/like" ] || run dsmnet simulate --preset C --like "$TOMOS" --box 32 --seed 11 --no-tomograms --out "$W/like"
+[ -d "$W/default" ] || run dsmnet simulate --structures ribosome_6zu5,pseudo_proteasome --n 786 --box 32 --snr 0.06 \
   --seed 11 --no-tomograms --out "$W/default"
 
-# 3. DSM-Net trained on each (the converged study's recipe; resumable)
+# 3. DSM-Net at half width on 32³ boxes (the demo's network) trained on each, with the converged
+#    study's recipe (resumable; ~20 min each on one CPU thread)
 for kind in like default; do
   [ -f "$W/runs/$kind/summary.json" ] && continue
   resume=""; [ -f "$W/runs/$kind/last.pt" ] && resume="--resume"
-  run dsmnet train dsmnet --data "$W/$kind" --out "$W/runs/$kind" $RECIPE --no-progress $resume
+  run dsmnet train dsmnet_demo --data "$W/$kind" --out "$W/runs/$kind" $RECIPE --no-progress $resume
 done
 
 # 4. both predict the project's picks: classes, masks, per-class STAR files, tomogram label maps
@@ -38,7 +39,7 @@ done
 #    at its own voxel size, evaluated, and the two compared paired
 for kind in like default; do
   voxel=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['config']['voxel_size'])" "$W/$kind/simulation.json")
-  [ -d "$W/picks-$kind" ] || run dsmnet extract --tomograms "$TOMOS" "$W/project/particles.star" --box 40 --border pad \
+  [ -d "$W/picks-$kind" ] || run dsmnet extract --tomograms "$TOMOS" "$W/project/particles.star" --box 32 --border pad \
     --voxel-size "$voxel" --out "$W/picks-$kind"
   [ -f "$W/score-$kind/metrics.json" ] || run dsmnet evaluate "$W/runs/$kind" --data "$W/picks-$kind" --split all \
     --tta --out "$W/score-$kind"
