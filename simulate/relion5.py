@@ -33,7 +33,7 @@ from dsmnet.dataset.star import read_star, write_star
 
 TOMOGRAMS_JOB = Path("Tomograms/job001")
 TILT_SERIES_JOB = Path("AlignTiltSeries/job001/tilt_series")
-DOSE_PER_TILT = 3.0  # e⁻/Å² per tilt image, as in a typical dose-symmetric tilt series
+TOTAL_DOSE = 120.0  # e⁻/Å² over the whole tilt series, shared evenly by its tilts (a typical exposure)
 
 
 def _tilt_angles(scope: dict) -> np.ndarray:
@@ -51,7 +51,7 @@ def _tilt_series(name: str, scope: dict, defocus_um: float) -> pd.DataFrame:
         {
             "rlnMicrographMovieName": [f"frames/{name}_{i + 1:03d}.tiff" for i in range(len(angles))],
             "rlnTomoNominalStageTiltAngle": angles,
-            "rlnMicrographPreExposure": np.arange(len(angles)) * DOSE_PER_TILT,
+            "rlnMicrographPreExposure": np.arange(len(angles)) * TOTAL_DOSE / len(angles),
             "rlnDefocusU": np.full(len(angles), defocus_um * 1e4),
             "rlnDefocusV": np.full(len(angles), defocus_um * 1e4),
         }
