@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mkdocs.plugins import event_priority
+
 MARKER = "<!-- dsmnet-help -->"
 
 
@@ -21,6 +23,7 @@ def _helps() -> str:
     return "\n".join(parts)
 
 
+@event_priority(100)  # before mkdocstrings reads its `paths`, which must exist by then
 def on_config(config, **kwargs):
     """The package as the API reference reads it: its subpackages live in folders of their own
     (``core/`` is ``dsmnet.core``, as ``pyproject.toml`` maps them), so a tree of links in

@@ -40,6 +40,30 @@ SCALAR_IMAGING = {
 }
 
 
+def _imaging_arguments(p: argparse.ArgumentParser) -> None:
+    imaging = p.add_argument_group("imaging (defaults: the paper's simulation; recorded in simulation.json)")
+    imaging.add_argument(
+        "--like",
+        metavar="TOMOGRAMS_STAR",
+        help="take the imaging from a RELION-5 project's tomograms.star and its tilt series' STAR files "
+        "(voltage, Cs, amplitude contrast, tilt range and step, defocus range); the flags below override it",
+    )
+    for flag, (_, metavar, text) in SCALAR_IMAGING.items():
+        imaging.add_argument(f"--{flag}", type=float, metavar=metavar, help=text)
+    imaging.add_argument(
+        "--defocus",
+        type=_pair,
+        metavar="UM[,UM]",
+        help="underfocus in µm: one value, or MIN,MAX drawn per tomogram (default 5, i.e. −5 µm defocus)",
+    )
+    imaging.add_argument(
+        "--tilt-range",
+        type=_pair,
+        metavar="MIN,MAX",
+        help="tilt range in degrees about y, asymmetric allowed: --tilt-range=-50,70 (default -60,60)",
+    )
+
+
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset",
@@ -71,27 +95,7 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mode", choices=["fourier", "projection"], help="imaging: fourier (fast) or projection (tilt series)"
     )
-    imaging = p.add_argument_group("imaging (defaults: the paper's simulation; recorded in simulation.json)")
-    imaging.add_argument(
-        "--like",
-        metavar="TOMOGRAMS_STAR",
-        help="take the imaging from a RELION-5 project's tomograms.star and its tilt series' STAR files "
-        "(voltage, Cs, amplitude contrast, tilt range and step, defocus range); the flags below override it",
-    )
-    for flag, (_, metavar, text) in SCALAR_IMAGING.items():
-        imaging.add_argument(f"--{flag}", type=float, metavar=metavar, help=text)
-    imaging.add_argument(
-        "--defocus",
-        type=_pair,
-        metavar="UM[,UM]",
-        help="underfocus in µm: one value, or MIN,MAX drawn per tomogram (default 5, i.e. −5 µm defocus)",
-    )
-    imaging.add_argument(
-        "--tilt-range",
-        type=_pair,
-        metavar="MIN,MAX",
-        help="tilt range in degrees about y, asymmetric allowed: --tilt-range=-50,70 (default -60,60)",
-    )
+    _imaging_arguments(p)
     p.add_argument("--no-tomograms", action="store_true", help="do not write the whole tomograms")
     p.add_argument(
         "--relion-project",
