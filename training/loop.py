@@ -73,18 +73,18 @@ class Training(Run):
 
     def _loader(self, data, shard: torch.Tensor, per_rank: int, gen: torch.Generator):
         """Reads and augments one batch (in the prefetch thread): its number, size, input, targets."""
-        kinds, device = set(self.resolved.targets.values()), self.rt.device
+        kinds, device, kind = set(self.resolved.targets.values()), self.rt.device, self.settings.augment
 
         def load(b: tuple[int, int]):
             idx = shard[b[0] : b[1]]
             x, targets, present = data.batch(idx, kinds)  # only the targets the heads train on
             if device.type == "cuda":  # pinned, so that the copies to the GPU run alongside its work
                 x, targets = x.pin_memory(), {k: v.pin_memory() for k, v in targets.items()}
-            if self.augment != "none":
+            if kind != "none":
                 if device.type != "cpu":  # augmented where it trains: on a GPU, off the CPU
                     x = x.to(device, non_blocking=True)
                     targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
-                moved = augment({"x": x, **targets}, self.augment, gen, self.measured, self.turns)
+                moved = augment({"x": x, **targets}, kind, gen, self.measured, self.turns)
                 x, targets = moved.pop("x"), moved
             return b[0] // per_rank + 1, len(idx), x, targets, present
 

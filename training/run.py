@@ -138,9 +138,8 @@ class Run:
         return torch.nn.parallel.DistributedDataParallel(self.step, device_ids=ids)
 
     def _prepare_inputs(self, new: bool) -> None:
-        """Augmentation: its kind, the dataset's wedge (a new run's, kept for test-time turns), the
+        """Augmentation's inputs: the dataset's wedge (a new run's, kept for test-time turns), the
         frequencies the data hold; and the freshly simulated sets of ``--fresh-data``."""
-        self.augment = self.settings.augment
         if new:  # the wedge the model is trained for, for its test-time turns
             scope = dataset_microscope(self.data.root)
             self.settings.wedge = (scope.tilt_min, scope.tilt_max)
@@ -155,7 +154,7 @@ class Run:
         self.epoch_data = data  # the set the epoch in progress trains on
         self.measured = (
             measured_frequencies(data.root, data.box, data.voxel_size).to(self.rt.device)
-            if self.augment in RESAMPLED
+            if s.augment in RESAMPLED
             else None
         )
 
