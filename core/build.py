@@ -164,7 +164,8 @@ def _construct(plan: Plan) -> MultiTaskNet:
             ("input", "bin"),
             f"{format_size(spec.input.shape)} does not divide by bin {factor} (each side must be a multiple of it)",
         )
-    in_shape = ShapeSpec(spec.input.channels, 1, tuple(n // factor for n in spec.input.shape))
+    channels = spec.input.channels + (spec.input.centre_prior is not None)
+    in_shape = ShapeSpec(channels, 1, tuple(n // factor for n in spec.input.shape))
     backbone = plan.backbone.construct(in_shape)
     feats: dict[str, ShapeSpec] = backbone.output_shape()
     deepest = next(reversed(feats))
@@ -201,7 +202,9 @@ def _construct(plan: Plan) -> MultiTaskNet:
                 f"input, but {source!r} is at stride {shape.stride}: read a decoder instead",
             )
         heads[name] = part.construct(shape)
-    return MultiTaskNet(backbone, decoder, heads, sources, plan.targets, spec, bin=factor)
+    return MultiTaskNet(
+        backbone, decoder, heads, sources, plan.targets, spec, bin=factor, centre_prior=spec.input.centre_prior
+    )
 
 
 def build_model(

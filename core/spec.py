@@ -61,6 +61,10 @@ class InputSpec(BaseModel):
     # frequencies both grids hold kept exactly) and returns its per-voxel outputs resized back
     # to ``shape``: losses, metrics and predictions stay at the box's own voxels
     bin: Annotated[int, Field(ge=1, le=8)] = 1
+    # telling the network where its target is: one more input channel beside the box, a centred
+    # Gaussian of this width (σ as a fraction of the box side), made inside the network so
+    # augmentation, validation and predict see it alike; None: off (the paper's)
+    centre_prior: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
 
 
 class TrainingSpec(BaseModel):

@@ -117,15 +117,16 @@ def run_row(
     test: Path | None = None,
     augment: str = "none",
     tta: bool = False,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume, or reuse) and evaluate one row for one seed (with ``tta``, averaged over
-    the four 180° turns)."""
+    the four 180° turns; with ``fresh``, each epoch on a training set simulated afresh)."""
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     longer = (run / "spec.yaml").is_file() and _budget_grows(load_spec(run / "spec.yaml"), spec, run)
     if not (run / "summary.json").is_file() or longer:
         resume = (run / "last.pt").is_file()
         budget = {k: getattr(spec.training, k) for k in MORE_TIME}  # a finished run given more: it goes on
-        config = TrainConfig(seed=seed, augment=augment, progress=False, **budget)
+        config = TrainConfig(seed=seed, augment=augment, progress=False, fresh=fresh, **budget)
         train(spec, data, run, config, resume=resume, log=lambda m: log("   ", m))
     if not evaluate_test:
         return {}
@@ -188,9 +189,12 @@ class Job:
     test: Path | None = None
     augment: str = "none"
     tta: bool = False
+    fresh: bool = False  # each epoch's training set simulated afresh like the data (training.fresh)
 
     def __call__(self, log) -> dict[str, Any]:
-        return run_row(self.spec, self.data, self.run, self.seed, log, self.evaluate, self.test, self.augment, self.tta)
+        return run_row(
+            self.spec, self.data, self.run, self.seed, log, self.evaluate, self.test, self.augment, self.tta, self.fresh
+        )
 
 
 def run_cost(spec: Spec) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 
 from dsmnet.reproduce.paired import accuracy_se, miou_se
 from dsmnet.reproduce.records import record_of
-from dsmnet.reproduce.scales import BASELINE, ORACLE, ORDERINGS, PAPER, Scale
+from dsmnet.reproduce.scales import BASELINE, ORACLE, ORDERINGS, PAPER, TITLES, Scale
 
 
 def _fmt(values: list[float]) -> str:
@@ -226,7 +226,7 @@ def _values(runs: list[dict], key: str) -> list[float]:
 
 def table_lines(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, str]:
     header = ["model", "pixel accuracy", "mIoU", "object accuracy", "paper (pixel acc / mIoU / acc)", "note"]
-    lines = [f"## {table.replace('table', 'Table ')}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [f"## {TITLES.get(table, table)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["model", "seeds", "pixel_acc_mean", "miou_mean", "acc_mean", "pixel_acc", "miou", "acc", "failed"])

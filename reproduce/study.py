@@ -44,7 +44,18 @@ from dsmnet.reproduce.report import (
     runtimes_line,
     table_lines,
 )
-from dsmnet.reproduce.scales import BASELINE, BASELINE_TABLES, HOLDOUT, ORACLE, SCALES, TABLES, Scale, variant
+from dsmnet.reproduce.scales import (
+    BASELINE,
+    BASELINE_TABLES,
+    HOLDOUT,
+    ORACLE,
+    PAPER_TABLES,
+    SCALES,
+    TABLES,
+    Scale,
+    row_spec,
+    variant,
+)
 
 
 def _command(scale_name: str, out: Path, seeds, tables, rows, with_discovery: bool) -> str:
@@ -52,7 +63,7 @@ def _command(scale_name: str, out: Path, seeds, tables, rows, with_discovery: bo
     command = f"dsmnet reproduce --scale {scale_name} --out {out}" + (
         f" --seeds {','.join(map(str, seeds))}" if seeds else ""
     )
-    if tuple(tables) != tuple(TABLES):
+    if tuple(tables) != PAPER_TABLES:
         command += f" --tables {','.join(tables)}"
     if rows:
         command += " --rows '" + ",".join(rows) + "'"
@@ -68,10 +79,11 @@ def _plan(scale: Scale, out: Path, paths: dict[str, Path], tables, rows) -> tupl
     jobs: dict[Path, Job] = {}
     for table in tables:
         dataset, table_rows = TABLES[table]
-        for row, base, heads, grid in table_rows:
+        for entry in table_rows:
+            row = entry[0]
             if rows and row not in rows:
                 continue
-            spec = variant(base, heads, grid, scale)
+            spec, fresh = row_spec(entry, scale)
             cost = run_cost(spec)
             for seed in scale.seeds:
                 run = out / "runs" / dataset / spec.name.replace("[", "-").replace("]", "") / f"seed{seed}"
@@ -79,6 +91,7 @@ def _plan(scale: Scale, out: Path, paths: dict[str, Path], tables, rows) -> tupl
                 title = f"{dataset} · {row} · seed {seed}"
                 test = paths[f"{dataset}_test"]
                 job = Job(run, spec.to_dict(), paths[dataset], seed, title, cost, True, test, scale.augment, scale.tta)
+                job = dataclasses.replace(job, fresh=fresh)
                 jobs.setdefault(run, job)
     return plan, jobs
 
@@ -233,7 +246,7 @@ def reproduce(
     scale_name: str,
     out: Path,
     log=print,
-    tables: tuple[str, ...] = tuple(TABLES),
+    tables: tuple[str, ...] = PAPER_TABLES,
     with_discovery: bool = True,
     seeds: tuple[int, ...] | None = None,
     workers: int | None = None,

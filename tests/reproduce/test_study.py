@@ -35,6 +35,26 @@ def test_rows_are_generated_variants_at_one_scale(row, base, heads, grid):
         assert set(spec.heads["cls"].params["hidden"]) == {scale.hidden}
 
 
+def test_the_rows_beyond_the_paper_are_dsmnet_with_one_change_each(tmp_path):
+    from dsmnet.reproduce.study import _plan
+
+    scale = SCALES["converged"]
+    paths = {"A": tmp_path / "A", "A_test": tmp_path / "A_test"}
+    rows = ("DSM-Net", "DSM-Net + centre prior", "DSM-Net + fresh data")
+    plan, jobs = _plan(scale, tmp_path, paths, ("table1", "beyond"), rows)
+    beyond = dict(plan["beyond"][::2])  # seed 0 of each row
+    assert beyond["DSM-Net"] == dict(plan["table1"][::2])["DSM-Net"]  # Table 1's run, reused
+    centre, fresh, plain = (jobs[beyond[r]] for r in ("DSM-Net + centre prior", "DSM-Net + fresh data", "DSM-Net"))
+    assert len({beyond[r] for r in beyond}) == 3 and len(jobs) == 3 * len(scale.seeds)
+    assert centre.spec["input"]["centre_prior"] == 0.2 and not centre.fresh
+    assert fresh.fresh and not plain.fresh and "centre_prior" not in fresh.spec["input"]
+    # nothing else differs from DSM-Net's spec but the change and the name
+    for job in (centre, fresh):
+        spec = {**job.spec, "name": plain.spec["name"], "input": {**job.spec["input"]}}
+        spec["input"].pop("centre_prior", None)
+        assert spec == plain.spec
+
+
 def test_paper_scale_is_the_papers_network():
     spec = variant("dsmnet", ("cls", "seg", "rec"), {}, SCALES["paper"])
     from dsmnet.core.build import load_spec
