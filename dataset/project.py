@@ -19,7 +19,8 @@ def read_acquisition(tomograms_star: str | Path) -> dict:
     """The imaging a project's tilt series were recorded with, over all its tomograms: voltage (kV),
     Cs (mm), amplitude contrast, the tomograms' voxel size (Å: tilt-series pixel × binning), the
     tilt range and step (degrees), the range of the per-tilt defoci (µm underfocus, the mean of
-    ``rlnDefocusU/V``) and the highest pre-exposure (e⁻/Å²).
+    ``rlnDefocusU/V``) and the total exposure of a tilt series (e⁻/Å²: its last tilt's pre-exposure
+    and that tilt's share, the largest over the series).
 
     Raises:
         DataError: a file missing, or a column the simulation needs, named.
@@ -43,8 +44,9 @@ def read_acquisition(tomograms_star: str | Path) -> dict:
         tilts.append(np.sort(series["rlnTomoNominalStageTiltAngle"].to_numpy(float)))
         if {"rlnDefocusU", "rlnDefocusV"} <= set(series.columns):
             defoci += list((series["rlnDefocusU"].to_numpy(float) + series["rlnDefocusV"].to_numpy(float)) / 2e4)
-        if "rlnMicrographPreExposure" in series.columns:
-            doses.append(float(series["rlnMicrographPreExposure"].max()))
+        if "rlnMicrographPreExposure" in series.columns and len(series) > 1:
+            # the total: the last tilt's pre-exposure and its own share (each tilt's, alike)
+            doses.append(float(series["rlnMicrographPreExposure"].max()) * len(series) / (len(series) - 1))
     first = table.iloc[0]
     steps = np.concatenate([np.diff(t) for t in tilts if len(t) > 1]) if tilts else np.array([])
     pixel = float(first["rlnTomoTiltSeriesPixelSize"]) if "rlnTomoTiltSeriesPixelSize" in table.columns else None
@@ -57,7 +59,7 @@ def read_acquisition(tomograms_star: str | Path) -> dict:
         "tilt_max": float(max(t[-1] for t in tilts)),
         "tilt_step": float(np.median(steps)) if len(steps) else None,
         "defocus_range_um": (round(float(min(defoci)), 3), round(float(max(defoci)), 3)) if defoci else None,
-        "pre_exposure_max": max(doses) if doses else None,
+        "dose": round(max(doses), 2) if doses else None,
         "voxel_size": pixel * binning if pixel and binning else None,
         "tomograms": len(table),
     }

@@ -14,7 +14,9 @@ SNR follows the Xu lab's own simulator (AITom, ``reconstruction__simple_convolut
 added; half of that noise is added before the CTF (it goes through CTF, MTF, wedge and band limit
 with the signal: structural and shot noise of the specimen), half after (through the wedge and band
 limit only: detector and reconstruction noise). The CTF carries an envelope (``b_factor``) and
-everything is band-limited to ``1/band_limit_nm`` (4 nm), as in that simulator. Because CTF,
+everything is band-limited to ``1/band_limit_nm`` (4 nm), as in that simulator. With a ``dose``,
+radiation damage fades each tilt's signal by the exposure recorded before it in a dose-symmetric
+scheme (Grant & Grigorieff's critical exposure; the noise is left as it is). Because CTF,
 wedge and band limit remove most of the noise's power but less of the signal's, the SNR the
 network meets is higher than the nominal one: both are measured and recorded — the **total** SNR
 (filtered signal variance over final noise variance) and the **in-band** SNR (the same over
@@ -53,6 +55,9 @@ class Microscope:
     tilt_step: float = 1.0
     # underfocus drawn per tomogram, uniformly in [min, max] µm (None: ``defocus_um`` for every one)
     defocus_range_um: tuple[float, float] | None = None
+    # total exposure of the tilt series (e⁻/Å²), collected dose-symmetrically from 0°: each tilt's
+    # signal fades with the exposure before it (radiation damage, exposure_filter); 0: no damage
+    dose: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +76,8 @@ class Microscope:
         low, high = self.defocus_range_um or (self.defocus_um, self.defocus_um)
         if not 0.0 < low <= high <= 20.0:
             out.append(f"--defocus must be an underfocus in µm, 0 < MIN ≤ MAX ≤ 20 (e.g. 2,6), got {low:g},{high:g}")
+        if not 0.0 <= self.dose <= 1000.0:
+            out.append(f"--dose must be the tilt series' total exposure, 0 to 1000 e/Å², got {self.dose:g}")
         if not -90.0 <= self.tilt_min < self.tilt_max <= 90.0:
             got = f"{self.tilt_min:g},{self.tilt_max:g}"
             out.append(f"--tilt-range must be MIN,MAX degrees with −90 ≤ MIN < MAX ≤ 90, got {got}")
@@ -100,6 +107,37 @@ class Microscope:
         n = int(round((self.tilt_max - self.tilt_min) / self.tilt_step)) + 1
         return np.linspace(self.tilt_min, self.tilt_max, n)
 
+    def exposures(self) -> np.ndarray:
+        """Each tilt's mean exposure (e⁻/Å², in :attr:`tilts` order): what the tilts recorded before
+        it in the dose-symmetric order, plus half its own share of :attr:`dose`."""
+        tilts = self.tilts
+        rank = np.empty(len(tilts))
+        rank[dose_symmetric(tilts)] = np.arange(len(tilts))
+        return (rank + 0.5) * self.dose / len(tilts)
+
+
+def dose_symmetric(angles: np.ndarray) -> np.ndarray:
+    """The order a dose-symmetric scheme records ``angles`` in (Hagen et al. 2017): 0° (the angle
+    nearest it), then alternately the next one up and the next one down, as indices."""
+    angles = np.asarray(angles, dtype=float)
+    return np.lexsort((-angles, np.abs(angles)))
+
+
+def critical_exposure(k_angstrom: torch.Tensor, voltage_kv: float) -> torch.Tensor:
+    """The exposure (e⁻/Å²) at which the signal at ``k_angstrom`` (1/Å) falls to 1/√e by radiation
+    damage: Grant & Grigorieff (2015) at 300 kV, 0.245 k^−1.665 + 2.81, scaled by 0.8 at 200 kV
+    (linearly in between, held beyond)."""
+    scale = float(np.clip(0.8 + 0.2 * (voltage_kv - 200.0) / 100.0, 0.8, 1.0))
+    k = k_angstrom.double().clamp(min=1e-6)
+    return scale * (0.245 * k.pow(-1.665) + 2.81)
+
+
+def exposure_filter(k_angstrom: torch.Tensor, exposure, voltage_kv: float) -> torch.Tensor:
+    """The signal left after ``exposure`` e⁻/Å² (a number, or a tensor broadcast with the
+    frequencies): exp(−N / 2N_e(k)), the amplitude attenuation of Grant & Grigorieff (2015)."""
+    exposure = torch.as_tensor(exposure, dtype=torch.float64)
+    return torch.exp(-exposure / (2 * critical_exposure(k_angstrom, voltage_kv))).float()
+
 
 def ctf_mtf(k_cycles: torch.Tensor, voxel_size: float, scope: Microscope) -> torch.Tensor:
     """CTF × MTF × envelope at spatial frequencies ``k_cycles`` (cycles/voxel), via torch-ctf."""
@@ -128,6 +166,29 @@ def rfft_grid(shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, 
     return kz, ky, kx
 
 
+def _directions(shape: tuple[int, int, int], rfft: bool = True):
+    """``kz``, ``kx`` and the tilt whose central slice holds each (kx, kz) direction, in degrees
+    folded into [−90°, 90°) (a slice holds both ±directions)."""
+    kz = torch.fft.fftfreq(shape[0])[:, None, None]
+    kx = (torch.fft.rfftfreq(shape[2]) if rfft else torch.fft.fftfreq(shape[2]))[None, None, :]
+    angle = torch.rad2deg(torch.atan2(-kz, kx))
+    angle = torch.where(angle >= 90, angle - 180, angle)
+    angle = torch.where(angle < -90, angle + 180, angle)
+    return kz, kx, angle
+
+
+def wedge_exposure(shape: tuple[int, int, int], k: torch.Tensor, voxel_size: float, scope: Microscope):
+    """Per rFFT frequency, the signal radiation damage leaves (``fourier`` mode): each frequency
+    was measured by the tilt nearest its direction, after that tilt's exposure; 1 without a dose."""
+    if not scope.dose:
+        return torch.ones(())
+    _, _, angle = _directions(shape)
+    tilts = torch.from_numpy(scope.tilts)
+    nearest = (angle[..., None] - tilts).abs().argmin(-1)  # [z, 1, x]
+    exposure = torch.from_numpy(scope.exposures())[nearest]
+    return exposure_filter(k / voxel_size, exposure, scope.voltage_kv)
+
+
 def wedge_mask(shape: tuple[int, int, int], scope: Microscope, rfft: bool = True) -> torch.Tensor:
     """Boolean mask of the measured frequencies of a ``[z, y, x]`` volume's (r)FFT.
 
@@ -135,12 +196,7 @@ def wedge_mask(shape: tuple[int, int, int], scope: Microscope, rfft: bool = True
     within half a Fourier voxel of the first or last tilt's plane: at low frequencies a measured
     central slice has a finite thickness, as a reconstruction from a real tilt series shows.
     """
-    kz = torch.fft.fftfreq(shape[0])[:, None, None]
-    kx = (torch.fft.rfftfreq(shape[2]) if rfft else torch.fft.fftfreq(shape[2]))[None, None, :]
-    # direction of (kx, kz) folded into [-90°, 90°): slices contain ±directions
-    angle = torch.rad2deg(torch.atan2(-kz, kx))
-    angle = torch.where(angle >= 90, angle - 180, angle)
-    angle = torch.where(angle < -90, angle + 180, angle)
+    kz, kx, angle = _directions(shape, rfft)
     inside = (angle >= scope.tilt_min) & (angle <= scope.tilt_max)
     outside_by = torch.minimum((angle - scope.tilt_min).abs(), (angle - scope.tilt_max).abs())
     distance = torch.sqrt(kx**2 + kz**2) * torch.sin(torch.deg2rad(outside_by.clamp(max=90)))
@@ -195,7 +251,8 @@ def image_fourier(
     measured = wedge_mask(shape, scope) * scope.band(k, voxel_size)
     transfer = ctf_mtf(k, voxel_size, scope) * measured
     volume = torch.from_numpy(clean)
-    signal = torch.fft.irfftn(torch.fft.rfftn(volume) * transfer, s=shape)
+    damaged = transfer * wedge_exposure(shape, k, voxel_size, scope)  # radiation damage fades the signal only
+    signal = torch.fft.irfftn(torch.fft.rfftn(volume) * damaged, s=shape)
     if not np.isfinite(snr):
         return Imaged(signal.numpy(), signal.numpy(), float("inf"))
     half = float(volume.var()) / snr / 2  # the nominal noise variance, half before and half after the CTF
@@ -241,7 +298,9 @@ def image_projection(
     with torch.no_grad():
         projections = project_3d_to_2d(cube, rots)
         del cube
-        projections = _filter_2d(projections, lambda k: ctf_mtf(k, voxel_size, scope))
+        exposure = torch.from_numpy(scope.exposures())[:, None, None]  # each projection after its own
+        damage = lambda k: exposure_filter(k / voxel_size, exposure, scope.voltage_kv)  # noqa: E731
+        projections = _filter_2d(projections, lambda k: ctf_mtf(k, voxel_size, scope) * damage(k))
         signal = backproject_2d_to_3d(projections, rots)[crop].contiguous()
         del projections
         if not np.isfinite(snr):

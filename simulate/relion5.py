@@ -30,10 +30,13 @@ from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.picks import TomogramInfo, to_relion5
 from dsmnet.dataset.star import read_star, write_star
+from dsmnet.simulate.imaging import dose_symmetric
 
 TOMOGRAMS_JOB = Path("Tomograms/job001")
 TILT_SERIES_JOB = Path("AlignTiltSeries/job001/tilt_series")
-TOTAL_DOSE = 120.0  # e⁻/Å² over the whole tilt series, shared evenly by its tilts (a typical exposure)
+# e⁻/Å² over the whole tilt series, shared evenly by its tilts: the simulation's dose, or where it
+# modelled none, a typical exposure
+TOTAL_DOSE = 120.0
 
 
 def _tilt_angles(scope: dict) -> np.ndarray:
@@ -41,7 +44,7 @@ def _tilt_angles(scope: dict) -> np.ndarray:
     (0°, then alternately up and down: the order their pre-exposure grows in)."""
     step = scope["tilt_step"]
     angles = np.arange(scope["tilt_min"], scope["tilt_max"] + step / 2, step)
-    return angles[np.lexsort((-angles, np.abs(angles)))]
+    return angles[dose_symmetric(angles)]
 
 
 def _tilt_series(name: str, scope: dict, defocus_um: float) -> pd.DataFrame:
@@ -51,7 +54,7 @@ def _tilt_series(name: str, scope: dict, defocus_um: float) -> pd.DataFrame:
         {
             "rlnMicrographMovieName": [f"frames/{name}_{i + 1:03d}.tiff" for i in range(len(angles))],
             "rlnTomoNominalStageTiltAngle": angles,
-            "rlnMicrographPreExposure": np.arange(len(angles)) * TOTAL_DOSE / len(angles),
+            "rlnMicrographPreExposure": np.arange(len(angles)) * (scope.get("dose") or TOTAL_DOSE) / len(angles),
             "rlnDefocusU": np.full(len(angles), defocus_um * 1e4),
             "rlnDefocusV": np.full(len(angles), defocus_um * 1e4),
         }

@@ -37,6 +37,12 @@ SCALAR_IMAGING = {
     "amplitude-contrast": ("amplitude_contrast", "F", "amplitude contrast (default 0.07)"),
     "b-factor": ("b_factor", "A2", "CTF envelope B-factor in Å² (default 400)"),
     "tilt-step": ("tilt_step", "DEG", "tilt increment of the projection mode (default 1°)"),
+    "dose": (
+        "dose",
+        "E_PER_A2",
+        "total exposure of the tilt series in e/Å², collected dose-symmetrically from 0°: each tilt's signal "
+        "fades with the exposure before it (default 0: no radiation damage; --like: the project's)",
+    ),
 }
 
 
@@ -165,6 +171,8 @@ def _like(path: str) -> dict:
     }
     if got["tilt_step"]:
         scope["tilt_step"] = got["tilt_step"]
+    if got["dose"]:
+        scope["dose"] = got["dose"]
     if got["defocus_range_um"]:
         low, high = got["defocus_range_um"]
         scope.update({"defocus_um": low} if low == high else {"defocus_range_um": (low, high)})
@@ -177,11 +185,7 @@ def _like(path: str) -> dict:
     print(
         f"imaging like {path} ({got['tomograms']} tomogram(s)): "
         + ", ".join(f"{k} {v}" for k, v in scope.items())
-        + (
-            f"; pre-exposure up to {got['pre_exposure_max']:g} e/Å² (B-factor kept: give --b-factor)"
-            if got["pre_exposure_max"]
-            else ""
-        )
+        + (" (the last tilt's pre-exposure and its own share)" if got["dose"] else "; no pre-exposure: no dose")
         + voxel
     )
     return scope

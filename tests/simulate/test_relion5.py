@@ -19,7 +19,7 @@ from dsmnet.infer.extract import extract
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("relion5")
     argv = ["simulate", "--preset", "C", "--n", "24", "--seed", "5", "--tomogram", "64,128,128", "--box", "24",
-            "--defocus", "3,4", "--out", str(root / "sim"), "--relion-project", str(root / "project")]  # fmt: skip
+            "--defocus", "3,4", "--dose", "100", "--out", str(root / "sim"), "--relion-project", str(root / "project")]  # fmt: skip
     assert main(argv) == 0
     return root
 
@@ -29,6 +29,7 @@ def test_the_project_holds_the_simulations_acquisition(project):
     assert (got["voltage_kv"], got["cs_mm"], got["amplitude_contrast"]) == (300.0, 2.0, 0.07)
     assert (got["tilt_min"], got["tilt_max"], got["tilt_step"]) == (-50.0, 70.0, 1.0)
     assert got["voxel_size"] == pytest.approx(13.68) and got["tomograms"] >= 1
+    assert got["dose"] == pytest.approx(100.0)  # the last tilt's pre-exposure and its own share
     low, high = got["defocus_range_um"]
     assert 3.0 <= low <= high <= 4.0
 
