@@ -283,7 +283,20 @@ def _filter_2d(images: torch.Tensor, transfer) -> torch.Tensor:
 def image_projection(
     clean: np.ndarray, voxel_size: float, snr: float, scope: Microscope, rng: np.random.Generator
 ) -> Imaged:
-    """``projection`` mode: tilt series, per-projection CTF/MTF and noise, Fourier reconstruction."""
+    """``projection`` mode: tilt series, per-projection CTF/MTF and noise, Fourier reconstruction.
+    Same seed, same bytes on any number of threads: the back-projection's scatter-add runs in
+    torch's deterministic mode (on several threads its sums otherwise differ in the last bit)."""
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _image_projection(clean, voxel_size, snr, scope, rng)
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
+def _image_projection(
+    clean: np.ndarray, voxel_size: float, snr: float, scope: Microscope, rng: np.random.Generator
+) -> Imaged:
     from torch_fourier_slice import backproject_2d_to_3d, project_3d_to_2d
 
     shape = clean.shape

@@ -19,7 +19,8 @@ from dsmnet.infer.extract import extract
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("relion5")
     argv = ["simulate", "--preset", "C", "--n", "24", "--seed", "5", "--tomogram", "64,128,128", "--box", "24",
-            "--defocus", "3,4", "--dose", "100", "--out", str(root / "sim"), "--relion-project", str(root / "project")]  # fmt: skip
+            "--defocus", "3,4", "--dose", "100", "--out", str(root / "sim"),
+            "--relion-project", str(root / "project")]  # fmt: skip
     assert main(argv) == 0
     return root
 
