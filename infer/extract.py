@@ -55,14 +55,22 @@ def check_voxel_size(picks: list[Picks], voxel_size: float, rescale: bool, log=p
         log(f"{p.tomogram.path}: {have:g} Å/voxel; boxes are resampled to the model's {voxel_size:g} Å/voxel")
 
 
-def check_wedge(picks: list[Picks], wedge: list[float] | tuple[float, float] | None, log=print) -> None:
+def check_wedge(
+    picks: list[Picks], wedge: list[float] | tuple[float, float] | None, log=print, axis: str = "y"
+) -> None:
     """Say, once per tomogram, when its tilt series (from ``tomograms.star``) covered another
-    range than the model was trained for (``wedge``, its checkpoint's): its missing wedge differs,
-    which a network meets as a domain it has never seen. Nothing is refused."""
+    range than the model was trained for (``wedge``, its checkpoint's), or when the model was
+    trained with the tilt axis along x (``axis``) and RELION's tomograms have it along y: its
+    missing wedge differs, which a network meets as a domain it has never seen. Nothing is refused."""
     if not wedge:
         return
     for p in picks:
         have = p.tomogram.tilt_range
+        if have is not None and axis != "y":
+            log(
+                f"note: {p.tomogram.path.name} comes from a RELION project, whose tomograms have the tilt axis "
+                f"along y; the model was trained with it along {axis}: its missing wedge lies elsewhere"
+            )
         if have is not None and max(abs(have[0] - wedge[0]), abs(have[1] - wedge[1])) > 3.0:
             log(
                 f"note: {p.tomogram.path.name} was recorded from {have[0]:+.0f}° to {have[1]:+.0f}°, the model was "

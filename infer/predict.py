@@ -112,13 +112,13 @@ def predict(
     rt = make_runtime(device)
     model, _, state = load_trained(Path(run), "best", rt)
     settings = RunSettings.from_dict(state["settings"])
-    model = with_turns(model, tta, settings.wedge)
+    model = with_turns(model, tta, settings.wedge, settings.wedge_axis)
     box = tuple(state["spec"]["input"]["shape"])
     want = float(state.get("voxel_size") or 0.0)
     classes = state["classes"]
     unscale = 1.0 / settings.density_scale  # densities back in the dataset's units
     src = Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log, picks_pixel_size)
-    check_wedge(src.groups, settings.wedge, log)
+    check_wedge(src.groups, settings.wedge, log, settings.wedge_axis)
     reader = _Reader(box, want, skip_bad)
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad():

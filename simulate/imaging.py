@@ -22,9 +22,12 @@ network meets is higher than the nominal one: both are measured and recorded —
 (filtered signal variance over final noise variance) and the **in-band** SNR (the same over
 frequencies below 1/(4 nm)).
 
-Geometry: arrays are ``[z, y, x]``, the beam along z at 0°, the tilt axis along y. A projection
-at tilt θ measures the central slice containing ``k_y`` and ``(cos θ, 0, −sin θ)`` in (x, z), so
-the measured frequencies are those whose (x, z) direction is within the tilt range.
+Geometry: arrays are ``[z, y, x]``, the beam along z at 0°, the tilt axis along y (``tilt_axis``
+"y", as RELION-5, Warp and IMOD reconstruct). A projection at tilt θ measures the central slice
+containing ``k_y`` and ``(cos θ, 0, −sin θ)`` in (x, z), so the measured frequencies are those
+whose (x, z) direction is within the tilt range. With ``tilt_axis`` "x" the whole acquisition is
+turned by 90° about the beam (x → y): the slice at θ contains ``k_x`` and ``(0, cos θ, −sin θ)``
+in (x, y, z).
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class Microscope:
     tilt_step: float = 1.0
     # underfocus drawn per tomogram, uniformly in [min, max] µm (None: ``defocus_um`` for every one)
     defocus_range_um: tuple[float, float] | None = None
+    # the tomogram axis the tilt axis lies along: y (RELION-5, Warp, IMOD) or x (the acquisition
+    # turned 90° about the beam)
+    tilt_axis: Literal["y", "x"] = "y"
     # total exposure of the tilt series (e⁻/Å²), collected dose-symmetrically from 0°: each tilt's
     # signal fades with the exposure before it (radiation damage, exposure_filter); 0: no damage
     dose: float = 0.0
@@ -76,6 +82,9 @@ class Microscope:
         low, high = self.defocus_range_um or (self.defocus_um, self.defocus_um)
         if not 0.0 < low <= high <= 20.0:
             out.append(f"--defocus must be an underfocus in µm, 0 < MIN ≤ MAX ≤ 20 (e.g. 2,6), got {low:g},{high:g}")
+        if self.tilt_axis not in ("y", "x"):
+            axis = self.tilt_axis
+            out.append(f"--tilt-axis must be y or x (the tomogram axis the tilt axis lies along), got {axis!r}")
         if not 0.0 <= self.dose <= 1000.0:
             out.append(f"--dose must be the tilt series' total exposure, 0 to 1000 e/Å², got {self.dose:g}")
         if not -90.0 <= self.tilt_min < self.tilt_max <= 90.0:
@@ -166,15 +175,19 @@ def rfft_grid(shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor, 
     return kz, ky, kx
 
 
-def _directions(shape: tuple[int, int, int], rfft: bool = True):
-    """``kz``, ``kx`` and the tilt whose central slice holds each (kx, kz) direction, in degrees
-    folded into [−90°, 90°) (a slice holds both ±directions)."""
+def _directions(shape: tuple[int, int, int], rfft: bool = True, axis: str = "y"):
+    """``kz``, ``ka`` (the frequency across the tilt axis: kx for a tilt axis along y, ky along x)
+    and the tilt whose central slice holds each (ka, kz) direction, in degrees folded into
+    [−90°, 90°) (a slice holds both ±directions)."""
     kz = torch.fft.fftfreq(shape[0])[:, None, None]
-    kx = (torch.fft.rfftfreq(shape[2]) if rfft else torch.fft.fftfreq(shape[2]))[None, None, :]
-    angle = torch.rad2deg(torch.atan2(-kz, kx))
+    if axis == "x":
+        ka = torch.fft.fftfreq(shape[1])[None, :, None]
+    else:
+        ka = (torch.fft.rfftfreq(shape[2]) if rfft else torch.fft.fftfreq(shape[2]))[None, None, :]
+    angle = torch.rad2deg(torch.atan2(-kz, ka))
     angle = torch.where(angle >= 90, angle - 180, angle)
     angle = torch.where(angle < -90, angle + 180, angle)
-    return kz, kx, angle
+    return kz, ka, angle
 
 
 def wedge_exposure(shape: tuple[int, int, int], k: torch.Tensor, voxel_size: float, scope: Microscope):
@@ -182,9 +195,9 @@ def wedge_exposure(shape: tuple[int, int, int], k: torch.Tensor, voxel_size: flo
     was measured by the tilt nearest its direction, after that tilt's exposure; 1 without a dose."""
     if not scope.dose:
         return torch.ones(())
-    _, _, angle = _directions(shape)
+    _, _, angle = _directions(shape, axis=scope.tilt_axis)
     tilts = torch.from_numpy(scope.tilts)
-    nearest = (angle[..., None] - tilts).abs().argmin(-1)  # [z, 1, x]
+    nearest = (angle[..., None] - tilts).abs().argmin(-1)  # [z, 1, x] (tilt axis y) or [z, y, 1] (x)
     exposure = torch.from_numpy(scope.exposures())[nearest]
     return exposure_filter(k / voxel_size, exposure, scope.voltage_kv)
 
@@ -196,12 +209,14 @@ def wedge_mask(shape: tuple[int, int, int], scope: Microscope, rfft: bool = True
     within half a Fourier voxel of the first or last tilt's plane: at low frequencies a measured
     central slice has a finite thickness, as a reconstruction from a real tilt series shows.
     """
-    kz, kx, angle = _directions(shape, rfft)
+    kz, ka, angle = _directions(shape, rfft, scope.tilt_axis)
+    across = shape[2] if scope.tilt_axis == "y" else shape[1]
     inside = (angle >= scope.tilt_min) & (angle <= scope.tilt_max)
     outside_by = torch.minimum((angle - scope.tilt_min).abs(), (angle - scope.tilt_max).abs())
-    distance = torch.sqrt(kx**2 + kz**2) * torch.sin(torch.deg2rad(outside_by.clamp(max=90)))
-    near = distance <= 0.5 / max(shape[0], shape[2])  # half a Fourier voxel, in cycles/voxel
-    return (inside | near).expand(shape[0], shape[1], kx.shape[2])
+    distance = torch.sqrt(ka**2 + kz**2) * torch.sin(torch.deg2rad(outside_by.clamp(max=90)))
+    near = distance <= 0.5 / max(shape[0], across)  # half a Fourier voxel, in cycles/voxel
+    width = shape[2] // 2 + 1 if rfft else shape[2]
+    return (inside | near).expand(shape[0], shape[1], width)
 
 
 @dataclass
@@ -263,13 +278,18 @@ def image_fourier(
 
 
 def _tilt_matrices(scope: Microscope) -> torch.Tensor:
-    """Rotations about y (xyz convention, left-multiplying column vectors) for every tilt."""
+    """Rotations about the tilt axis (xyz convention, left-multiplying column vectors) for every
+    tilt: about y, or for a tilt axis along x the same turned by 90° about the beam."""
     t = torch.deg2rad(torch.tensor(scope.tilts, dtype=torch.float32))
     c, s = torch.cos(t), torch.sin(t)
     zero, one = torch.zeros_like(t), torch.ones_like(t)
-    return torch.stack(
+    about_y = torch.stack(
         [torch.stack([c, zero, s], -1), torch.stack([zero, one, zero], -1), torch.stack([-s, zero, c], -1)], -2
     )
+    if scope.tilt_axis == "y":
+        return about_y
+    quarter = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90° about z: x → y
+    return quarter @ about_y @ quarter.T
 
 
 def _filter_2d(images: torch.Tensor, transfer) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Augmentations that keep what a subtomogram measures: the missing wedge and the band limit.
 
-A subtomogram holds only the frequencies inside the wedge of the tilt range (tilt axis y) and
+A subtomogram holds only the frequencies inside the wedge of the tilt range (tilt axis y, or x) and
 below the band limit. A network trained on them learns where that wedge is, so an augmentation
 must leave it where it is:
 
@@ -82,14 +82,22 @@ def dataset_microscope(root: Path | None):
     return Microscope()
 
 
-def wedge_turns(tilt_range: tuple[float, float] | list[float] | None) -> tuple[tuple[int, ...], ...]:
+def wedge_turns(tilt_range: tuple[float, float] | list[float] | None, axis: str = "y") -> tuple[tuple[int, ...], ...]:
     """The 180° turns that map the measured region of a single-axis tilt series over ``tilt_range``
-    (degrees about y) onto itself: all four of :data:`ROT180` for a symmetric range (or none
-    given), only the identity and the turn about the tilt axis (y) for an asymmetric one — turns
-    about z or x mirror the range (−50°/+70° becomes −70°/+50°)."""
+    (degrees about the tilt axis, along the box's y or x) onto itself: all four of :data:`ROT180`
+    for a symmetric range (or none given), only the identity and the turn about the tilt axis for
+    an asymmetric one — the other two turns mirror the range (−50°/+70° becomes −70°/+50°)."""
     if tilt_range is None or abs(float(tilt_range[0]) + float(tilt_range[1])) < 1e-6:
         return ROT180
-    return ((), (-3, -1))
+    return ((), (-3, -1)) if axis == "y" else ((), (-3, -2))
+
+
+def _flip_axes(turns: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    """The flips that keep the wedge :func:`wedge_turns` gave ``turns`` for: along any axis for a
+    symmetric range, else only along the tilt axis (the one axis the turn about it leaves)."""
+    if len(turns) == len(ROT180):
+        return (-3, -2, -1)
+    return tuple(d for d in (-2, -1) if d not in turns[1])
 
 
 def measured_frequencies(root: Path | None, box: tuple[int, int, int], voxel_size: float) -> torch.Tensor:
@@ -228,8 +236,7 @@ def augment(
             raise ValueError(f"{kind} augmentation needs the measured-frequency mask")
         return _rotate(batch, generator, measured) if kind == "rotate" else _mixed(batch, generator, measured, turns)
     if kind == "flip":
-        axes = (-3, -2, -1) if len(turns) == len(ROT180) else (-2,)  # a flip across z or x mirrors the range
-        dims = tuple(d for d in axes if torch.rand((), generator=generator) < 0.5)
+        dims = tuple(d for d in _flip_axes(turns) if torch.rand((), generator=generator) < 0.5)
     elif kind == "rot180":
         dims = turns[int(torch.randint(len(turns), (), generator=generator))]
     else:

@@ -40,7 +40,7 @@ def evaluate(
     rt = make_runtime(device)
     model, criterion, state = load_trained(run, "best", rt)
     settings = RunSettings.from_dict(state["settings"])
-    model = with_turns(model, tta, settings.wedge)
+    model = with_turns(model, tta, settings.wedge, settings.wedge_axis)
     spec_box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
     data.scale_density(settings.density_scale)  # metrics in the units it was trained in

@@ -143,7 +143,8 @@ class Run:
         if new:  # the wedge the model is trained for, for its test-time turns
             scope = dataset_microscope(self.data.root)
             self.settings.wedge = (scope.tilt_min, scope.tilt_max)
-        self.turns = wedge_turns(self.settings.wedge)
+            self.settings.wedge_axis = scope.tilt_axis
+        self.turns = wedge_turns(self.settings.wedge, self.settings.wedge_axis)
         s, data = self.settings, self.data
         self.fresh = (
             FreshData(data.root, self.out / "fresh", s.seed, len(self.split["train"]), data.classes, data.box,

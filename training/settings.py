@@ -82,6 +82,7 @@ class RunSettings:
     fresh: bool = False
     density_scale: float = 1.0  # the density targets' scale, measured on the training split
     wedge: tuple[float, float] | None = None  # the dataset's tilt range (runs before 2026-12-04: unknown)
+    wedge_axis: str = "y"  # the box axis its tilt axis lies along (runs before 2026-12-05: y, the only one)
 
     @classmethod
     def new(cls, spec: Spec, config: TrainConfig) -> RunSettings:

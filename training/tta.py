@@ -43,7 +43,10 @@ class Turns(nn.Module):
         return {head: value / len(self.turns) for head, value in total.items()}
 
 
-def with_turns(model: nn.Module, tta: bool, wedge: tuple[float, float] | list[float] | None = None) -> nn.Module:
+def with_turns(
+    model: nn.Module, tta: bool, wedge: tuple[float, float] | list[float] | None = None, axis: str = "y"
+) -> nn.Module:
     """``model`` itself, or averaged over the 180° turns that keep the wedge it was trained for
-    (``wedge``: the tilt range its checkpoint records; all four when symmetric or unrecorded)."""
-    return Turns(model, wedge_turns(wedge)) if tta else model
+    (``wedge`` and ``axis``: the tilt range and tilt axis its checkpoint records; all four turns
+    when the range is symmetric or unrecorded)."""
+    return Turns(model, wedge_turns(wedge, axis)) if tta else model

@@ -66,7 +66,12 @@ def _imaging_arguments(p: argparse.ArgumentParser) -> None:
         "--tilt-range",
         type=_pair,
         metavar="MIN,MAX",
-        help="tilt range in degrees about y, asymmetric allowed: --tilt-range=-50,70 (default -60,60)",
+        help="tilt range in degrees about the tilt axis, asymmetric allowed: --tilt-range=-50,70 (default -60,60)",
+    )
+    imaging.add_argument(
+        "--tilt-axis",
+        choices=["y", "x"],
+        help="the tomogram axis the tilt axis lies along: y (default; RELION-5, Warp and IMOD reconstruct so) or x",
     )
 
 
@@ -121,6 +126,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.relion_project and args.no_tomograms:
         raise UsageError("--relion-project needs the tomograms: drop --no-tomograms")
+    if args.relion_project and args.tilt_axis == "x":
+        raise UsageError("--relion-project writes RELION-5 tomograms, whose tilt axis lies along y: drop --tilt-axis x")
     if args.out is None:
         if args.preview is None:
             raise UsageError("give --out DIR (where to write the dataset) and/or --preview PNG")
@@ -204,6 +211,8 @@ def _imaging(args: argparse.Namespace) -> dict:
             changes["defocus_range_um"] = (low, high)
     if args.tilt_range is not None:
         changes.update(tilt_min=args.tilt_range[0], tilt_max=args.tilt_range[1])
+    if args.tilt_axis is not None:
+        changes["tilt_axis"] = args.tilt_axis
     if "defocus_um" in changes or "defocus_range_um" in changes:  # the user's defocus replaces the project's
         like.pop("defocus_range_um", None)
         changes.setdefault("defocus_range_um", None)

@@ -162,6 +162,8 @@ def test_a_tomogram_recorded_over_another_tilt_range_is_said_before_prediction(t
     check_wedge(picks, [-50.0, 70.0], lines.append)  # the model was trained for this wedge
     check_wedge(picks, None, lines.append)  # a model from before wedges were recorded
     assert lines == []
+    check_wedge(picks, [-50.0, 70.0], lines.append, axis="x")  # trained with the tilt axis along x
+    assert len(lines) == 1 and "tilt axis along y; the model was trained with it along x" in lines[0]
 
 
 def _tilt_series_star(path: Path, tilts, defocus_angstrom: float) -> None:

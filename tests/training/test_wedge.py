@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from dsmnet.simulate.imaging import Microscope, wedge_mask
@@ -40,6 +41,27 @@ def test_only_the_turn_about_the_tilt_axis_keeps_an_asymmetric_wedge():
     assert not torch.equal(mask, mask.flip(-1))
 
 
+@pytest.mark.parametrize("axis", ["y", "x"])
+@pytest.mark.parametrize("tilts", [(-60.0, 60.0), (-50.0, 70.0)])
+def test_the_turns_and_flips_kept_are_exactly_those_that_keep_the_simulators_wedge(axis, tilts):
+    """A turn of the box about its centre voxel takes frequency k to −k along the turned axes
+    (index i of the full FFT to −i mod n); the kept turns and flips are exactly those leaving the
+    mask as it is. (An odd box: an even one's Nyquist plane holds −½ only, which has no +½.)"""
+    from dsmnet.training.augment import _flip_axes
+
+    def negated(mask: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        for d in dims:
+            mask = mask.flip(d).roll(1, d)
+        return mask
+
+    mask = wedge_mask((17, 17, 17), Microscope(tilt_min=tilts[0], tilt_max=tilts[1], tilt_axis=axis), rfft=False)
+    turns = wedge_turns(tilts, axis)
+    for dims in ROT180:
+        assert torch.equal(negated(mask, dims), mask) == (dims in turns), (dims, tilts, axis)
+    for d in (-3, -2, -1):
+        assert torch.equal(negated(mask, (d,)), mask) == (d in _flip_axes(turns)), (d, tilts, axis)
+
+
 def test_augmentation_and_tta_use_only_the_wedges_turns():
     x = torch.randn(64, 1, *BOX)
     gen = torch.Generator().manual_seed(0)
@@ -65,9 +87,9 @@ def test_a_run_records_the_wedge_of_its_data(small_data, tiny_spec, tmp_path):
 
     shutil.copytree(small_data, asym)
     made = json.loads((asym / "simulation.json").read_text())
-    made["config"]["microscope"].update(tilt_min=-50.0, tilt_max=70.0)
+    made["config"]["microscope"].update(tilt_min=-50.0, tilt_max=70.0, tilt_axis="x")
     (asym / "simulation.json").write_text(json.dumps(made))
     config = TrainConfig(progress=False, precise_bn=32, epochs=1, augment="rot180")
     train(tiny_spec, asym, tmp_path / "run", config, log=lambda _: None)
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert state["settings"]["wedge"] == [-50.0, 70.0]
+    assert state["settings"]["wedge"] == [-50.0, 70.0] and state["settings"]["wedge_axis"] == "x"
