@@ -186,3 +186,25 @@ def test_a_binned_network_trains_evaluates_and_predicts_at_the_box_voxels(small_
     table = starfile.read(tmp_path / "pred" / "predictions.star")
     with mrcfile.open(tmp_path / "pred" / table["dsmMaskName"].iloc[0]) as mrc:
         assert mrc.data.shape == (24, 24, 24)
+
+
+def test_a_network_with_the_centre_prior_trains_resumes_evaluates_and_predicts(small_data, tmp_path):
+    import yaml
+
+    from dsmnet.training.loop import train
+    from dsmnet.training.settings import TrainConfig
+    from tests.conftest import TINY
+
+    spec = tmp_path / "centre.yaml"
+    spec.write_text(yaml.safe_dump({**TINY, "input": {"shape": [24, 24, 24], "centre_prior": 0.2}}))
+    run = tmp_path / "run"
+    train(spec, small_data, run, TrainConfig(progress=False, epochs=1, augment="rotate"), log=lambda _: None)
+    train(
+        spec, small_data, run, TrainConfig(progress=False, epochs=2, augment="rotate"), resume=True, log=lambda _: None
+    )
+    assert yaml.safe_load((run / "spec.yaml").read_text())["input"]["centre_prior"] == 0.2
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    m = json.loads((Path(evaluate(run, small_data, "test", tta=True)["out"]) / "metrics.json").read_text())["metrics"]
+    assert 0 <= m["acc_cls"] <= 1 and 0 <= m["miou_seg"] <= 1
+    predict(run, small_data, tmp_path / "pred")
+    assert len(starfile.read(tmp_path / "pred" / "predictions.star")) > 0
