@@ -39,7 +39,7 @@ def per_class_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
         return []
     names = list(next(iter(have.values())))
     lines = [
-        f"## {table.replace('table', 'Table ')}: per-class test accuracy",
+        f"## {TITLES.get(table, table)}: per-class test accuracy",
         "",
         "| class | " + " | ".join(have) + " |",
         "|---|" + "---|" * len(have),
