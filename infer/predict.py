@@ -41,9 +41,7 @@ from dsmnet.infer.extract import check_wedge
 from dsmnet.infer.sources import Particle, Source, batches, load
 from dsmnet.training.batches import prefetch
 from dsmnet.training.runtime import make_runtime
-from dsmnet.training.settings import RunSettings
-from dsmnet.training.step import load_trained
-from dsmnet.training.tta import with_turns
+from dsmnet.training.tta import load_for_use
 
 
 class _Reader:
@@ -110,9 +108,7 @@ def predict(
     from dsmnet.infer.tomo_maps import TomogramMaps
 
     rt = make_runtime(device)
-    model, _, state = load_trained(Path(run), "best", rt)
-    settings = RunSettings.from_dict(state["settings"])
-    model = with_turns(model, tta, settings.wedge, settings.wedge_axis)
+    model, _, state, settings = load_for_use(Path(run), rt, tta)
     box = tuple(state["spec"]["input"]["shape"])
     want = float(state.get("voxel_size") or 0.0)
     classes = state["classes"]

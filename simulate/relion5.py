@@ -30,7 +30,7 @@ from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.picks import TomogramInfo, to_relion5
 from dsmnet.dataset.star import read_star, write_star
-from dsmnet.simulate.imaging import dose_symmetric
+from dsmnet.simulate.exposure import dose_symmetric
 
 TOMOGRAMS_JOB = Path("Tomograms/job001")
 TILT_SERIES_JOB = Path("AlignTiltSeries/job001/tilt_series")

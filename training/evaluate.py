@@ -16,9 +16,7 @@ from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
 from dsmnet.training.metrics import fsc_curve, resolution
 from dsmnet.training.options import SPLITS
 from dsmnet.training.runtime import make_runtime
-from dsmnet.training.settings import RunSettings
-from dsmnet.training.step import load_trained
-from dsmnet.training.tta import with_turns
+from dsmnet.training.tta import load_for_use
 from dsmnet.training.validate import evaluate_split
 
 
@@ -38,9 +36,7 @@ def evaluate(
     """
     run = Path(run)
     rt = make_runtime(device)
-    model, criterion, state = load_trained(run, "best", rt)
-    settings = RunSettings.from_dict(state["settings"])
-    model = with_turns(model, tta, settings.wedge, settings.wedge_axis)
+    model, criterion, state, settings = load_for_use(run, rt, tta)
     spec_box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
     data.scale_density(settings.density_scale)  # metrics in the units it was trained in

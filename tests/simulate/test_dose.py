@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dsmnet.simulate.imaging import (
-    Microscope,
-    critical_exposure,
-    dose_symmetric,
-    exposure_filter,
-    image,
-    rfft_grid,
-)
+from dsmnet.simulate.exposure import critical_exposure, dose_symmetric, exposure_filter
+from dsmnet.simulate.imaging import Microscope, image, rfft_grid
 
 
 def test_dose_symmetric_order_and_each_tilts_exposure():
