@@ -191,8 +191,11 @@ def _like(path: str) -> dict:
     )
     print(
         f"imaging like {path} ({got['tomograms']} tomogram(s)): "
-        + ", ".join(f"{k} {v}" for k, v in scope.items())
-        + (" (the last tilt's pre-exposure and its own share)" if got["dose"] else "; no pre-exposure: no dose")
+        + ", ".join(
+            f"dose {v:g} e/Å² (the last tilt's pre-exposure and its own share)" if k == "dose" else f"{k} {v}"
+            for k, v in scope.items()
+        )
+        + ("" if got["dose"] else "; no pre-exposure listed: no radiation damage")
         + voxel
     )
     return scope

@@ -202,6 +202,8 @@ def test_simulate_like_a_relion5_project(tmp_path, monkeypatch, capsys):
     assert (scope["tilt_min"], scope["tilt_max"], scope["tilt_step"]) == (-49.0, 68.0, 3.0)
     assert scope["defocus_range_um"] == pytest.approx([3.8075, 3.8275], abs=1e-3)  # mean of U and V, µm
     assert "13.5 Å/voxel" in said  # 1.35 Å × binning 10, said (the simulation stays at 10 Å)
+    # 40 tilts, 3 e/Å² each: the last one's pre-exposure 117 and its own share make the total
+    assert scope["dose"] == pytest.approx(120.0) and "dose 120 e/Å² (the last tilt's pre-exposure" in said
 
 
 def test_simulate_like_a_project_without_the_columns_is_one_line(tmp_path, capsys):
