@@ -90,8 +90,8 @@ def _plan(scale: Scale, out: Path, paths: dict[str, Path], tables, rows) -> tupl
                 plan.setdefault(table, []).append((row, run))
                 title = f"{dataset} · {row} · seed {seed}"
                 test = paths[f"{dataset}_test"]
-                job = Job(run, spec.to_dict(), paths[dataset], seed, title, cost, True, test, scale.augment, scale.tta)
-                job = dataclasses.replace(job, fresh=fresh)
+                job = Job(run, spec.to_dict(), paths[dataset], seed, title, cost, True, test, scale.augment, scale.tta,
+                          fresh=fresh)  # fmt: skip
                 jobs.setdefault(run, job)
     return plan, jobs
 
