@@ -32,3 +32,21 @@ def test_revision_marks_code_changes_not_results_or_prose(tmp_path, tmp_path_fac
     assert provenance.git_revision() == head + "+changes"
     monkeypatch.setattr(provenance, "SOURCE", tmp_path_factory.mktemp("plain"))  # no checkout at all
     assert provenance.git_revision() == "unknown"
+
+
+def test_an_archived_copy_of_the_code_still_names_its_commit(tmp_path, monkeypatch):
+    """A study runs from a `git archive` of the checkout (so edits do not disturb it): the archive's
+    provenance.py carries the commit's hash, and a copy with no .git beside it reports that."""
+    source = provenance.SOURCE
+    if subprocess.run(["git", "-C", str(source), "rev-parse"], capture_output=True).returncode:
+        return  # this copy is itself an archive or a wheel: checked below without git
+    head = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    archived = subprocess.run(
+        ["git", "-C", str(source), "archive", "HEAD", "core/provenance.py"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "x", "-C", str(tmp_path)], input=archived, check=True)
+    text = (tmp_path / "core" / "provenance.py").read_text()
+    assert f'ARCHIVED = "{head.stdout.strip()}"' in text
+    monkeypatch.setattr(provenance, "SOURCE", tmp_path)  # no checkout here
+    monkeypatch.setattr(provenance, "ARCHIVED", head.stdout.strip())
+    assert provenance.git_revision() == head.stdout.strip()
