@@ -39,6 +39,7 @@ from dsmnet.reproduce.report import (
     describe_scale,
     learning_curves,
     ordering_lines,
+    per_class_figure,
     per_class_lines,
     revisions_line,
     runtimes_line,
@@ -169,6 +170,12 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
     summary += ["## The paper's orderings", ""] + ordering_lines(results) + [""]
     for table in tables:
         summary += per_class_lines(table, results[table])
+        if per_class_figure(results[table], out / f"{table}_per_class.png"):
+            summary += [
+                f"Per-class test accuracy against library mass, and the last classifier row's and template "
+                f"matching's confusion matrices, lightest class first: `{table}_per_class.png`.",
+                "",
+            ]
     labels: dict[Path, str] = {}  # one curve per run: a run two rows share (Table 3's 1:1, 1:10) under its first
     for t in tables:
         for row, run in plan.get(t, []):

@@ -36,7 +36,7 @@ def test_data_that_was_not_simulated_is_refused(tmp_path):
 
 def test_the_study_caches_the_row_and_reports_its_classes(small_data, tmp_path, monkeypatch):
     from dsmnet.reproduce import jobs
-    from dsmnet.reproduce.report import per_class_lines
+    from dsmnet.reproduce.report import per_class_figure, per_class_lines
     from dsmnet.reproduce.scales import BASELINE, ORACLE
 
     first = jobs.template_matching(small_data, 50, tmp_path, log=lambda _m: None)
@@ -47,6 +47,13 @@ def test_the_study_caches_the_row_and_reports_its_classes(small_data, tmp_path, 
     lines = per_class_lines("table1", {BASELINE: [lda], ORACLE: [first], "DSM-Net": [cnn]})
     assert lines[2] == f"| class | {BASELINE} | {ORACLE} | DSM-Net |"
     assert lines[4] == f"| ruvb_7pbl | 0.50 | {first['confusion_cls'][0][0] / 20:.2f} | 0.50 |"
+    # the picture of where classifiers fall short: made from rows that have a confusion matrix
+    assert not per_class_figure({BASELINE: [lda], "DSM-Net": [cnn]}, tmp_path / "none.png")  # cnn: none
+    cnn["confusion_cls"] = [[2, 0, 0], [1, 1, 0], [0, 1, 1]]
+    assert per_class_figure({BASELINE: [lda], ORACLE: [first], "DSM-Net": [cnn]}, tmp_path / "classes.png")
+    assert (tmp_path / "classes.png").stat().st_size > 10_000
+    unknown = {**cnn, "classes": ["not", "in", "library"]}
+    assert not per_class_figure({"DSM-Net": [unknown], ORACLE: [first]}, tmp_path / "x.png")
 
 
 @pytest.mark.parametrize("module", ["oracle", "baseline"])
