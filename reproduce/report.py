@@ -130,7 +130,7 @@ def per_class_figure(rows: dict[str, list[dict]], path: Path, compare: str | Non
         ax.set_title(f"{row}: true class (rows) → predicted, lightest first", fontsize=8)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")  # the long class names kept whole
     plt.close(fig)
     return True
 
