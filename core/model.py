@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,9 +81,11 @@ class MultiTaskNet(nn.Module):
         return self.heads[head].features(inp)
 
 
+@functools.lru_cache(maxsize=8)  # one box size, device and precision per model in practice: made once
 def centre_weight(size: tuple[int, int, int], sigma: float, device=None, dtype=None) -> torch.Tensor:
     """A centred Gaussian over a box of ``size`` voxels, σ = ``sigma`` × each side, 1 at voxel
-    ``n // 2`` of each side: where extraction puts a particle's centre (RELION's convention)."""
+    ``n // 2`` of each side: where extraction puts a particle's centre (RELION's convention).
+    Cached, so read-only: callers expand or concatenate it, never write into it."""
     axes = [((torch.arange(n, dtype=torch.float64) - n // 2) / (sigma * n)) ** 2 for n in size]
     r2 = axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :]
     return torch.exp(-r2 / 2).to(device=device, dtype=dtype or torch.float32)[None, None]

@@ -30,6 +30,17 @@ def test_the_weight_peaks_at_the_extraction_centre_with_the_width_asked():
     assert float(w[0, 0, 10, 10, 0]) == pytest.approx(float(torch.exp(torch.tensor(-2.0))), rel=1e-6)
 
 
+def test_the_weight_is_made_once_per_box_and_training_leaves_it_as_it_was():
+    assert centre_weight((20, 20, 20), 0.2) is centre_weight((20, 20, 20), 0.2)
+    assert centre_weight((20, 20, 20), 0.2, dtype=torch.bfloat16) is not centre_weight((20, 20, 20), 0.2)
+    before = centre_weight((20, 20, 20), 0.2).clone()
+    model = dsmnet.build_model(_spec(0.2))
+    out = model(torch.randn(2, 1, 20, 20, 20))
+    sum(v.float().sum() for v in out.values()).backward()
+    assert torch.equal(centre_weight((20, 20, 20), 0.2), before)
+    assert not centre_weight((20, 20, 20), 0.2).requires_grad
+
+
 def test_the_network_reads_the_prior_as_a_second_channel_and_the_box_still_has_one():
     torch.manual_seed(0)
     with_prior = dsmnet.build_model(_spec(0.2)).eval()
