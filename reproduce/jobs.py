@@ -232,15 +232,22 @@ def _run_job(job: Job) -> dict[str, Any]:
     return job(lambda *m: print(prefix, *m, flush=True))
 
 
-def run_jobs(jobs: list[Job], workers: int, log=print) -> dict[Path, dict[str, Any]]:
-    """Run the jobs, longest first, on ``workers`` processes that share the cores between them.
+def run_jobs(jobs: list[Job], workers: int, log=print, threads: int | None = None) -> dict[Path, dict[str, Any]]:
+    """Run the jobs, longest first, on ``workers`` processes that share the cores between them,
+    each training on ``threads`` threads (default: the cores ÷ ``workers``).
 
     On a CPU two single-threaded trainings side by side do 1.3–1.6× the work of one using both
-    cores (small 3D convolutions scale poorly across threads); see ``bench/README.md``.
+    cores (small 3D convolutions scale poorly across threads); see ``bench/README.md``. Two
+    invocations side by side must say ``threads=1`` each: with torch's default (every core) they
+    ran 4 threads on 2 cores, each at 19–21 samples/s against 45–48 (DSM-Net, 2026-12-05).
     """
     jobs = sorted(jobs, key=lambda j: -j.cost)
     results: dict[Path, dict[str, Any]] = {}
     if workers <= 1:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         for i, job in enumerate(jobs):
             log(f"[{i + 1}/{len(jobs)}] {job.title}")
             results[job.run] = job(log)
@@ -248,7 +255,7 @@ def run_jobs(jobs: list[Job], workers: int, log=print) -> dict[Path, dict[str, A
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())

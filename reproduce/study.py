@@ -259,6 +259,7 @@ def reproduce(
     workers: int | None = None,
     rows: tuple[str, ...] | None = None,
     report_only: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run the study at a scale; writes ``table{1,2,3}.md/.csv``, ``summary.md`` and every run's
     test ``metrics/…json`` into ``out``. ``rows`` keeps only the rows of those names;
@@ -279,7 +280,7 @@ def reproduce(
     clock.begin()  # from here on the invocation counts in the study's wall time, even if it is killed
     try:
         log(f"{len(jobs)} training runs on {workers} worker(s)")
-        metrics = {**kept, **run_jobs(list(jobs.values()), workers, log)}
+        metrics = {**kept, **run_jobs(list(jobs.values()), workers, log, threads)}
         plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
         results, lines = _report_tables(scale, out, paths, tables, plan, metrics, log)
         summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", describe_scale(scale), "", *lines]

@@ -146,6 +146,9 @@ def test_reproduce_refuses_bad_seeds_and_a_report_of_nothing(capsys, tmp_path):
             err
             == f"dsmnet: error: --seeds {seeds!r}: expected distinct non-negative integers, comma-separated (e.g. 0,1)"
         )
+    for flag in ("--workers", "--threads"):
+        assert main(["reproduce", "--out", str(tmp_path), flag, "0"]) == 2
+        assert capsys.readouterr().err.strip() == f"dsmnet: error: {flag} must be at least 1 (got 0)"
     assert main(["reproduce", "--out", str(tmp_path / "empty"), "--report"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"dsmnet: error: {tmp_path / 'empty'}: nothing to report (no kept results in {tmp_path / 'empty' / 'metrics'} "

@@ -23,11 +23,20 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import Subtomograms, load_dataset
 
 
-def _simulate(config, folder: str) -> str:  # in the worker process
+def _one_thread() -> None:  # the worker: one thread, beside a training that has the cores
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _simulate(config, folder: str) -> float:  # in the worker process
+    import time
+
     from dsmnet.simulate.generate import simulate
 
+    started = time.process_time()
     simulate(config, Path(folder), overwrite=True)
-    return folder
+    return time.process_time() - started  # its CPU time: part of what the run costs
 
 
 def made_like(root: Path):
@@ -51,7 +60,8 @@ class FreshData:
         self.work, self.run_seed = Path(work), run_seed
         self.classes, self.box, self.density_scale = classes, tuple(box), density_scale
         self.pending: dict[int, Future] = {}
-        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+        self.cpu_seconds = 0.0  # the CPU time of the sets simulated for this session's epochs
 
     def seed(self, epoch: int) -> int:
         return (self.config.seed * 1_000_003 + self.run_seed * 10_007 + epoch + 1) % (2**32)
@@ -67,7 +77,7 @@ class FreshData:
     def get(self, epoch: int) -> Subtomograms:
         """Epoch ``epoch``'s training set (waiting for it if need be); the next one is started."""
         self._request(epoch)
-        self.pending.pop(epoch).result()
+        self.cpu_seconds += self.pending.pop(epoch).result()
         self._request(epoch + 1)
         for old in self.work.glob("epoch-*"):
             if old.name < self.folder(epoch).name:

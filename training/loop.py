@@ -194,7 +194,7 @@ class Training(Run):
 
     def summary(self) -> dict[str, Any]:
         """What ``summary.json`` holds: the run's outcome, its cost and its provenance."""
-        r = self.run
+        r, cpu = self.run, self.cpu_seconds
         return {
             "run": str(self.out),
             "epochs": r.epoch,
@@ -204,7 +204,9 @@ class Training(Run):
             "initial_weighted_losses": r.initial,
             "seconds": self.seconds,
             "samples_seen": r.epoch * len(self.split["train"]),  # training samples, over every epoch and rank
-            "core_hours": self.seconds * torch.get_num_threads() * self.rt.world / 3600,  # threads × time
+            "cpu_seconds": cpu,
+            "core_hours": cpu * self.rt.world / 3600,  # CPU time, each rank's taken as this one's
+            **({"gpu_hours": self.seconds * self.rt.world / 3600} if self.rt.device.type == "cuda" else {}),
             "revisions": r.revisions,
             "runtimes": r.runtimes,
             "notes": self.notes,
@@ -244,6 +246,7 @@ def train(
             f"({r.rt.describe()}, batch {s.batch_size}, {s.describe()}, ≤ {s.epochs} epochs, patience {s.patience})"
         )
     r.started = time.perf_counter()  # training time, as before: the dataset check and set-up left out
+    r.cpu_started = time.process_time()
     while r.going:
         epoch = r.run.epoch + 1
         record, perm = r.train_epoch(epoch)

@@ -43,6 +43,7 @@ class Run:
         self.out, self.config, self.log = out, config, log
         self.rt: Runtime = make_runtime(config.device, config.precision)
         self.revision, self.started = git_revision(), time.perf_counter()  # (started: reset where training begins)
+        self.cpu_started = time.process_time()
         spec = self._settle(spec, state)
         self._open_data(data_dir, state, spec.input.shape)
         self.spec, self.resolved, self.notes = self._fit(spec)
@@ -172,6 +173,8 @@ class Run:
         run.lr_scale = state.get("lr_scale", 1.0)  # (none before the plateau schedule)
         run.initial = state.get("initial", {})  # (checkpoints before 2026-12-01 have none of these three)
         run.seconds = state.get("seconds", 0.0)
+        # (before 2026-12-05 the cost was wall time × this process's threads: the best guess for those sessions)
+        run.cpu_seconds = state.get("cpu_seconds", run.seconds * torch.get_num_threads())
         run.revisions = _with_session(state.get("revisions", []), self.revision)
         run.runtimes = _with_session(state.get("runtimes", []), self.rt.signature())  # (none before 2026-12-03)
         return run
@@ -215,6 +218,15 @@ class Run:
         return self.run.seconds + time.perf_counter() - self.started
 
     @property
+    def cpu_seconds(self) -> float:
+        """CPU time so far, over every session: this process's threads (the readers' too) and the
+        processes simulating ``--fresh-data``'s sets — what the run cost in core-seconds, whether
+        it had the cores to itself or shared them with other runs."""
+        fresh = getattr(self, "fresh", None)
+        fresh = fresh.cpu_seconds if fresh is not None else 0.0
+        return self.run.cpu_seconds + time.process_time() - self.cpu_started + fresh
+
+    @property
     def going(self) -> bool:
         return self.run.epoch < self.settings.epochs and self.run.bad_epochs < self.settings.patience
 
@@ -236,6 +248,7 @@ class Run:
             "revisions": run.revisions,
             "runtimes": run.runtimes,
             "seconds": self.seconds,
+            "cpu_seconds": self.cpu_seconds,
             "step": (self.step if self.ema is None else self.ema).state_dict(),  # what evaluation uses
             **({} if self.ema is None else {"live": self.step.state_dict(), "ema_updates": self.ema.updates}),
             "optimizer": self.optimizer.state_dict(),

@@ -146,6 +146,7 @@ class RunState:
     revisions: list[str] = field(default_factory=list)  # the code's git revision in each session of the run
     runtimes: list[str] = field(default_factory=list)  # each session's Runtime.signature(), when it changed
     seconds: float = 0.0  # training time of the sessions before this one
+    cpu_seconds: float = 0.0  # the CPU time they used, every thread and helper process counted
 
 
 def prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:

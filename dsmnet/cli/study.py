@@ -32,6 +32,12 @@ def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help="trainings run side by side, sharing the CPU cores (default: 2 on a multi-core CPU, 1 on a GPU)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads per training (default: the cores / --workers). Two invocations side by side: give "
+        "each --threads 1, else they run 4 threads on 2 cores, each ~2x slower (measured)",
+    )
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -64,6 +70,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown row {bad!r} (allowed: {', '.join(sorted(known))})")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1 (got {args.threads})")
     r = reproduce(
         args.scale,
         Path(args.out),
@@ -71,6 +79,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         with_discovery=not args.no_discover,
         seeds=seeds,
         workers=args.workers,
+        threads=args.threads,
         rows=rows,
         report_only=args.report,
     )

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from dsmnet.dataset.mrc import DataError
 from dsmnet.reproduce.discover import discover, without_class
@@ -340,3 +341,20 @@ def test_the_report_names_the_code_revisions_that_trained_its_runs(tmp_path):
     assert runtimes_line(runs) == (
         "Arithmetic that trained these runs: unrecorded (5 runs); cpu fp32 NCDHW; avx2 (A · Seg · seed0)."
     )
+
+
+def test_one_worker_trains_on_the_threads_asked(tmp_path):
+    """Two invocations side by side each say --threads 1, else each takes every core (4 threads on 2)."""
+    from dsmnet.reproduce import study
+
+    class Probe:
+        cost, title, run = 1.0, "probe", tmp_path / "probe"
+
+        def __call__(self, log):
+            return {"threads": torch.get_num_threads()}
+
+    before = torch.get_num_threads()
+    try:
+        assert study.run_jobs([Probe()], workers=1, log=lambda _: None, threads=1) == {Probe.run: {"threads": 1}}
+    finally:
+        torch.set_num_threads(before)

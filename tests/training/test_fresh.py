@@ -19,12 +19,14 @@ def test_each_epoch_trains_on_a_new_set_made_like_the_dataset(small_data, tiny_s
     assert made.classes == json.loads((small_data / "simulation.json").read_text())["config"]["classes"]
     seen: list[list[str]] = []
     firsts: list[torch.Tensor] = []
+    simulating: list[float] = []
     get = FreshData.get
 
     def recorded(self, epoch):
         data = get(self, epoch)
         seen.append([str(p) for p in data.x.paths])
         firsts.append(data.x[0])
+        simulating.append(self.cpu_seconds)
         assert len(data) == 48 and data.classes == ["ruvb_7pbl", "mjap_9x2o", "mtor_4jsv"]
         return data
 
@@ -40,6 +42,8 @@ def test_each_epoch_trains_on_a_new_set_made_like_the_dataset(small_data, tiny_s
     # validation stayed on the dataset's own split
     assert state["split"]["val"] and all("val_acc_cls" in r for r in state["history"])
     assert run_module.FreshData is FreshData
+    # the simulator's CPU time (in its own process) is part of what the run cost
+    assert 0 < simulating[0] < simulating[1] and state["cpu_seconds"] > simulating[1]
 
 
 def test_fresh_data_needs_a_simulated_dataset(small_data, tmp_path):

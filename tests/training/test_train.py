@@ -88,7 +88,7 @@ def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, 
     killed = tmp_path / "killed"
     train_killed_in_epoch_two(monkeypatch, tiny_spec, small_data, killed, cosine, log=lambda _: None)
     assert state_of(killed)["epoch"] == 1  # lost only the epoch in progress
-    first_session = state_of(killed)["seconds"]
+    first_session, first_cpu = state_of(killed)["seconds"], state_of(killed)["cpu_seconds"]
     assert not list(killed.glob(".*.tmp"))
     summary = train(tiny_spec, small_data, killed, cosine, resume=True, log=lambda _: None)
     a, b = state_of(straight), state_of(killed)
@@ -98,6 +98,10 @@ def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, 
     assert summary["initial_weighted_losses"] == pytest.approx(a["initial"])
     assert summary["seconds"] > first_session > 0
     assert summary["samples_seen"] == 2 * 48 and 0 < summary["core_hours"] < summary["seconds"] * 64 / 3600
+    # the cost is CPU time (every thread, both sessions), not wall time × threads asked for
+    assert summary["cpu_seconds"] > first_cpu > 0
+    assert summary["core_hours"] == pytest.approx(summary["cpu_seconds"] / 3600)
+    assert "gpu_hours" not in summary
     assert summary["revisions"] == b["revisions"] == a["revisions"] and len(a["revisions"]) == 1
     # and the arithmetic it ran in, once for both sessions on one machine
     assert summary["runtimes"] == b["runtimes"] == a["runtimes"] == [make_runtime("cpu").signature()]
