@@ -149,6 +149,22 @@ def test_reproduce_refuses_bad_seeds_and_a_report_of_nothing(capsys, tmp_path):
     for flag in ("--workers", "--threads"):
         assert main(["reproduce", "--out", str(tmp_path), flag, "0"]) == 2
         assert capsys.readouterr().err.strip() == f"dsmnet: error: {flag} must be at least 1 (got 0)"
+
+
+def test_threads_are_set_before_the_command_runs(capsys, tmp_path):
+    """--threads (train, evaluate, predict, reproduce, discover): torch's CPU threads for the command."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        for threads in ("0", "-2"):
+            assert main(["evaluate", str(tmp_path / "run"), "--data", str(tmp_path), "--threads", threads]) == 2
+            assert capsys.readouterr().err.strip() == f"dsmnet: error: --threads must be at least 1 (got {threads})"
+        torch.set_num_threads(2)
+        assert main(["evaluate", str(tmp_path / "no-run"), "--data", str(tmp_path), "--threads", "1"]) == 2
+        assert "no-run" in capsys.readouterr().err and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     assert main(["reproduce", "--out", str(tmp_path / "empty"), "--report"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"dsmnet: error: {tmp_path / 'empty'}: nothing to report (no kept results in {tmp_path / 'empty' / 'metrics'} "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from dsmnet.cli.base import COMMANDS
+from dsmnet.cli.base import COMMANDS, apply_threads
 from dsmnet.registry.errors import run_command
 
 # isort: off
@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    return run_command(lambda: func(args), "dsmnet")
+
+    def run() -> int:
+        apply_threads(args)
+        return func(args)
+
+    return run_command(run, "dsmnet")
 
 
 if __name__ == "__main__":

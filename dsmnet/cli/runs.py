@@ -36,7 +36,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         "(e.g. 0.999; spec default: 0, off)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
-    flags(p, "device")
+    flags(p, "device", "threads")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast dtype")
     _training_data_arguments(p)
 
@@ -123,7 +123,7 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="train, val, test (of the run's split) or all")
     p.add_argument("--out", help="output folder (default RUN/evaluate-SPLIT)")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
-    flags(p, "device", "json")
+    flags(p, "device", "threads", "json")
 
 
 @command("evaluate", arguments=_evaluate_arguments)
@@ -156,7 +156,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-maps", action="store_true", help="no tomogram-sized label and density maps")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
-    flags(p, "device")
+    flags(p, "device", "threads")
     p.add_argument("--batch-size", type=int, default=32)
     flags(p, "no-progress", "overwrite")
 

@@ -32,12 +32,7 @@ def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help="trainings run side by side, sharing the CPU cores (default: 2 on a multi-core CPU, 1 on a GPU)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads per training (default: the cores / --workers). Two invocations side by side: give "
-        "each --threads 1, else they run 4 threads on 2 cores, each ~2x slower (measured)",
-    )
+    flags(p, "threads")  # per training (default: the cores / --workers)
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -70,8 +65,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown row {bad!r} (allowed: {', '.join(sorted(known))})")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1 (got {args.threads})")
     r = reproduce(
         args.scale,
         Path(args.out),
@@ -92,7 +85,7 @@ def _discover_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder including the held-out class")
     p.add_argument("--holdout", required=True, help="the held-out class name")
     p.add_argument("--out", required=True, help="output folder")
-    flags(p, "device")
+    flags(p, "device", "threads")
 
 
 @command("discover", arguments=_discover_arguments)
