@@ -22,8 +22,8 @@ def _archived() -> str:
 
 def git_revision() -> str:
     """The short hash of the commit dsmnet's own checkout is at (wherever the command runs), with
-        ``+changes`` when its tracked code differs from it (results, figures and Markdown left out: a
-        study writing its tables is not a code change); outside a checkout, the commit a `git archive`
+    ``+changes`` when its tracked code differs from it (results, figures and Markdown left out: a
+    study writing its tables is not a code change); outside a checkout, the commit a `git archive`
     of it was made from, else ``unknown``."""
     git = ["git", "-C", str(SOURCE)]
     try:
