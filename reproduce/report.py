@@ -7,7 +7,6 @@ import csv
 import io
 import math
 import statistics
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,129 +66,6 @@ def _by_mass(names: list[str]) -> list[tuple[str, list[str]]]:
         (f"the {half} lightest by library mass (mean)", ranked[:half]),
         (f"the {len(ranked) - half} heaviest (mean)", ranked[half:]),
     ]
-
-
-def _classes_and_confusion(result: dict) -> tuple[list[str], np.ndarray] | None:
-    """A classifier row's class names and confusion matrix (true class × predicted), or nothing."""
-    confusion = result.get("confusion_cls")
-    names = result.get("classes") or list(result.get("per_class_accuracy_cls") or {})
-    if not confusion or len(names) != len(confusion):
-        return None
-    return names, np.asarray(confusion, dtype=float)
-
-
-def per_class_figure(rows: dict[str, list[dict]], path: Path, compare: str | None = None) -> bool:
-    """Where the classifiers fall short, in one picture: each row's per-class test accuracy against
-    the complex's library mass (first seed; chance as a line), and the confusion matrices of the
-    ``compare`` row (by default the last classifier row) and of template matching with the classes
-    ordered by mass, so one sees whether the small complexes are confused with each other (read as
-    'a small blob') or with everything. False (nothing written) without two classifier rows or
-    when a class is not in the library."""
-    from dsmnet.simulate.library import load_library
-
-    have = {row: got for row, runs in rows.items() if runs and (got := _classes_and_confusion(runs[0]))}
-    library = load_library()
-    if len(have) < 2 or any(n not in library for names, _ in have.values() for n in names):
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dsmnet.core.fsutil import atomic_path
-
-    if compare not in have:
-        compare = next((r for r in reversed(have) if r not in (BASELINE, ORACLE)), None)
-    shown = [r for r in (compare, ORACLE) if r in have]
-    fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 + 5.2 * len(shown), 5.2))
-    ax = axes[0]
-    markers = {BASELINE: ("s", "0.45"), ORACLE: ("*", "k")}
-    colours = iter(plt.get_cmap("tab10").colors)
-    for row, (names, confusion) in have.items():
-        accuracy = np.diag(confusion) / np.maximum(confusion.sum(1), 1)
-        marker, colour = markers.get(row, ("o", next(colours)))
-        ax.scatter([library[n].mass_kda for n in names], accuracy, marker=marker, color=colour, s=28, label=row,
-                   alpha=0.85)  # fmt: skip
-    chance = 1 / len(next(iter(have.values()))[0])
-    ax.axhline(chance, color="0.6", linestyle=":", linewidth=1)
-    ax.annotate("chance", (0.99, chance), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("library mass (kDa)")
-    ax.set_ylabel("test accuracy of the class")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    for ax, row in zip(axes[1:], shown):
-        names, confusion = have[row]
-        order = sorted(range(len(names)), key=lambda i: library[names[i]].mass_kda)
-        shares = confusion[np.ix_(order, order)] / np.maximum(confusion[order].sum(1, keepdims=True), 1)
-        ax.imshow(shares, cmap="viridis", vmin=0, vmax=1)
-        labels = [f"{names[i]} ({library[names[i]].mass_kda:.0f})" for i in order]
-        ax.set_xticks(range(len(order)), labels, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(order)), labels, fontsize=6)
-        ax.set_title(f"{row}: true class (rows) → predicted, lightest first", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90, bbox_inches="tight")  # the long class names kept whole
-    plt.close(fig)
-    return True
-
-
-def samples_per_epoch(record: dict) -> float | None:
-    """A run's training samples per epoch, from its summary (runs since 2026-12-04)."""
-    summary = record.get("summary") or {}
-    if summary.get("samples_seen") and summary.get("epochs"):
-        return summary["samples_seen"] / summary["epochs"]
-    return None
-
-
-def learning_curves(
-    results: dict[str, dict], path: Path, levels: dict[str, float] | None = None, per_epoch: float = 1.0
-) -> None:
-    """Validation accuracy and mIoU of each row's run against the training samples it has seen
-    (its best epoch marked; epochs where a run's record does not say), from the runs' training
-    records (:func:`.records.record_of`); results without one are left out. ``levels``: reference
-    accuracies drawn as lines (the classical baseline's and template matching's, on the test set);
-    ``per_epoch``: the samples of an epoch for records made before runs counted them (the study's
-    8:1:1 split of its particles)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dsmnet.core.fsutil import atomic_path
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    tab20 = plt.get_cmap("tab20").colors  # 10 hues, each dark and light: a whole study's runs stay apart
-    colours = tab20[::2] + tab20[1::2]  # the dark shades first
-    for n, (title, result) in enumerate(results.items()):
-        colour = colours[n % len(colours)]
-        record = record_of(result)
-        if not record or not record["history"]:
-            continue
-        best = record["summary"].get("best_epoch", 0)
-        seen = samples_per_epoch(record) or per_epoch
-        for ax, key in zip(axes, ("val_acc_cls", "val_miou_seg")):
-            points = [(h["epoch"] * seen, h[key]) for h in record["history"] if key in h]
-            if points:
-                ax.plot(*zip(*points), label=title, color=colour)
-                at = best * seen
-                ax.plot([e for e, _ in points if e == at], [v for e, v in points if e == at], "o", color=colour)
-    for name, value in (levels or {}).items():
-        axes[0].axhline(value, color="0.3", linestyle="--", linewidth=1)
-        axes[0].annotate(f"{name} (test) {value:.3f}", (0.99, value), xycoords=("axes fraction", "data"), fontsize=7,
-                         va="bottom", ha="right", color="0.3")  # fmt: skip
-    for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
-        ax.set_xlabel("training samples seen (● best epoch, by validation loss)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
 
 
 def describe_scale(s: Scale) -> str:

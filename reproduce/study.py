@@ -23,6 +23,7 @@ from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.core.provenance import git_revision
 from dsmnet.dataset.subtomograms import stratified_split
 from dsmnet.reproduce.clock import StudyClock
+from dsmnet.reproduce.figures import learning_curves, per_class_figure
 from dsmnet.reproduce.jobs import (
     Job,
     StudyError,
@@ -37,9 +38,7 @@ from dsmnet.reproduce.jobs import (
 from dsmnet.reproduce.records import kept_path, run_dataset, same_dataset, with_record
 from dsmnet.reproduce.report import (
     describe_scale,
-    learning_curves,
     ordering_lines,
-    per_class_figure,
     per_class_lines,
     revisions_line,
     runtimes_line,

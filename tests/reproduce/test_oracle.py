@@ -36,7 +36,8 @@ def test_data_that_was_not_simulated_is_refused(tmp_path):
 
 def test_the_study_caches_the_row_and_reports_its_classes(small_data, tmp_path, monkeypatch):
     from dsmnet.reproduce import jobs
-    from dsmnet.reproduce.report import per_class_figure, per_class_lines
+    from dsmnet.reproduce.figures import per_class_figure
+    from dsmnet.reproduce.report import per_class_lines
     from dsmnet.reproduce.scales import BASELINE, ORACLE
 
     first = jobs.template_matching(small_data, 50, tmp_path, log=lambda _m: None)
