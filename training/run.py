@@ -222,8 +222,7 @@ class Run:
         """CPU time so far, over every session: this process's threads (the readers' too) and the
         processes simulating ``--fresh-data``'s sets — what the run cost in core-seconds, whether
         it had the cores to itself or shared them with other runs."""
-        fresh = getattr(self, "fresh", None)
-        fresh = fresh.cpu_seconds if fresh is not None else 0.0
+        fresh = self.fresh.cpu_seconds if self.fresh is not None else 0.0
         return self.run.cpu_seconds + time.process_time() - self.cpu_started + fresh
 
     @property
