@@ -23,7 +23,7 @@ def _classes_and_confusion(result: dict) -> tuple[list[str], np.ndarray] | None:
 def per_class_figure(rows: dict[str, list[dict]], path: Path, compare: str | None = None) -> bool:
     """Where the classifiers fall short, in one picture: each row's per-class test accuracy against
     the complex's library mass (first seed; chance as a line), and the confusion matrices of the
-    ``compare`` row (by default the last classifier row) and of template matching with the classes
+    ``compare`` row (by default the most accurate network) and of template matching with the classes
     ordered by mass, so one sees whether the small complexes are confused with each other (read as
     'a small blob') or with everything. False (nothing written) without two classifier rows or
     when a class is not in the library."""
@@ -41,7 +41,8 @@ def per_class_figure(rows: dict[str, list[dict]], path: Path, compare: str | Non
     from dsmnet.core.fsutil import atomic_path
 
     if compare not in have:
-        compare = next((r for r in reversed(have) if r not in (BASELINE, ORACLE)), None)
+        learned = [r for r in have if r not in (BASELINE, ORACLE)]
+        compare = max(learned, key=lambda r: np.trace(have[r][1]) / max(have[r][1].sum(), 1), default=None)
     shown = [r for r in (compare, ORACLE) if r in have]
     fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 + 5.2 * len(shown), 5.2))
     ax = axes[0]
