@@ -91,7 +91,8 @@ def learning_curves(
 ) -> None:
     """Validation accuracy and mIoU of each row's run against the training samples it has seen
     (its best epoch marked; epochs where a run's record does not say), from the runs' training
-    records (:func:`.records.record_of`); results without one are left out. ``levels``: reference
+    records keyed by title — titles ending `` · seed<N>`` are one row's seeds: one colour, a line
+    style per seed (:func:`.records.record_of`); results without one are left out. ``levels``: reference
     accuracies drawn as lines (the classical baseline's and template matching's, on the test set);
     ``per_epoch``: the samples of an epoch for records made before runs counted them (the study's
     8:1:1 split of its particles)."""
@@ -103,10 +104,14 @@ def learning_curves(
     from dsmnet.core.fsutil import atomic_path
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    tab20 = plt.get_cmap("tab20").colors  # 10 hues, each dark and light: a whole study's runs stay apart
+    tab20 = plt.get_cmap("tab20").colors  # 10 hues, each dark and light: a whole study's rows stay apart
     colours = tab20[::2] + tab20[1::2]  # the dark shades first
-    for n, (title, result) in enumerate(results.items()):
-        colour = colours[n % len(colours)]
+    rows: dict[str, tuple] = {}  # a row's seeds share its colour; the seed sets the line style
+    for title, result in results.items():
+        row, _, seed = title.rpartition(" · seed")
+        row, seed = (row, seed) if row and seed.isdigit() else (title, "0")
+        colour = rows.setdefault(row, colours[len(rows) % len(colours)])
+        style = ("-", "--", ":", "-.")[int(seed) % 4]
         record = record_of(result)
         if not record or not record["history"]:
             continue
@@ -115,7 +120,7 @@ def learning_curves(
         for ax, key in zip(axes, ("val_acc_cls", "val_miou_seg")):
             points = [(h["epoch"] * seen, h[key]) for h in record["history"] if key in h]
             if points:
-                ax.plot(*zip(*points), label=title, color=colour)
+                ax.plot(*zip(*points), label=title, color=colour, linestyle=style, linewidth=1.2)
                 at = best * seen
                 ax.plot([e for e, _ in points if e == at], [v for e, v in points if e == at], "o", color=colour)
     for name, value in (levels or {}).items():

@@ -7,6 +7,7 @@ import csv
 import io
 import math
 import statistics
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -166,6 +167,33 @@ def _values(runs: list[dict], key: str) -> list[float]:
     return [r["metrics"][key] for r in runs if key in r["metrics"]]
 
 
+def seed_of(result: dict) -> int | None:
+    """The seed a result was trained (or, for the classical baseline, split) with, where it says:
+    its ``seed``, else its run folder's name (``…/seed<N>``); None for template matching."""
+    if "seed" in result:
+        return int(result["seed"])
+    name = PurePath(str(result.get("run", ""))).name
+    return int(name[4:]) if name.startswith("seed") and name[4:].isdigit() else None
+
+
+def common_seeds(a: list[dict], b: list[dict]) -> tuple[list[dict], list[dict], str]:
+    """Two rows' results restricted to the seeds both have, when both name their seeds and they
+    differ (a study whose rows are still training: one row at seeds 0 and 1, another at 0 so far),
+    and a note saying so; else the rows as they are and no note."""
+    sa, sb = [seed_of(r) for r in a], [seed_of(r) for r in b]
+    if None in sa or None in sb or set(sa) == set(sb):
+        return a, b, ""
+    both = sorted(set(sa) & set(sb))
+    if not both:
+        return a, b, ""
+    keep = lambda runs, seeds: [r for r, s in zip(runs, seeds) if s in both]  # noqa: E731
+    return (
+        keep(a, sa),
+        keep(b, sb),
+        f" (seed{'s' if len(both) > 1 else ''} {', '.join(map(str, both))}: the seeds both rows have so far)",
+    )
+
+
 def table_lines(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, str]:
     header = ["model", "pixel accuracy", "mIoU", "object accuracy", "paper (pixel acc / mIoU / acc)", "note"]
     lines = [f"## {TITLES.get(table, table)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -177,6 +205,9 @@ def table_lines(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[
         bad = [r for r in runs if failed(r, scale.classes)]
         why = sorted({w for r in bad for w in why_failed(r, scale.classes)})
         notes = [f"did not converge ({len(bad)}/{len(runs)} seeds: {'; '.join(why)})"] if bad else []
+        seeds = sorted(s for r in runs if (s := seed_of(r)) is not None)
+        if seeds and len(seeds) < len(scale.seeds):  # a row still training at its other seeds
+            notes.append(f"seed {', '.join(map(str, seeds))} only (of {', '.join(map(str, scale.seeds))}) so far")
         note = "; ".join(notes + [n for n in [budget_note(runs)] if n])
         figures = PAPER.get(table, {}).get(row)
         paper = " / ".join(figures) if figures else "—"
@@ -193,15 +224,16 @@ def ordering_lines(results: dict) -> list[str]:
         rows = results.get(table, {})
         if better not in rows or worse not in rows:
             continue
-        va, vb = _values(rows[better], key[metric]), _values(rows[worse], key[metric])
+        ra, rb, restricted = common_seeds(rows[better], rows[worse])
+        va, vb = _values(ra, key[metric]), _values(rb, key[metric])
         a = statistics.mean(va or [float("nan")])
         b = statistics.mean(vb or [float("nan")])
         # paired over the test particles where the runs kept them, else the older, looser estimates
-        paired = (accuracy_se if metric == "acc" else miou_se)(rows[better], rows[worse])
+        paired = (accuracy_se if metric == "acc" else miou_se)(ra, rb)
         if paired is not None:
-            se, how = paired, f", paired over the {_particles(rows[better])} test particles"
+            se, how = paired, f", paired over the {_particles(ra)} test particles"
         elif metric == "acc":
-            se, how = _accuracy_se(rows[better], rows[worse]), ""
+            se, how = _accuracy_se(ra, rb), ""
         else:
             se, how = _seed_se(rows, va, vb), ", from the seeds' spread"
         noise = se is not None and abs(a - b) < 2 * se
@@ -212,7 +244,7 @@ def ordering_lines(results: dict) -> list[str]:
         if len(va) > 1 and len(va) == len(vb):  # the same seeds, in the same order, for every row
             wins = sum(x > y for x, y in zip(va, vb))
             verdict += f" ({wins}/{len(va)} seeds ahead)" if noise else f" ({wins}/{len(va)} seeds)"
-        line = f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f} — **{verdict}**"
+        line = f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f}{restricted} — **{verdict}**"
         if se is not None:
             line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e.{how})"
         out.append(line)

@@ -151,8 +151,9 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
         dataset = TABLES[table][0]
         if table in BASELINE_TABLES:
             test = paths[f"{dataset}_test"]
-            results[table][BASELINE] = [
-                baseline(paths[dataset], seed, test, out / "metrics" / dataset / "baseline") for seed in scale.seeds
+            results[table][BASELINE] = [  # each split seed's baseline, named by its seed
+                {**baseline(paths[dataset], seed, test, out / "metrics" / dataset / "baseline"), "seed": seed}
+                for seed in scale.seeds
             ]
             results[table][ORACLE] = [
                 template_matching(test, scale.oracle_rotations, out / "metrics" / dataset / "oracle", log)
@@ -171,7 +172,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
         summary += per_class_lines(table, results[table])
         if per_class_figure(results[table], out / f"{table}_per_class.png"):
             summary += [
-                f"Per-class test accuracy against library mass, and the last classifier row's and template "
+                f"Per-class test accuracy against library mass, and the most accurate network's and template "
                 f"matching's confusion matrices, lightest class first: `{table}_per_class.png`.",
                 "",
             ]

@@ -264,6 +264,24 @@ def test_accuracy_orderings_state_their_standard_error():
     assert "difference +0.400 ± 0.045 (1 s.e.)" in two[0]
 
 
+def test_rows_at_different_seeds_are_compared_on_the_seeds_both_have():
+    def run(acc: float, seed: int) -> dict:
+        return {"run": f"study/runs/A/row/seed{seed}", "metrics": {"acc_cls": acc}, "confusion_cls": [[50, 0], [0, 50]]}
+
+    # DSM-Net has finished seeds 0 and 1, the Cls subnet only seed 0: compared on seed 0 alone
+    lines = ordering_lines({"table1": {"DSM-Net": [run(0.8, 0), run(0.4, 1)], "Cls subnet": [run(0.7, 0)]}})
+    assert lines[0].startswith(
+        "- table1: DSM-Net acc 0.800 > Cls subnet 0.700 (seed 0: the seeds both rows have so far)"
+    )
+    same = ordering_lines({"table1": {"DSM-Net": [run(0.8, 0), run(0.4, 1)], "Cls subnet": [run(0.7, 0), run(0.7, 1)]}})
+    assert same[0].startswith("- table1: DSM-Net acc 0.600 > Cls subnet 0.700 — ")
+    md, _ = table_lines(
+        "table1", {"DSM-Net": [run(0.8, 0), run(0.4, 1)], "Cls subnet": [run(0.7, 0)]}, SCALES["converged"]
+    )
+    assert "| Cls subnet | — | — | 0.700 | - / - / 76.24 | seed 0 only (of 0, 1) so far |" in md
+    assert "seed 0 only" not in md.split("Cls subnet")[0]
+
+
 def test_miou_orderings_take_their_standard_error_from_the_seeds():
     def seg(miou: float) -> dict:
         return {"metrics": {"miou_seg": miou}}
