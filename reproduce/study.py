@@ -300,3 +300,34 @@ def reproduce(
         return {"out": str(out), "seconds": seconds, "results": results, "discovery": discovered}
     finally:
         clock.end()  # an interrupted invocation closes its span too (a no-op after the first)
+
+
+def study_status(
+    scale_name: str,
+    out: Path,
+    log=print,
+    tables: tuple[str, ...] = PAPER_TABLES,
+    with_discovery: bool = True,
+    seeds: tuple[int, ...] | None = None,
+    rows: tuple[str, ...] | None = None,
+) -> list[dict[str, Any]]:
+    """Where each run the study plans stands (:mod:`.status`), training nothing; writes
+    ``out/status.md``. The study folder must exist (its datasets are checked, never simulated)."""
+    from dsmnet.reproduce.status import run_status, status_table
+
+    if not out.is_dir():
+        raise StudyError(f"{out}: no study folder there (nothing has run yet)")
+    scale = SCALES[scale_name]
+    if seeds:
+        scale = dataclasses.replace(scale, seeds=tuple(seeds))
+    paths = datasets(scale, out, lambda _: None, simulate_missing=False)
+    jobs = list(_plan(scale, out, paths, tables, rows)[1].values())
+    if with_discovery:  # its run, without making its reduced dataset
+        spec = variant("dsmnet", None, {}, scale)
+        run = _discovery_run(scale, out)
+        jobs.append(
+            Job(run, spec.to_dict(), paths["A"], scale.seeds[0], f"discovery · DSM-Net without {HOLDOUT}", 0.0, False)
+        )
+    statuses = [run_status(job, out) for job in jobs]
+    atomic_write_text(out / "status.md", status_table(statuses))
+    return statuses

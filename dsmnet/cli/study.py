@@ -26,6 +26,12 @@ def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-discover", action="store_true", help="skip the unseen-structure experiment")
     p.add_argument("--rows", help="comma-separated subset of the rows, by name (e.g. 'Cls subnet,DSM-Net')")
     p.add_argument("--report", action="store_true", help="train nothing: redraw the tables from the finished runs")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="train nothing: say where each planned run stands (not started, training at epoch N, stopped, "
+        "scored) and write it to OUT/status.md",
+    )
     p.add_argument("--seeds", help="comma-separated seeds (default: the scale's; mean ± spread over several)")
     p.add_argument(
         "--workers",
@@ -65,6 +71,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown row {bad!r} (allowed: {', '.join(sorted(known))})")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
+    if args.status and args.report:
+        raise UsageError(
+            "--status and --report: give one (--status says where the runs stand, --report redraws tables)"
+        )
+    if args.status:
+        from dsmnet.reproduce.status import status_line
+        from dsmnet.reproduce.study import study_status
+
+        statuses = study_status(
+            args.scale, Path(args.out), tables=tables, with_discovery=not args.no_discover, seeds=seeds, rows=rows
+        )
+        for s in statuses:
+            print(status_line(s))
+        print(f"→ {Path(args.out) / 'status.md'}")
+        return 0
     r = reproduce(
         args.scale,
         Path(args.out),

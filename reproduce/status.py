@@ -1,0 +1,140 @@
+"""Where each run of a study stands, without training anything (``dsmnet reproduce --status``).
+
+A study trained to convergence spans several sittings: each row's run stops when early stopping
+fires, which may be epoch 70 or 120. Between sittings one wants to know, per planned run, whether
+it has not started, is training (epoch, best epoch, how much of the patience is used up, the
+rate, samples seen, when it last wrote an epoch), has stopped (where, at what cost) and been
+scored on the test set, or survives only as its kept result. Everything is read from the run
+folders and ``metrics/``: nothing is loaded into a network and nothing is written but
+``status.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from dsmnet.reproduce.jobs import Job
+from dsmnet.reproduce.records import kept_unless_run, same_dataset
+
+
+def _history(run: Path) -> list[dict[str, Any]]:
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written as we read
+            break
+    return [r for r in rows if "val_loss" in r and "epoch" in r]
+
+
+def _test_metrics(job: Job, run: Path) -> dict[str, Any] | None:
+    """The run's test metrics if it was scored on the study's test set since its best checkpoint."""
+    folder = ("evaluate-independent" if job.test else "evaluate-test") + ("-tta" if job.tta else "")
+    done, best = run / folder / "metrics.json", run / "best.pt"
+    if not done.is_file() or (best.is_file() and done.stat().st_mtime < best.stat().st_mtime):
+        return None
+    metrics = json.loads(done.read_text())
+    return metrics if job.test is None or same_dataset(metrics.get("data"), job.test) else None
+
+
+def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
+    """One planned run's state: ``not started``, ``training``, ``stopped`` (trained, perhaps not yet
+    scored) or ``kept`` (its run folder gone, its result kept in ``out/metrics``), with what the
+    run's files say of it."""
+    run, now = job.run, time.time() if now is None else now
+    status: dict[str, Any] = {"title": job.title, "run": str(run)}
+    kept = kept_unless_run(out, run, job.test, job.tta)
+    if kept is not None:
+        summary = (kept.get("training") or {}).get("summary") or {}
+        return {**status, "state": "kept", "summary": summary, "metrics": kept.get("metrics", {})}
+    history = _history(run)
+    if (run / "summary.json").is_file():
+        summary = json.loads((run / "summary.json").read_text())
+        return {
+            **status,
+            "state": "stopped",
+            "summary": summary,
+            "metrics": (_test_metrics(job, run) or {}).get("metrics"),
+        }
+    if not history:
+        return {**status, "state": "not started"}
+    best = min(history, key=lambda r: r["val_loss"])
+    last = history[-1]
+    split = run / "split.json"
+    per_epoch = len(json.loads(split.read_text()).get("train", [])) if split.is_file() else None
+    return {
+        **status,
+        "state": "training",
+        "epoch": last["epoch"],
+        "best_epoch": best["epoch"],
+        "best_val_loss": best["val_loss"],
+        "patience": job.spec.get("training", {}).get("patience"),
+        "epochs": job.spec.get("training", {}).get("epochs"),
+        "lr": last.get("lr"),
+        "samples_seen": per_epoch * last["epoch"] if per_epoch else None,
+        "idle_minutes": max(0.0, now - (run / "metrics.jsonl").stat().st_mtime) / 60,
+        # an epoch's minutes, from its training rate (validation adds about a tenth on the study's 8:1:1 split)
+        "epoch_minutes": per_epoch / last["train_samples_per_s"] * 1.15 / 60
+        if per_epoch and last.get("train_samples_per_s")
+        else None,
+    }
+
+
+def _scores(metrics: dict[str, Any] | None) -> str:
+    if not metrics:
+        return "not yet scored on the test set"
+    parts = [f"acc {metrics['acc_cls']:.3f}" if "acc_cls" in metrics else ""]
+    parts.append(f"mIoU {metrics['miou_seg']:.3f}" if "miou_seg" in metrics else "")
+    return "test " + ", ".join(p for p in parts if p)
+
+
+def status_line(s: dict[str, Any]) -> str:
+    """One run's state in one line."""
+    state = s["state"]
+    if state == "not started":
+        return f"{s['title']}: not started"
+    if state == "training":
+        since = s["epoch"] - s["best_epoch"]
+        patience = f" of {s['patience']}" if s.get("patience") else ""
+        seen = ", " + f"{s['samples_seen']:,}".replace(",", " ") + " samples" if s.get("samples_seen") else ""
+        lr = f", rate {s['lr']:.2g}" if s.get("lr") is not None else ""
+        idle, epoch = s["idle_minutes"], s.get("epoch_minutes") or 10.0
+        when = f"last epoch {idle:.0f} min ago" if idle < 60 else f"last epoch {idle / 60:.1f} h ago"
+        when += " (not running?)" if idle > max(10.0, 3 * epoch) else ""
+        return (
+            f"{s['title']}: training, epoch {s['epoch']} (best {s['best_epoch']}, val. loss {s['best_val_loss']:.4f}; "
+            f"{since}{patience} epochs without a lower one){lr}{seen}; {when}"
+        )
+    summary = s.get("summary") or {}
+    where = (
+        f"stopped at epoch {summary['epochs']} (best {summary.get('best_epoch')})"
+        if summary.get("epochs")
+        else "finished"
+    )
+    if summary.get("epochs") and not summary.get("stopped_early", True):
+        where = f"budget spent at epoch {summary['epochs']} (best {summary.get('best_epoch')}; not converged)"
+    cost = f", {summary['core_hours']:.1f} core-h" if summary.get("core_hours") else ""
+    kept = " (run folder gone; its kept result)" if state == "kept" else ""
+    return f"{s['title']}: {where}{cost}{kept}; {_scores(s.get('metrics'))}"
+
+
+def status_table(statuses: list[dict[str, Any]], now: float | None = None) -> str:
+    """The study's runs as a Markdown list (``status.md``), dated."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() if now is None else now))
+    counts: dict[str, int] = {}
+    for s in statuses:
+        counts[s["state"]] = counts.get(s["state"], 0) + 1
+    lines = [
+        f"# Where the study's runs stand ({when})",
+        "",
+        ", ".join(f"{n} {state}" for state, n in counts.items()) + f" (of {len(statuses)} runs).",
+        "",
+    ]
+    lines += [f"- {status_line(s)}" for s in statuses]
+    return "\n".join(lines) + "\n"

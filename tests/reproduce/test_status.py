@@ -1,0 +1,83 @@
+"""``dsmnet reproduce --status``: where each planned run of a study stands, read from its files."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from dsmnet.cli import main
+from dsmnet.reproduce.jobs import Job
+from dsmnet.reproduce.records import kept_path
+from dsmnet.reproduce.status import run_status, status_line, status_table
+
+SPEC = {"training": {"patience": 15, "epochs": 300}}
+
+
+def _job(out, row: str, seed: int = 0) -> Job:
+    run = out / "runs" / "A" / row / f"seed{seed}"
+    return Job(run, SPEC, out / "data" / "A", seed, f"A · {row} · seed {seed}", 1.0, True, out / "data" / "A_test",
+               "rotate", True)  # fmt: skip
+
+
+def _epochs(run, losses: list[float], rate: float = 40.0, train: int = 100) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    lines = [
+        json.dumps({"epoch": e + 1, "val_loss": v, "lr": 1e-3, "train_samples_per_s": rate})
+        for e, v in enumerate(losses)
+    ]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n" + '{"epoch": 9, "val_lo')  # a line being written
+    (run / "split.json").write_text(json.dumps({"train": list(range(train)), "val": [], "test": []}))
+
+
+def test_each_state_of_a_run_is_read_from_its_files(tmp_path):
+    out, now = tmp_path, time.time()
+    assert run_status(_job(out, "none"), out)["state"] == "not started"
+
+    job = _job(out, "training")
+    _epochs(job.run, [2.0, 1.5, 1.6, 1.7])
+    s = run_status(job, out, now)
+    assert (s["state"], s["epoch"], s["best_epoch"], s["samples_seen"], s["patience"]) == ("training", 4, 2, 400, 15)
+    line = status_line(s)
+    assert line.startswith("A · training · seed 0: training, epoch 4 (best 2, val. loss 1.5000; 2 of 15 epochs ")
+    assert "400 samples; last epoch 0 min ago" in line and "not running" not in line
+    old = now - 3 * 3600  # an epoch of 100 samples at 40/s takes seconds: three hours idle is a stopped process
+    os.utime(job.run / "metrics.jsonl", (old, old))
+    assert status_line(run_status(job, out, now)).endswith("last epoch 3.0 h ago (not running?)")
+
+    job = _job(out, "stopped")
+    _epochs(job.run, [2.0, 1.0])
+    summary = {"epochs": 17, "best_epoch": 2, "stopped_early": True, "core_hours": 0.25}
+    (job.run / "summary.json").write_text(json.dumps(summary))
+    (job.run / "best.pt").write_bytes(b"")
+    assert status_line(run_status(job, out)) == (
+        "A · stopped · seed 0: stopped at epoch 17 (best 2), 0.2 core-h; not yet scored on the test set"
+    )
+    scored = job.run / "evaluate-independent-tta" / "metrics.json"
+    scored.parent.mkdir()
+    scored.write_text(json.dumps({"data": str(out / "data" / "A_test"), "metrics": {"acc_cls": 0.5, "miou_seg": 0.75}}))
+    assert status_line(run_status(job, out)).endswith("; test acc 0.500, mIoU 0.750")
+    (job.run / "summary.json").write_text(json.dumps({**summary, "epochs": 300, "stopped_early": False}))
+    assert "budget spent at epoch 300 (best 2; not converged)" in status_line(run_status(job, out))
+
+    job = _job(out, "gone", seed=1)  # only its kept result left
+    keep = kept_path(out, job.run)
+    keep.parent.mkdir(parents=True)
+    record = {"training": {"summary": {"epochs": 88, "best_epoch": 73, "stopped_early": True}}}
+    keep.write_text(json.dumps({"data": "x/A_test", "tta": "rot180x4", "metrics": {"acc_cls": 0.627}, **record}))
+    assert status_line(run_status(job, out)) == (
+        "A · gone · seed 1: stopped at epoch 88 (best 73) (run folder gone; its kept result); test acc 0.627"
+    )
+    table = status_table([run_status(_job(out, r), out, now) for r in ("none", "training", "stopped")], now)
+    assert table.splitlines()[2] == "1 not started, 1 training, 1 stopped (of 3 runs)."
+
+
+def test_status_needs_a_study_folder_and_excludes_report(capsys, tmp_path):
+    assert main(["reproduce", "--out", str(tmp_path / "none"), "--status"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"dsmnet: error: {tmp_path / 'none'}: no study folder there (nothing has run yet)"
+    )
+    assert main(["reproduce", "--out", str(tmp_path), "--status", "--report"]) == 2
+    assert "--status and --report" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
