@@ -151,10 +151,8 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
         dataset = TABLES[table][0]
         if table in BASELINE_TABLES:
             test = paths[f"{dataset}_test"]
-            results[table][BASELINE] = [  # each split seed's baseline, named by its seed
-                {**baseline(paths[dataset], seed, test, out / "metrics" / dataset / "baseline"), "seed": seed}
-                for seed in scale.seeds
-            ]
+            folder = out / "metrics" / dataset / "baseline"  # each split seed's baseline, named by its seed
+            results[table][BASELINE] = [{**baseline(paths[dataset], s, test, folder), "seed": s} for s in scale.seeds]
             results[table][ORACLE] = [
                 template_matching(test, scale.oracle_rotations, out / "metrics" / dataset / "oracle", log)
             ]
