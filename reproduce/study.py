@@ -247,6 +247,11 @@ def _what_to_run(scale: Scale, out: Path, paths, jobs: dict, with_discovery: boo
     return jobs, kept, discovery_run, discovered
 
 
+def _scale(name: str, seeds: tuple[int, ...] | None) -> Scale:
+    """The scale of that name, at the seeds given (else its own)."""
+    return dataclasses.replace(SCALES[name], seeds=tuple(seeds)) if seeds else SCALES[name]
+
+
 def reproduce(
     scale_name: str,
     out: Path,
@@ -262,9 +267,7 @@ def reproduce(
     """Run the study at a scale; writes ``table{1,2,3}.md/.csv``, ``summary.md`` and every run's
     test ``metrics/…json`` into ``out``. ``rows`` keeps only the rows of those names;
     ``report_only`` trains nothing and reports the runs that have finished."""
-    scale = SCALES[scale_name]
-    if seeds:
-        scale = dataclasses.replace(scale, seeds=tuple(seeds))
+    scale = _scale(scale_name, seeds)
     workers = workers or default_workers()
     clock = StudyClock(out)
     if not report_only:  # a report needs a study folder there already, and a refused one leaves none
@@ -301,13 +304,7 @@ def reproduce(
 
 
 def study_status(
-    scale_name: str,
-    out: Path,
-    log=print,
-    tables: tuple[str, ...] = PAPER_TABLES,
-    with_discovery: bool = True,
-    seeds: tuple[int, ...] | None = None,
-    rows: tuple[str, ...] | None = None,
+    scale_name: str, out: Path, tables=PAPER_TABLES, with_discovery=True, seeds=None, rows=None
 ) -> list[dict[str, Any]]:
     """Where each run the study plans stands (:mod:`.status`), training nothing; writes
     ``out/status.md``. The study folder must exist (its datasets are checked, never simulated)."""
@@ -315,9 +312,7 @@ def study_status(
 
     if not out.is_dir():
         raise StudyError(f"{out}: no study folder there (nothing has run yet)")
-    scale = SCALES[scale_name]
-    if seeds:
-        scale = dataclasses.replace(scale, seeds=tuple(seeds))
+    scale = _scale(scale_name, seeds)
     paths = datasets(scale, out, lambda _: None, simulate_missing=False)
     jobs = list(_plan(scale, out, paths, tables, rows)[1].values())
     if with_discovery:  # its run, without making its reduced dataset
