@@ -130,16 +130,29 @@ def run_row(
         train(spec, data, run, config, resume=resume, log=lambda m: log("   ", m))
     if not evaluate_test:
         return {}
-    # on the independent test set (every particle of it), else on the run's own test split
-    source, split, folder = (test, "all", "evaluate-independent") if test else (data, "test", "evaluate-test")
-    folder += "-tta" if tta else ""
-    done = run / folder / "metrics.json"
-    if done.is_file() and done.stat().st_mtime >= (run / "best.pt").stat().st_mtime:
-        metrics = json.loads(done.read_text())
-        if same_dataset(metrics.get("data"), source):  # evaluated on this dataset since the last best checkpoint
-            return metrics
-    result = evaluate(run, source, split, out=run / folder, tta=tta)
+    source, split, folder = scoring(run, data, test, tta)
+    metrics = scored(run, source, folder)
+    if metrics is not None:
+        return metrics
+    result = evaluate(run, source, split, out=folder, tta=tta)
     return json.loads((Path(result["out"]) / "metrics.json").read_text())
+
+
+def scoring(run: Path, data: Path, test: Path | None, tta: bool) -> tuple[Path, str, Path]:
+    """Where a row's run is scored: on the independent test set (every particle of it), else on
+    the run's own test split — (dataset, split, output folder inside the run)."""
+    source, split, folder = (test, "all", "evaluate-independent") if test else (data, "test", "evaluate-test")
+    return source, split, run / (folder + ("-tta" if tta else ""))
+
+
+def scored(run: Path, source: Path, folder: Path) -> dict[str, Any] | None:
+    """The run's test metrics in ``folder`` if they were computed on ``source`` since its last
+    best checkpoint, else None."""
+    done, best = folder / "metrics.json", run / "best.pt"
+    if not (done.is_file() and best.is_file() and done.stat().st_mtime >= best.stat().st_mtime):
+        return None
+    metrics = json.loads(done.read_text())
+    return metrics if same_dataset(metrics.get("data"), source) else None
 
 
 def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dsmnet.reproduce.jobs import Job
-from dsmnet.reproduce.records import kept_unless_run, same_dataset
+from dsmnet.reproduce.jobs import Job, scored, scoring
+from dsmnet.reproduce.records import kept_unless_run
 
 
 def _history(run: Path) -> list[dict[str, Any]]:
@@ -33,16 +33,6 @@ def _history(run: Path) -> list[dict[str, Any]]:
     return [r for r in rows if "val_loss" in r and "epoch" in r]
 
 
-def _test_metrics(job: Job, run: Path) -> dict[str, Any] | None:
-    """The run's test metrics if it was scored on the study's test set since its best checkpoint."""
-    folder = ("evaluate-independent" if job.test else "evaluate-test") + ("-tta" if job.tta else "")
-    done, best = run / folder / "metrics.json", run / "best.pt"
-    if not done.is_file() or (best.is_file() and done.stat().st_mtime < best.stat().st_mtime):
-        return None
-    metrics = json.loads(done.read_text())
-    return metrics if job.test is None or same_dataset(metrics.get("data"), job.test) else None
-
-
 def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
     """One planned run's state: ``not started``, ``training``, ``stopped`` (trained, perhaps not yet
     scored) or ``kept`` (its run folder gone, its result kept in ``out/metrics``), with what the
@@ -53,15 +43,16 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
     if kept is not None:
         summary = (kept.get("training") or {}).get("summary") or {}
         return {**status, "state": "kept", "summary": summary, "metrics": kept.get("metrics", {})}
-    history = _history(run)
     if (run / "summary.json").is_file():
         summary = json.loads((run / "summary.json").read_text())
+        source, _, folder = scoring(run, job.data, job.test, job.tta)
         return {
             **status,
             "state": "stopped",
             "summary": summary,
-            "metrics": (_test_metrics(job, run) or {}).get("metrics"),
+            "metrics": (scored(run, source, folder) or {}).get("metrics"),
         }
+    history = _history(run)
     if not history:
         return {**status, "state": "not started"}
     best = min(history, key=lambda r: r["val_loss"])
@@ -75,7 +66,6 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
         "best_epoch": best["epoch"],
         "best_val_loss": best["val_loss"],
         "patience": job.spec.get("training", {}).get("patience"),
-        "epochs": job.spec.get("training", {}).get("epochs"),
         "lr": last.get("lr"),
         "samples_seen": per_epoch * last["epoch"] if per_epoch else None,
         "idle_minutes": max(0.0, now - (run / "metrics.jsonl").stat().st_mtime) / 60,
