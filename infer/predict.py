@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,8 @@ from dsmnet.dataset.subtomograms import check_voxels, normalise
 from dsmnet.infer.extract import check_wedge
 from dsmnet.infer.sources import Particle, Source, batches, load
 from dsmnet.training.batches import prefetch
+from dsmnet.training.ensemble import load_for_use
 from dsmnet.training.runtime import make_runtime
-from dsmnet.training.tta import load_for_use
 
 
 class _Reader:
@@ -99,16 +99,18 @@ def predict(
     progress: bool = True,
     in_memory: bool = False,
     tta: bool = False,
+    ensemble: Sequence[str | Path] = (),
     log=print,
     picks_pixel_size: float | None = None,
 ) -> dict[str, Any]:
     """Predict every particle of ``source`` (or of ``picks`` in ``tomogram``/``tomograms``);
     ``in_memory`` reads every subtomogram file before predicting (the benchmark's comparison);
-    ``tta`` averages every output over the four wedge-preserving 180° turns (4× the time)."""
+    ``tta`` averages every output over the four wedge-preserving 180° turns (4× the time);
+    ``ensemble`` names more runs whose outputs are averaged with ``run``'s (:mod:`~dsmnet.training.ensemble`)."""
     from dsmnet.infer.tomo_maps import TomogramMaps
 
     rt = make_runtime(device)
-    model, _, state, settings = load_for_use(Path(run), rt, tta)
+    model, _, state, settings = load_for_use(Path(run), rt, tta, ensemble)
     box = tuple(state["spec"]["input"]["shape"])
     want = float(state.get("voxel_size") or 0.0)
     classes = state["classes"]

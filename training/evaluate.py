@@ -3,6 +3,7 @@ FSC of the recovered densities, and the paper's Fig. 3."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,11 @@ import torch
 from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import load_dataset
+from dsmnet.training.ensemble import load_for_use
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
 from dsmnet.training.metrics import fsc_curve, resolution
 from dsmnet.training.options import SPLITS
 from dsmnet.training.runtime import make_runtime
-from dsmnet.training.tta import load_for_use
 from dsmnet.training.validate import evaluate_split
 
 
@@ -28,20 +29,25 @@ def evaluate(
     device: str = "auto",
     figure_rows: int = 6,
     tta: bool = False,
+    ensemble: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Evaluate a run's best checkpoint on a dataset split; writes ``metrics.json`` and figures.
 
     ``split`` names a split of the run (the dataset must be the one it was trained on) or ``all``;
-    ``tta`` averages every output over the four wedge-preserving 180° turns (:mod:`~dsmnet.training.tta`).
+    ``tta`` averages every output over the four wedge-preserving 180° turns (:mod:`~dsmnet.training.tta`);
+    ``ensemble`` names more runs whose outputs are averaged with ``run``'s
+    (:mod:`~dsmnet.training.ensemble`; default folder ``RUN/evaluate-SPLIT-ensemble-N``).
     """
     run = Path(run)
     rt = make_runtime(device)
-    model, criterion, state, settings = load_for_use(run, rt, tta)
+    model, criterion, state, settings = load_for_use(run, rt, tta, ensemble)
     spec_box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
     data.scale_density(settings.density_scale)  # metrics in the units it was trained in
     indices = _split_indices(split, data, state, run, data_dir)
-    out = Path(out) if out else (run if run.is_dir() else run.parent) / f"evaluate-{split}"
+    members = state.get("members", [])
+    name = f"evaluate-{split}" + (f"-ensemble-{len(members)}" if members else "")
+    out = Path(out) if out else (run if run.is_dir() else run.parent) / name
     picks = _figure_picks(data.labels[indices], figure_rows)
     sink = _Sink(model.targets, data, picks)
     m = evaluate_split(model, criterion, data, indices, rt, batch_size=32, sink=sink)
@@ -55,6 +61,8 @@ def evaluate(
         "tta": "rot180x4" if tta else None,
         "metrics": m,
     }
+    if members:  # every member's run and best epoch
+        results["ensemble"] = [{"run": e["run"], "epoch": e["epoch"]} for e in members]
     out.mkdir(parents=True, exist_ok=True)
     for head, conf in confusion.items():
         kind = model.targets[head]
@@ -84,6 +92,12 @@ def _split_indices(split: str, data, state: dict, run: Path, data_dir) -> list[i
         )
     else:
         indices = state["split"][split]
+        for other in state.get("members", [])[1:]:
+            if other["data_fingerprint"] != state.get("data_fingerprint") or other["split"] != state["split"]:
+                raise DataError(
+                    f"{other['run']}: trained on another split than {run}, so its {split} split may hold "
+                    "particles a member trained on; evaluate the ensemble on an independent dataset with --split all"
+                )
     if not indices:
         raise DataError(f"{data_dir}: the {split} split is empty")
     return indices

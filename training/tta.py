@@ -19,9 +19,6 @@ import torch
 from torch import nn
 
 from dsmnet.training.augment import ROT180, turn, wedge_turns
-from dsmnet.training.runtime import Runtime
-from dsmnet.training.settings import RunSettings
-from dsmnet.training.step import load_trained
 
 
 class Turns(nn.Module):
@@ -53,11 +50,3 @@ def with_turns(
     (``wedge`` and ``axis``: the tilt range and tilt axis its checkpoint records; all four turns
     when the range is symmetric or unrecorded)."""
     return Turns(model, wedge_turns(wedge, axis)) if tta else model
-
-
-def load_for_use(run, rt: Runtime, tta: bool = False) -> tuple[nn.Module, nn.Module, dict, RunSettings]:
-    """A run's best checkpoint ready for ``evaluate`` and ``predict``: its model (averaged over the
-    turns of the wedge it was trained for, with ``tta``), its loss, the checkpoint and its settings."""
-    model, criterion, state = load_trained(run, "best", rt)
-    settings = RunSettings.from_dict(state["settings"])
-    return with_turns(model, tta, settings.wedge, settings.wedge_axis), criterion, state, settings

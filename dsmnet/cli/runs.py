@@ -114,6 +114,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+ENSEMBLE_HELP = (
+    "more runs whose outputs are averaged with RUN's (same heads, classes, box and voxel size): "
+    "seeds of one row read different particles right"
+)
 TTA_HELP = "average every output over the four wedge-preserving 180° turns (4× the time; +0.01–0.02 accuracy measured)"
 
 
@@ -121,8 +125,9 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder (or checkpoint file)")
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--split", default="test", help="train, val, test (of the run's split) or all")
-    p.add_argument("--out", help="output folder (default RUN/evaluate-SPLIT)")
+    p.add_argument("--out", help="output folder (default RUN/evaluate-SPLIT, or RUN/evaluate-SPLIT-ensemble-N)")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
+    p.add_argument("--ensemble", nargs="+", default=[], metavar="RUN", help=ENSEMBLE_HELP)
     flags(p, "device", "threads", "json")
 
 
@@ -131,7 +136,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """metrics, confusion matrix, FSC and figures of a trained run"""
     from dsmnet.training.evaluate import evaluate, table
 
-    results = evaluate(args.run, args.data, args.split, args.out, args.device, tta=args.tta)
+    results = evaluate(args.run, args.data, args.split, args.out, args.device, tta=args.tta, ensemble=args.ensemble)
     if args.json:  # stdout holds the JSON alone, for a pipe; the per-particle records stay in metrics.json
         brief = {k: v for k, v in results.items() if not k.startswith(("confusion", "fsc", "per_particle"))}
         print(json.dumps(brief, indent=1))
@@ -156,6 +161,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-maps", action="store_true", help="no tomogram-sized label and density maps")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
+    p.add_argument("--ensemble", nargs="+", default=[], metavar="RUN", help=ENSEMBLE_HELP)
     flags(p, "device", "threads")
     p.add_argument("--batch-size", type=int, default=32)
     flags(p, "no-progress", "overwrite")
@@ -181,6 +187,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         tta=args.tta,
+        ensemble=args.ensemble,
         **tomogram_options(args),
     )
     classes = ", ".join(f"{k} {v}" for k, v in sorted(r["classes"].items(), key=lambda kv: -kv[1])[:5])

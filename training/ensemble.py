@@ -1,0 +1,102 @@
+"""Several trained runs as one model: their outputs averaged, for ``evaluate`` and ``predict``.
+
+Runs trained from different seeds (or recipes) of the same network read different particles
+right — the converged study's DSM-Net seeds 0 and 1 give the same class to 81 % of the test
+particles, and at least one of them is right on 67 % against 63 % for either alone — so their
+average is a standard way to buy accuracy with inference time. Members must answer the same
+question: the same heads (name and kind), class names, box and voxel size. Class and mask scores
+are averaged as log-probabilities (a normalised geometric mean, as over the turns of
+:mod:`~dsmnet.training.tta`), densities voxel by voxel in the first member's units (each run
+scales its density target by a factor measured on its own training split). Each member keeps its
+own test-time turns (those of the wedge it was trained for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dsmnet.dataset.mrc import DataError
+from dsmnet.training.runtime import Runtime
+from dsmnet.training.settings import RunSettings
+from dsmnet.training.step import load_trained
+from dsmnet.training.tta import with_turns
+
+
+class Ensemble(nn.Module):
+    """The mean of ``members``' outputs (each a model with the same ``targets``); each member's
+    densities are first multiplied by its ``density_factors`` entry (default 1: the same units)."""
+
+    def __init__(self, members: Sequence[nn.Module], density_factors: Sequence[float] | None = None):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.targets = dict(members[0].targets)
+        self.density_factors = list(density_factors or [1.0] * len(members))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        total: dict[str, torch.Tensor] = {}
+        for member, factor in zip(self.members, self.density_factors):
+            for head, value in member(x).items():
+                value = value.float()
+                if self.targets[head] in ("class", "mask"):
+                    value = value.log_softmax(1)
+                elif self.targets[head] == "density":
+                    value = value * factor
+                total[head] = total[head] + value if head in total else value
+        return {head: value / len(self.members) for head, value in total.items()}
+
+
+def _what_it_answers(state: dict, targets: dict) -> dict:
+    """What members of one ensemble must share, by the name a refusal gives it."""
+    return {
+        "heads": targets,
+        "class names": state["classes"],
+        "box": list(state["spec"]["input"]["shape"]),
+        "voxel size": state.get("voxel_size"),
+    }
+
+
+def load_for_use(
+    run, rt: Runtime, tta: bool = False, ensemble: Sequence[str | Path] = ()
+) -> tuple[nn.Module, nn.Module, dict, RunSettings]:
+    """A run's best checkpoint ready for ``evaluate`` and ``predict``: its model (averaged over the
+    turns of the wedge it was trained for, with ``tta``, and with the runs of ``ensemble``), its
+    loss, the checkpoint and its settings (the first run's; an ensemble's checkpoint dict also
+    lists every member as ``members``: run and best epoch).
+
+    Raises:
+        DataError: a member answers another question than the first run (naming both and what differs).
+    """
+    members, scales, first = [], [], None
+    for path in [run, *ensemble]:
+        model, criterion, state = load_trained(Path(path), "best", rt)
+        settings = RunSettings.from_dict(state["settings"])
+        members.append(with_turns(model, tta, settings.wedge, settings.wedge_axis))
+        scales.append(settings.density_scale)
+        answers = _what_it_answers(state, dict(model.targets))
+        if first is None:
+            first = (path, criterion, state, settings, answers)
+            first[2]["members"] = []
+        else:
+            for what, value in answers.items():
+                if value != first[4][what]:
+                    raise DataError(
+                        f"{path}: its {what}: {value}, but {first[0]}'s: {first[4][what]}; "
+                        "an ensemble averages runs that answer the same question"
+                    )
+        first[2]["members"].append(
+            {
+                "run": str(path),
+                "epoch": state["best_epoch"],
+                "data_fingerprint": state.get("data_fingerprint"),
+                "split": state.get("split"),
+            }
+        )
+    _, criterion, state, settings, _ = first
+    if not ensemble:
+        del state["members"]
+        return members[0], criterion, state, settings
+    return Ensemble(members, [scales[0] / scale for scale in scales]), criterion, state, settings
