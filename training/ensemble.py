@@ -2,8 +2,10 @@
 
 Runs trained from different seeds (or recipes) of the same network read different particles
 right — the converged study's DSM-Net seeds 0 and 1 give the same class to 81 % of the test
-particles, and at least one of them is right on 67 % against 63 % for either alone — so their
-average is a standard way to buy accuracy with inference time. Members must answer the same
+particles, and at least one of them is right on 67 % against 63 % for either alone — and
+averaging them is the standard way to turn that into accuracy with inference time. On the
+study's own data it bought little (+0.003 to +0.004: where members disagree, the wrong ones are
+about as confident as the right one; ``docs/evaluation.md``). Members must answer the same
 question: the same heads (name and kind), class names, box and voxel size. Class and mask scores
 are averaged as log-probabilities (a normalised geometric mean, as over the turns of
 :mod:`~dsmnet.training.tta`), densities voxel by voxel in the first member's units (each run
@@ -59,44 +61,48 @@ def _what_it_answers(state: dict, targets: dict) -> dict:
     }
 
 
+def _load(run, rt: Runtime, tta: bool) -> tuple[nn.Module, nn.Module, dict, RunSettings]:
+    model, criterion, state = load_trained(Path(run), "best", rt)
+    settings = RunSettings.from_dict(state["settings"])
+    return with_turns(model, tta, settings.wedge, settings.wedge_axis), criterion, state, settings
+
+
+def _member(run, state: dict) -> dict:
+    """What an ensemble keeps of a member: its run and best epoch, and the data and split it
+    trained on (``evaluate`` refuses a split that a member may have trained on)."""
+    return {
+        "run": str(run),
+        "epoch": state["best_epoch"],
+        "data_fingerprint": state.get("data_fingerprint"),
+        "split": state.get("split"),
+    }
+
+
 def load_for_use(
     run, rt: Runtime, tta: bool = False, ensemble: Sequence[str | Path] = ()
 ) -> tuple[nn.Module, nn.Module, dict, RunSettings]:
     """A run's best checkpoint ready for ``evaluate`` and ``predict``: its model (averaged over the
     turns of the wedge it was trained for, with ``tta``, and with the runs of ``ensemble``), its
     loss, the checkpoint and its settings (the first run's; an ensemble's checkpoint dict also
-    lists every member as ``members``: run and best epoch).
+    lists every member as ``members``, :func:`_member`).
 
     Raises:
         DataError: a member answers another question than the first run (naming both and what differs).
     """
-    members, scales, first = [], [], None
-    for path in [run, *ensemble]:
-        model, criterion, state = load_trained(Path(path), "best", rt)
-        settings = RunSettings.from_dict(state["settings"])
-        members.append(with_turns(model, tta, settings.wedge, settings.wedge_axis))
-        scales.append(settings.density_scale)
-        answers = _what_it_answers(state, dict(model.targets))
-        if first is None:
-            first = (path, criterion, state, settings, answers)
-            first[2]["members"] = []
-        else:
-            for what, value in answers.items():
-                if value != first[4][what]:
-                    raise DataError(
-                        f"{path}: its {what}: {value}, but {first[0]}'s: {first[4][what]}; "
-                        "an ensemble averages runs that answer the same question"
-                    )
-        first[2]["members"].append(
-            {
-                "run": str(path),
-                "epoch": state["best_epoch"],
-                "data_fingerprint": state.get("data_fingerprint"),
-                "split": state.get("split"),
-            }
-        )
-    _, criterion, state, settings, _ = first
+    model, criterion, state, settings = _load(run, rt, tta)
     if not ensemble:
-        del state["members"]
-        return members[0], criterion, state, settings
+        return model, criterion, state, settings
+    question = _what_it_answers(state, dict(model.targets))
+    members, scales, state["members"] = [model], [settings.density_scale], [_member(run, state)]
+    for path in ensemble:
+        other, _, other_state, other_settings = _load(path, rt, tta)
+        for what, value in _what_it_answers(other_state, dict(other.targets)).items():
+            if value != question[what]:
+                raise DataError(
+                    f"{path}: its {what}: {value}, but {run}'s: {question[what]}; "
+                    "an ensemble averages runs that answer the same question"
+                )
+        members.append(other)
+        scales.append(other_settings.density_scale)
+        state["members"].append(_member(path, other_state))
     return Ensemble(members, [scales[0] / scale for scale in scales]), criterion, state, settings

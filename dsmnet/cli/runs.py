@@ -115,8 +115,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 ENSEMBLE_HELP = (
-    "more runs whose outputs are averaged with RUN's (same heads, classes, box and voxel size): "
-    "seeds of one row read different particles right"
+    "more runs whose outputs are averaged with RUN's (same heads, classes, box and voxel size; "
+    "two seeds of one row: +0.004 accuracy measured)"
 )
 TTA_HELP = "average every output over the four wedge-preserving 180° turns (4× the time; +0.01–0.02 accuracy measured)"
 
