@@ -41,7 +41,7 @@ def test_the_rows_beyond_the_paper_are_dsmnet_with_one_change_each(tmp_path):
 
     scale = SCALES["converged"]
     paths = {"A": tmp_path / "A", "A_test": tmp_path / "A_test"}
-    both, wide = "DSM-Net + centre prior + fresh data", "DSM-Net, paper widths"
+    both, wide = "DSM-Net + centre prior + fresh data", "DSM-Net + paper widths"
     rows = ("DSM-Net", "DSM-Net + centre prior", "DSM-Net + fresh data", both, wide)
     plan, jobs = _plan(scale, tmp_path, paths, ("table1", "beyond"), rows)
     beyond = dict(plan["beyond"][::2])  # seed 0 of each row
