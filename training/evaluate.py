@@ -206,10 +206,13 @@ def _figure(targets_of, kept, data, indices, picks: list[int], path) -> None:
 def table(results: dict[str, Any]) -> str:
     """A results table for the terminal."""
     m = results["metrics"]
-    lines = [
-        f"{results['split']} split of {results['data']}: {results['particles']} particles "
-        f"(best epoch {results['epoch']})"
-    ]
+    members = results.get("ensemble")
+    which = (
+        f"an ensemble of {len(members)} runs, best epochs {', '.join(str(e['epoch']) for e in members)}"
+        if members
+        else f"best epoch {results['epoch']}"
+    )
+    lines = [f"{results['split']} split of {results['data']}: {results['particles']} particles ({which})"]
     for key, value in m.items():
         if key.startswith(("acc_", "pixel_acc_", "miou_", "mse_")):
             lines.append(f"  {key:<20}{value:.4f}")

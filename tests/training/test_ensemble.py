@@ -17,7 +17,7 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.infer.predict import predict
 from dsmnet.training.checkpoint import load_checkpoint, save_checkpoint
 from dsmnet.training.ensemble import Ensemble
-from dsmnet.training.evaluate import evaluate
+from dsmnet.training.evaluate import evaluate, table
 from tests.conftest import TINY
 
 CLASSES = ("ruvb_7pbl", "mjap_9x2o", "mtor_4jsv")
@@ -84,6 +84,7 @@ def test_evaluate_an_ensemble_records_its_members(trained_run, second_run, small
     assert [m["run"] for m in saved["ensemble"]] == [str(trained_run), str(second_run)]
     assert all(m["epoch"] >= 1 for m in saved["ensemble"]) and saved["particles"] == 60
     assert 0.0 <= saved["metrics"]["acc_cls"] <= 1.0 and saved["metrics"]["miou_seg"] > 0.3
+    assert "(an ensemble of 2 runs, best epochs " in table(r).splitlines()[0]
     # members trained on other splits: their test split may hold particles the other trained on
     with pytest.raises(DataError, match="trained on another split than .*--split all"):
         evaluate(trained_run, small_data, "test", tmp_path / "mixed", ensemble=[second_run])
