@@ -7,7 +7,7 @@ import csv
 import io
 import math
 import statistics
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,54 @@ def per_class_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
     for label, group in _by_mass(names):
         means = [float(np.mean([have[row].get(name, float("nan")) for name in group])) for row in have]
         lines.append(f"| **{label}** | " + " | ".join(f"**{m:.2f}**" for m in means) + " |")
+    return [*lines, ""]
+
+
+def crowding_lines(table: str, rows: dict[str, list[dict]], test) -> list[str]:
+    """Test accuracy of every classifier row (first seed) against crowding — the target's share of
+    its noise-free box (``dsmTargetShare`` of the simulated test set; the rest is neighbours') — in
+    thirds of the test particles, separately for the lighter and the heavier half of the classes:
+    whether a row fails on a complex because neighbours crowd its box or because of the complex
+    itself. Nothing when the test set has no shares or a row's particles are not the test set's."""
+    from dsmnet.dataset import layout
+    from dsmnet.dataset.star import read_star
+
+    path = Path(test) / layout.PARTICLES
+    if not path.is_file():  # no test set here (a report from kept records only): no table
+        return []
+    particles = read_star(path)
+    if layout.TARGET_SHARE not in particles or layout.CLASS_NUMBER not in particles:
+        return []
+    labels = particles[layout.CLASS_NUMBER].to_numpy() - 1
+    share = particles[layout.TARGET_SHARE].to_numpy(dtype=float)
+    right = {}
+    for row, runs in rows.items():
+        per = runs[0].get("per_particle") or {}
+        if "predicted_cls" in per and np.array_equal(per.get("label"), labels):
+            right[row] = np.asarray(per["predicted_cls"]) == labels
+    names = list(next((r[0]["classes"] for r in rows.values() if r[0].get("classes")), []))
+    groups = _by_mass(names)
+    if len(right) < 2 or not groups or len(names) != labels.max() + 1:
+        return []
+    lines = [
+        f"## {TITLES.get(table, table)}: test accuracy against crowding",
+        "",
+        "The target's share of its noise-free box (the rest is its neighbours'), in thirds of each half's "
+        "test particles; first seed of each row.",
+        "",
+        "| complexes | target's share | particles | " + " | ".join(right) + " |",
+        "|---|---|---|" + "---|" * len(right),
+    ]
+    for label, group in groups:
+        member = np.isin(np.asarray(names)[labels], group)
+        edges = np.quantile(share[member], [0, 1 / 3, 2 / 3, 1])
+        for i in range(3):
+            at = member & (share >= edges[i]) & ((share < edges[i + 1]) if i < 2 else (share <= edges[i + 1]))
+            lines.append(
+                f"| {label.split(' (')[0]} | {edges[i]:.3f}–{edges[i + 1]:.3f} | {int(at.sum())} | "
+                + " | ".join(f"{ok[at].mean():.2f}" for ok in right.values())
+                + " |"
+            )
     return [*lines, ""]
 
 

@@ -37,6 +37,7 @@ from dsmnet.reproduce.jobs import (
 )
 from dsmnet.reproduce.records import kept_path, run_dataset, same_dataset, with_record
 from dsmnet.reproduce.report import (
+    crowding_lines,
     describe_scale,
     ordering_lines,
     per_class_lines,
@@ -168,6 +169,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
     summary += ["## The paper's orderings", ""] + ordering_lines(results) + [""]
     for table in tables:
         summary += per_class_lines(table, results[table])
+        summary += crowding_lines(table, results[table], paths[f"{TABLES[table][0]}_test"])
         if per_class_figure(results[table], out / f"{table}_per_class.png"):
             summary += [
                 f"Per-class test accuracy against library mass, and the most accurate network's and template "

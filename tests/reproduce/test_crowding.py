@@ -1,0 +1,48 @@
+"""The report's accuracy against crowding: each row's test accuracy in thirds of the target's share
+of its box, for the lighter and the heavier classes, from the per-particle records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dsmnet.dataset import layout
+from dsmnet.dataset.star import write_star
+from dsmnet.reproduce.report import crowding_lines
+
+# two light and two heavy complexes of the structure library, in the test set's class order
+NAMES = ["ribosome_6zu5", "mjap_9x2o", "cct_4v8r", "gltph_2nwl"]
+
+
+def _test_set(tmp_path, labels, share):
+    table = pd.DataFrame({layout.CLASS_NUMBER: labels + 1, layout.TARGET_SHARE: share})
+    write_star(tmp_path / layout.PARTICLES, {"particles": table})
+    return tmp_path
+
+
+def _row(labels, predicted):
+    return [{"classes": NAMES, "per_particle": {"label": labels.tolist(), "predicted_cls": predicted.tolist()}}]
+
+
+def test_each_third_of_each_half_holds_its_rows_accuracy(tmp_path):
+    labels = np.repeat(np.arange(4), 30)
+    share = np.tile(np.linspace(0.01, 0.9, 30), 4)
+    test = _test_set(tmp_path, labels, share)
+    isolated = np.where(share > 0.6, labels, (labels + 1) % 4)  # right only in the least crowded third
+    lines = crowding_lines("table1", {"perfect": _row(labels, labels), "isolated": _row(labels, isolated)}, test)
+    rows = [line for line in lines if line.startswith("| the 2 ")]
+    assert len(rows) == 6  # three thirds of the 2 lightest, then of the 2 heaviest
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert [c[0] for c in cells] == ["the 2 lightest by library mass"] * 3 + ["the 2 heaviest"] * 3
+    assert all(c[2] == "20" for c in cells)  # 60 particles a half, 20 a third
+    assert [c[3] for c in cells] == ["1.00"] * 6
+    assert [c[4] for c in cells] == ["0.00", "0.00", "1.00"] * 2
+
+
+def test_nothing_without_shares_or_with_other_particles(tmp_path):
+    labels = np.repeat(np.arange(4), 6)
+    rows = {"a": _row(labels, labels), "b": _row(labels, labels)}
+    assert crowding_lines("table1", rows, tmp_path / "none") == []  # no test set in this folder
+    test = _test_set(tmp_path, labels, np.linspace(0, 1, 24))
+    shuffled = {"a": rows["a"], "b": _row(labels[::-1], labels[::-1])}  # another order: not paired
+    assert crowding_lines("table1", shuffled, test) == []
