@@ -14,7 +14,9 @@ one read while the model runs):
 Outputs: ``predictions.star`` (the input's blocks and columns kept, so it goes back into RELION,
 with ``rlnClassNumber`` set to the prediction — an input class number is kept as
 ``dsmInputClassNumber`` — and ``dsmClassName``, ``dsmClassProbability`` and ``dsmProb_<class>``
-added), ``classes/<class>.star`` (the particles predicted as each class) and ``classes.json``.
+added), ``classes/<class>.star`` (the particles predicted as each class), ``classes.json`` and
+``prediction.json`` (which runs and best epochs answered, with or without test-time turns, and
+the code's revision).
 A subtomogram that cannot be predicted (NaN or infinite voxels, a constant box, the wrong size or
 voxel size) is an error naming it, or with ``skip_bad`` it is left out and listed in ``skipped.star``.
 """
@@ -33,6 +35,7 @@ import torch
 
 from dsmnet.core.fsutil import atomic_dir
 from dsmnet.core.progress import Progress
+from dsmnet.core.provenance import git_revision
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.star import write_star
@@ -130,6 +133,17 @@ def predict(
         _write_tables(tmp, src.blocks, table, skipped, classes)
         for maker in paint.values():
             maker.close()
+        made_by = {
+            "runs": [{"run": m["run"], "epoch": m["epoch"]} for m in state.get("members", [])]
+            or [{"run": str(run), "epoch": state.get("best_epoch")}],
+            "tta": "rot180x4" if tta else None,
+            "input": str(source or picks),
+            "particles": writer.count,
+            "skipped": len(skipped),
+            "device": rt.describe(),
+            "dsmnet": git_revision(),
+        }
+        (tmp / "prediction.json").write_text(json.dumps(made_by, indent=1) + "\n")
     for _, why in skipped:
         log(f"skipped {why}")
     counts = table[layout.CLASS_NAME].value_counts().to_dict() if layout.CLASS_NAME in table else {}

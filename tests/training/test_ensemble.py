@@ -62,6 +62,11 @@ def test_predict_with_an_ensemble_gives_the_normalised_geometric_mean(trained_ru
     both = _probabilities(
         Path(predict(trained_run, small_data, tmp_path / "both", ensemble=[second_run], **options)["out"])
     )
+    made_by = json.loads((tmp_path / "both" / "prediction.json").read_text())  # which models answered
+    assert [m["run"] for m in made_by["runs"]] == [str(trained_run), str(second_run)] and made_by["tta"] is None
+    assert [m["run"] for m in json.loads((tmp_path / "one" / "prediction.json").read_text())["runs"]] == [
+        str(trained_run)
+    ]
     geometric = np.sqrt(one * two)
     np.testing.assert_allclose(both, geometric / geometric.sum(1, keepdims=True), atol=2e-3)
     assert np.abs(one - two).max() > 0.01  # the members differ, so the average is not either one
