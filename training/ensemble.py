@@ -61,6 +61,15 @@ def _what_it_answers(state: dict, targets: dict) -> dict:
     }
 
 
+def _shown(value, other) -> str:
+    """``value`` for a one-line refusal: of two lists of names, where they first differ."""
+    if isinstance(value, list) and isinstance(other, list) and len(value) > 4:
+        at = next((i for i, (a, b) in enumerate(zip(value, other)) if a != b), min(len(value), len(other)))
+        shown = f"{value[at]!r} at position {at + 1}" if at < len(value) else "nothing more"
+        return f"{len(value)} of them, {shown}"
+    return str(value)
+
+
 def _load(run, rt: Runtime, tta: bool) -> tuple[nn.Module, nn.Module, dict, RunSettings]:
     model, criterion, state = load_trained(Path(run), "best", rt)
     settings = RunSettings.from_dict(state["settings"])
@@ -99,8 +108,8 @@ def load_for_use(
         for what, value in _what_it_answers(other_state, dict(other.targets)).items():
             if value != question[what]:
                 raise DataError(
-                    f"{path}: its {what}: {value}, but {run}'s: {question[what]}; "
-                    "an ensemble averages runs that answer the same question"
+                    f"{path}: its {what}: {_shown(value, question[what])}, but {run}'s: "
+                    f"{_shown(question[what], value)}; an ensemble averages runs that answer the same question"
                 )
         members.append(other)
         scales.append(other_settings.density_scale)

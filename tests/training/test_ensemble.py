@@ -121,3 +121,13 @@ def test_the_command_line_averages_runs_and_refuses_in_one_line(trained_run, sec
     assert main([*args, "--split", "test"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dsmnet: error: ") and "--split all" in err[0], err
+
+
+def test_a_refusal_names_where_two_long_lists_of_names_differ():
+    from dsmnet.training.ensemble import _shown
+
+    names = [f"complex_{i}" for i in range(22)]
+    other = [*names[:5], "something_else", *names[6:]]
+    assert _shown(names, other) == "22 of them, 'complex_5' at position 6"
+    assert _shown(names[:10], names) == "10 of them, nothing more"
+    assert _shown([24, 24, 24], [34, 34, 34]) == "[24, 24, 24]"
