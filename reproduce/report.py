@@ -74,7 +74,8 @@ def crowding_lines(table: str, rows: dict[str, list[dict]], test) -> list[str]:
         per = runs[0].get("per_particle") or {}
         if "predicted_cls" in per and np.array_equal(per.get("label"), labels):
             right[row] = np.asarray(per["predicted_cls"]) == labels
-    names = list(next((r[0]["classes"] for r in rows.values() if r[0].get("classes")), []))
+    named = (r[0].get("classes") or list(r[0].get("per_class_accuracy_cls") or []) for r in rows.values())
+    names = next((n for n in named if n), [])
     groups = _by_mass(names)
     if len(right) < 2 or not groups or len(names) != labels.max() + 1:
         return []

@@ -20,8 +20,11 @@ def _test_set(tmp_path, labels, share):
     return tmp_path
 
 
-def _row(labels, predicted):
-    return [{"classes": NAMES, "per_particle": {"label": labels.tolist(), "predicted_cls": predicted.tolist()}}]
+def _row(labels, predicted, network=False):
+    """A row's first record: a reference row names its classes, a network's evaluation has them
+    as the keys of its per-class accuracy."""
+    names = {"per_class_accuracy_cls": dict.fromkeys(NAMES, 0.5)} if network else {"classes": NAMES}
+    return [{**names, "per_particle": {"label": labels.tolist(), "predicted_cls": predicted.tolist()}}]
 
 
 def test_each_third_of_each_half_holds_its_rows_accuracy(tmp_path):
@@ -29,7 +32,8 @@ def test_each_third_of_each_half_holds_its_rows_accuracy(tmp_path):
     share = np.tile(np.linspace(0.01, 0.9, 30), 4)
     test = _test_set(tmp_path, labels, share)
     isolated = np.where(share > 0.6, labels, (labels + 1) % 4)  # right only in the least crowded third
-    lines = crowding_lines("table1", {"perfect": _row(labels, labels), "isolated": _row(labels, isolated)}, test)
+    rows = {"perfect": _row(labels, labels, network=True), "isolated": _row(labels, isolated, network=True)}
+    lines = crowding_lines("table3", rows, test)  # no reference rows: the networks name the classes
     rows = [line for line in lines if line.startswith("| the 2 ")]
     assert len(rows) == 6  # three thirds of the 2 lightest, then of the 2 heaviest
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
