@@ -106,16 +106,14 @@ def predict(
     log=print,
     picks_pixel_size: float | None = None,
 ) -> dict[str, Any]:
-    """Predict every particle of ``source`` (or of ``picks`` in ``tomogram``/``tomograms``);
-    ``in_memory`` reads every subtomogram file before predicting (the benchmark's comparison);
-    ``tta`` averages every output over the four wedge-preserving 180° turns (4× the time);
-    ``ensemble`` names more runs whose outputs are averaged with ``run``'s (:mod:`~dsmnet.training.ensemble`)."""
+    """Predict every particle of ``source`` (or of ``picks`` in ``tomogram``/``tomograms``); ``in_memory``
+    reads every file first (the benchmark's comparison); ``tta`` averages over the four wedge-preserving 180°
+    turns (4× the time); ``ensemble``: more runs to average with (:mod:`~dsmnet.training.ensemble`)."""
     from dsmnet.infer.tomo_maps import TomogramMaps
 
     rt = make_runtime(device)
     model, _, state, settings = load_for_use(Path(run), rt, tta, ensemble)
-    box = tuple(state["spec"]["input"]["shape"])
-    want = float(state.get("voxel_size") or 0.0)
+    box, want = tuple(state["spec"]["input"]["shape"]), float(state.get("voxel_size") or 0.0)
     classes = state["classes"]
     unscale = 1.0 / settings.density_scale  # densities back in the dataset's units
     src = Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log, picks_pixel_size)
@@ -133,17 +131,7 @@ def predict(
         _write_tables(tmp, src.blocks, table, skipped, classes)
         for maker in paint.values():
             maker.close()
-        made_by = {
-            "runs": [{"run": m["run"], "epoch": m["epoch"]} for m in state.get("members", [])]
-            or [{"run": str(run), "epoch": state.get("best_epoch")}],
-            "tta": "rot180x4" if tta else None,
-            "input": str(source or picks),
-            "particles": writer.count,
-            "skipped": len(skipped),
-            "device": rt.describe(),
-            "dsmnet": git_revision(),
-        }
-        (tmp / "prediction.json").write_text(json.dumps(made_by, indent=1) + "\n")
+        _made_by(tmp, run, state, tta, source or picks, rt, writer.count, len(skipped))
     for _, why in skipped:
         log(f"skipped {why}")
     counts = table[layout.CLASS_NAME].value_counts().to_dict() if layout.CLASS_NAME in table else {}
@@ -155,6 +143,22 @@ def predict(
         "device": rt.describe(),
         "maps": [str(out / m.relative) for m in paint.values()],
     }
+
+
+def _made_by(tmp: Path, run, state: dict, tta: bool, source, rt, particles: int, skipped: int) -> None:
+    """``prediction.json``: what made the predictions — the run (or an ensemble's runs) and best
+    epoch, the test-time turns, the input, the device and dsmnet's revision — and how many."""
+    members = state.get("members") or [{"run": str(run), "epoch": state.get("best_epoch")}]
+    made_by = {
+        "runs": [{"run": m["run"], "epoch": m["epoch"]} for m in members],
+        "tta": "rot180x4" if tta else None,
+        "input": str(source),
+        "particles": particles,
+        "skipped": skipped,
+        "device": rt.describe(),
+        "dsmnet": git_revision(),
+    }
+    (tmp / "prediction.json").write_text(json.dumps(made_by, indent=1) + "\n")
 
 
 class _Writer:
