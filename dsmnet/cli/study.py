@@ -20,8 +20,8 @@ def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="results folder (runs inside it are reused and resumed)")
     p.add_argument(
         "--tables",
-        help="comma-separated tables: table1,table2,table3 (the paper's, the default) and beyond (two rows "
-        "beyond the paper: DSM-Net with a centre prior, DSM-Net on fresh data every epoch)",
+        help="comma-separated tables: table1,table2,table3 (the paper's, the default) and beyond (rows beyond "
+        "the paper: DSM-Net with a centre prior, on fresh data every epoch, with both, with the paper's widths)",
     )
     p.add_argument("--no-discover", action="store_true", help="skip the unseen-structure experiment")
     p.add_argument("--rows", help="comma-separated subset of the rows, by name (e.g. 'Cls subnet,DSM-Net')")
