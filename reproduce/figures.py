@@ -126,7 +126,8 @@ def learning_curves(
     for name, value in (levels or {}).items():
         axes[0].axhline(value, color="0.3", linestyle="--", linewidth=1)
         axes[0].annotate(f"{name} (test) {value:.3f}", (0.99, value), xycoords=("axes fraction", "data"), fontsize=7,
-                         va="bottom", ha="right", color="0.3")  # fmt: skip
+                         va="bottom", ha="right", color="0.3",
+                         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
     for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
         ax.set_xlabel("training samples seen (● best epoch, by validation loss)")
         ax.set_ylabel(label)
