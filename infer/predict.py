@@ -43,7 +43,7 @@ from dsmnet.dataset.subtomograms import check_voxels, normalise
 from dsmnet.infer.extract import check_wedge
 from dsmnet.infer.sources import Particle, Source, batches, load
 from dsmnet.training.batches import prefetch
-from dsmnet.training.ensemble import load_for_use
+from dsmnet.training.ensemble import answered_by, load_for_use
 from dsmnet.training.runtime import make_runtime
 
 
@@ -148,9 +148,8 @@ def predict(
 def _made_by(tmp: Path, run, state: dict, tta: bool, source, rt, particles: int, skipped: int) -> None:
     """``prediction.json``: what made the predictions — the run (or an ensemble's runs) and best
     epoch, the test-time turns, the input, the device and dsmnet's revision — and how many."""
-    members = state.get("members") or [{"run": str(run), "epoch": state.get("best_epoch")}]
     made_by = {
-        "runs": [{"run": m["run"], "epoch": m["epoch"]} for m in members],
+        "runs": answered_by(run, state),
         "tta": "rot180x4" if tta else None,
         "input": str(source),
         "particles": particles,

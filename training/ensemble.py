@@ -25,7 +25,7 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.training.runtime import Runtime
 from dsmnet.training.settings import RunSettings
 from dsmnet.training.step import load_trained
-from dsmnet.training.tta import with_turns
+from dsmnet.training.tta import mean_outputs, with_turns
 
 
 class Ensemble(nn.Module):
@@ -39,16 +39,27 @@ class Ensemble(nn.Module):
         self.density_factors = list(density_factors or [1.0] * len(members))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        total: dict[str, torch.Tensor] = {}
-        for member, factor in zip(self.members, self.density_factors):
-            for head, value in member(x).items():
-                value = value.float()
-                if self.targets[head] in ("class", "mask"):
-                    value = value.log_softmax(1)
-                elif self.targets[head] == "density":
-                    value = value * factor
-                total[head] = total[head] + value if head in total else value
-        return {head: value / len(self.members) for head, value in total.items()}
+        return mean_outputs(
+            self._answer(member, factor, x) for member, factor in zip(self.members, self.density_factors)
+        )
+
+    def _answer(self, member: nn.Module, factor: float, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One member's outputs: class and mask scores as log-probabilities, densities in the first's units."""
+        out = {}
+        for head, value in member(x).items():
+            value = value.float()
+            if self.targets[head] in ("class", "mask"):
+                value = value.log_softmax(1)
+            elif self.targets[head] == "density":
+                value = value * factor
+            out[head] = value
+        return out
+
+
+def answered_by(run, state: dict) -> list[dict]:
+    """The run, or an ensemble's runs, with the best epoch of each: what evaluate and predict record."""
+    members = state.get("members") or [{"run": str(run), "epoch": state.get("best_epoch")}]
+    return [{"run": m["run"], "epoch": m["epoch"]} for m in members]
 
 
 def _what_it_answers(state: dict, targets: dict) -> dict:

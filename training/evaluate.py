@@ -13,7 +13,7 @@ import torch
 from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import load_dataset
-from dsmnet.training.ensemble import load_for_use
+from dsmnet.training.ensemble import answered_by, load_for_use
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
 from dsmnet.training.metrics import fsc_curve, resolution
 from dsmnet.training.options import SPLITS
@@ -62,7 +62,7 @@ def evaluate(
         "metrics": m,
     }
     if members:  # every member's run and best epoch
-        results["ensemble"] = [{"run": e["run"], "epoch": e["epoch"]} for e in members]
+        results["ensemble"] = answered_by(run, state)
     out.mkdir(parents=True, exist_ok=True)
     for head, conf in confusion.items():
         kind = model.targets[head]

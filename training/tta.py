@@ -15,6 +15,8 @@ averaged over the four), mIoU +0.004 to +0.005.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -30,17 +32,30 @@ class Turns(nn.Module):
         self.targets = dict(model.targets)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        total: dict[str, torch.Tensor] = {}
-        for dims in self.turns:
-            out = self.model(turn(x, dims) if dims else x)
-            for head, value in out.items():
-                value = value.float()
-                if self.targets[head] == "class":
-                    value = value.log_softmax(1)
-                elif dims:
-                    value = turn(value, dims)
-                total[head] = total[head] + value if head in total else value
-        return {head: value / len(self.turns) for head, value in total.items()}
+        return mean_outputs(self._view(x, dims) for dims in self.turns)
+
+    def _view(self, x: torch.Tensor, dims: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """The model's outputs for ``x`` turned by ``dims``, turned back: class scores as log-probabilities."""
+        out = {}
+        for head, value in self.model(turn(x, dims) if dims else x).items():
+            value = value.float()
+            if self.targets[head] == "class":
+                value = value.log_softmax(1)
+            elif dims:
+                value = turn(value, dims)
+            out[head] = value
+        return out
+
+
+def mean_outputs(views: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Head by head, the mean of several outputs of one model's heads (views, or ensemble members)."""
+    total: dict[str, torch.Tensor] = {}
+    count = 0
+    for out in views:
+        count += 1
+        for head, value in out.items():
+            total[head] = total[head] + value if head in total else value
+    return {head: value / count for head, value in total.items()}
 
 
 def with_turns(
