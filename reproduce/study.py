@@ -306,7 +306,12 @@ def reproduce(
 
 
 def study_status(
-    scale_name: str, out: Path, tables=PAPER_TABLES, with_discovery=True, seeds=None, rows=None
+    scale_name: str,
+    out: Path,
+    tables: tuple[str, ...] = PAPER_TABLES,
+    with_discovery: bool = True,
+    seeds: tuple[int, ...] | None = None,
+    rows: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Where each run the study plans stands (:mod:`.status`), training nothing; writes
     ``out/status.md``. The study folder must exist (its datasets are checked, never simulated)."""
