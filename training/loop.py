@@ -28,6 +28,7 @@ import torch.distributed as dist
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.progress import Progress
 from dsmnet.core.spec import Spec
+from dsmnet.dataset.subtomograms import Subtomograms
 from dsmnet.training.augment import augment
 from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import save_checkpoint
@@ -143,6 +144,19 @@ class Training(Run):
             self.ema.update()
         return result, norm
 
+    def precise_bn_sample(self, perm: torch.Tensor) -> tuple[Subtomograms, torch.Tensor]:
+        """The particles precise BN averages over before a validation: the first ``precise_bn`` of
+        the epoch's permutation (a new sample each epoch), or, with ``precise_bn_fixed``, of one
+        permutation of the training split drawn from the seed — the same particles every epoch,
+        so that the validation loss moves only with the weights (a new sample moves it by an s.d.
+        of 0.002–0.006 once the rate has all but stopped them; ``docs/results/evidence.md``)."""
+        n = self.settings.precise_bn
+        if not self.settings.precise_bn_fixed:
+            return self.epoch_data, perm[:n]
+        train = torch.tensor(self.split["train"])
+        gen = torch.Generator().manual_seed(self.settings.seed * 7919)
+        return self.data, train[torch.randperm(len(train), generator=gen)][:n]
+
     def validate_and_save(self, epoch: int, record: dict[str, Any], perm: torch.Tensor) -> None:
         """Precise BN, validation, early-stopping bookkeeping, checkpoints and the epoch's line."""
         run, batch = self.run, max(self.settings.batch_size, 1)
@@ -150,7 +164,7 @@ class Training(Run):
         if self.ema is not None:
             self.ema.copy_buffers()
         if self.settings.precise_bn:
-            precise_bn(judged.model, self.epoch_data, perm[: self.settings.precise_bn], self.rt, batch)
+            precise_bn(judged.model, *self.precise_bn_sample(perm), self.rt, batch)
         val = evaluate_split(judged.model, judged.criterion, self.data, self.split["val"], self.rt, batch)
         record.update({f"val_{k}": v for k, v in val.items()})
         if not math.isfinite(val["loss"]):

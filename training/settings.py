@@ -44,6 +44,7 @@ class TrainConfig:
     precision: Precision = "auto"
     augment: Augment = "none"
     precise_bn: int = 512
+    precise_bn_fixed: bool = False  # the same training particles for precise BN before every validation
     prior_init: bool = True
     progress: bool = True
     in_memory: bool = False  # read every volume up front instead of a batch at a time
@@ -77,6 +78,7 @@ class RunSettings:
     seed: int = 0
     augment: str = "none"
     precise_bn: int = 0  # (runs saved before precise BN: none)
+    precise_bn_fixed: bool = False  # (runs saved before it: a new sample each epoch)
     prior_init: bool = False
     init: str | None = None
     fresh: bool = False
@@ -91,6 +93,7 @@ class RunSettings:
         values.update({k: getattr(config, k) for k in OVERRIDES if getattr(config, k) is not None})
         values.update(
             seed=config.seed, augment=config.augment, precise_bn=config.precise_bn,
+            precise_bn_fixed=config.precise_bn_fixed,
             prior_init=config.prior_init, init=config.init, fresh=config.fresh,
         )  # fmt: skip
         return cls.from_dict(values)

@@ -35,6 +35,13 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         help="validate, keep and use an exponential moving average of the weights with this decay per step "
         "(e.g. 0.999; spec default: 0, off)",
     )
+    p.add_argument(
+        "--fixed-precise-bn",
+        action="store_true",
+        help="recompute the BatchNorm statistics before each validation from the same training particles every "
+        "epoch (default: a new sample each epoch, the study's recipe), so that late in a run the validation loss "
+        "moves only with the weights and early stopping is not restarted by the sample's noise",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the split, shuffling and initialisation")
     flags(p, "device", "threads")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast dtype")
@@ -100,6 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         augment=args.augment,
         prior_init=not args.no_prior_init,
+        precise_bn_fixed=args.fixed_precise_bn,
         progress=not args.no_progress,
         init=args.init,
         in_memory=args.in_memory,
