@@ -78,6 +78,14 @@ def per_class_figure(rows: dict[str, list[dict]], path: Path, compare: str | Non
     return True
 
 
+def _halves(result: dict) -> str:
+    """`` — test: 11 lightest 0.38, 11 heaviest 0.88`` for a classifier's result, else nothing."""
+    from dsmnet.reproduce.report import mass_halves
+
+    halves = mass_halves(result)
+    return " — test: " + ", ".join(f"{name} {value:.2f}" for name, value in halves) if halves else ""
+
+
 def samples_per_epoch(record: dict) -> float | None:
     """A run's training samples per epoch, from its summary (runs since 2026-12-04)."""
     summary = record.get("summary") or {}
@@ -87,13 +95,16 @@ def samples_per_epoch(record: dict) -> float | None:
 
 
 def learning_curves(
-    results: dict[str, dict], path: Path, levels: dict[str, float] | None = None, per_epoch: float = 1.0
+    results: dict[str, dict], path: Path, levels: dict[str, list[dict]] | None = None, per_epoch: float = 1.0
 ) -> None:
     """Validation accuracy and mIoU of each row's run against the training samples it has seen
     (its best epoch marked; epochs where a run's record does not say), from the runs' training
     records keyed by title — titles ending `` · seed<N>`` are one row's seeds: one colour, a line
-    style per seed (:func:`.records.record_of`); results without one are left out. ``levels``: reference
-    accuracies drawn as lines (the classical baseline's and template matching's, on the test set);
+    style per seed (:func:`.records.record_of`); results without one are left out. Each classifier's
+    legend entry gives its test accuracy on the lighter and the heavier half of the classes
+    (:func:`.report.mass_halves`). ``levels``: reference rows' test results (one per seed) drawn as
+    lines at their mean accuracy, with the first seed's halves (the classical baseline's and
+    template matching's);
     ``per_epoch``: the samples of an epoch for records made before runs counted them (the study's
     8:1:1 split of its particles)."""
     import matplotlib
@@ -120,22 +131,24 @@ def learning_curves(
         for ax, key in zip(axes, ("val_acc_cls", "val_miou_seg")):
             points = [(h["epoch"] * seen, h[key]) for h in record["history"] if key in h]
             if points:
-                ax.plot(*zip(*points), label=title, color=colour, linestyle=style, linewidth=1.2)
+                label = title + (_halves(result) if key == "val_acc_cls" else "")
+                ax.plot(*zip(*points), label=label, color=colour, linestyle=style, linewidth=1.2)
                 at = best * seen
                 ax.plot([e for e, _ in points if e == at], [v for e, v in points if e == at], "o", color=colour)
-    for name, value in (levels or {}).items():
+    for name, seeds in (levels or {}).items():
+        value, result = float(np.mean([r["metrics"]["acc_cls"] for r in seeds])), seeds[0]
         axes[0].axhline(value, color="0.3", linestyle="--", linewidth=1)
-        axes[0].annotate(f"{name} (test) {value:.3f}", (0.99, value), xycoords=("axes fraction", "data"), fontsize=7,
-                         va="bottom", ha="right", color="0.3",
+        axes[0].annotate(f"{name} (test) {value:.3f}{_halves(result)}", (0.99, value), fontsize=7,
+                         xycoords=("axes fraction", "data"), va="bottom", ha="right", color="0.3",
                          bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
     for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
         ax.set_xlabel("training samples seen (● best epoch, by validation loss)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
     fig.tight_layout()
+    for ax in axes:  # below the axes (the saved canvas grows to hold them): inside, a study's rows hid the curves
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False)
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)

@@ -27,14 +27,7 @@ def _fmt(values: list[float]) -> str:
 
 def per_class_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
     """Per-class test accuracy of every classifier row (first seed), classes as columns' rows."""
-    have = {}
-    for row, runs in rows.items():
-        first = runs[0]
-        if first.get("per_class_accuracy_cls"):
-            have[row] = first["per_class_accuracy_cls"]
-        elif first.get("confusion_cls") and first.get("classes"):  # the reference rows: from the confusion
-            pairs = zip(first["classes"], first["confusion_cls"])
-            have[row] = {c: (r[i] / sum(r) if sum(r) else 0.0) for i, (c, r) in enumerate(pairs)}
+    have = {row: got for row, runs in rows.items() if (got := per_class_accuracy(runs[0]))}
     if len(have) < 2:
         return []
     names = list(next(iter(have.values())))
@@ -50,6 +43,27 @@ def per_class_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
         means = [float(np.mean([have[row].get(name, float("nan")) for name in group])) for row in have]
         lines.append(f"| **{label}** | " + " | ".join(f"**{m:.2f}**" for m in means) + " |")
     return [*lines, ""]
+
+
+def per_class_accuracy(result: dict[str, Any]) -> dict[str, float] | None:
+    """A classifier run's test accuracy per class (the reference rows': from their confusion)."""
+    if result.get("per_class_accuracy_cls"):
+        return result["per_class_accuracy_cls"]
+    if result.get("confusion_cls") and result.get("classes"):
+        pairs = zip(result["classes"], result["confusion_cls"])
+        return {c: (r[i] / sum(r) if sum(r) else 0.0) for i, (c, r) in enumerate(pairs)}
+    return None
+
+
+def mass_halves(result: dict[str, Any]) -> list[tuple[str, float]]:
+    """A classifier run's mean per-class test accuracy on the lighter and the heavier half of the
+    classes by library mass, each with its count (``[("11 lightest", 0.38), ("11 heaviest", 0.88)]``);
+    empty for a run without classes or with a class not in the library."""
+    accuracy = per_class_accuracy(result) or {}
+    return [
+        (label.removeprefix("the ").split(" by ")[0].split(" (")[0], float(np.mean([accuracy[n] for n in group])))
+        for label, group in _by_mass(list(accuracy))
+    ]
 
 
 def crowding_lines(table: str, rows: dict[str, list[dict]], test) -> list[str]:

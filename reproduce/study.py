@@ -182,7 +182,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
             labels.setdefault(run, f"{TABLES[t][0]} · {row} · {run.name}")
     curves = {label: metrics[run] for run, label in labels.items()}
     levels = {  # the reference rows of Table 1 (dataset A), where the study has them
-        name: float(np.mean([r["metrics"]["acc_cls"] for r in results["table1"][name]]))
+        name: results["table1"][name]
         for name in (BASELINE, ORACLE)
         if "table1" in results and results["table1"].get(name)
     }

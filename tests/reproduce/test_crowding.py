@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from dsmnet.dataset import layout
 from dsmnet.dataset.star import write_star
@@ -50,3 +51,13 @@ def test_nothing_without_shares_or_with_other_particles(tmp_path):
     test = _test_set(tmp_path, labels, np.linspace(0, 1, 24))
     shuffled = {"a": rows["a"], "b": _row(labels[::-1], labels[::-1])}  # another order: not paired
     assert crowding_lines("table1", shuffled, test) == []
+
+
+def test_the_lighter_and_heavier_halves_of_a_run_and_of_a_reference_row():
+    from dsmnet.reproduce.report import mass_halves
+
+    network = {"per_class_accuracy_cls": {"ribosome_6zu5": 1.0, "mjap_9x2o": 0.2, "cct_4v8r": 0.8, "gltph_2nwl": 0.4}}
+    assert mass_halves(network) == [("2 lightest", pytest.approx(0.3)), ("2 heaviest", pytest.approx(0.9))]
+    reference = {"classes": NAMES, "confusion_cls": [[4, 0, 0, 0], [1, 3, 0, 0], [0, 0, 2, 2], [0, 0, 0, 4]]}
+    assert mass_halves(reference) == [("2 lightest", 0.875), ("2 heaviest", 0.75)]
+    assert mass_halves({"per_class_accuracy_cls": {"nowhere_0000": 1.0, **dict.fromkeys(NAMES, 0.5)}}) == []
