@@ -9,8 +9,7 @@ what they share. Both need each run's ``per_particle`` record (``label``, ``pred
 and give None without it, so that older results fall back to the unpaired estimates.
 
 These are test-set sampling errors of the rows' mean over their seeds: the seed-to-seed spread of
-training is not in them (with two seeds it cannot be estimated well; the report counts the seeds
-ahead beside them).
+training is not in them; :mod:`.orderings` sets the seeds' own paired differences beside them.
 """
 
 from __future__ import annotations

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import statistics
 from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
-from dsmnet.reproduce.paired import accuracy_se, miou_se
 from dsmnet.reproduce.records import record_of
-from dsmnet.reproduce.scales import BASELINE, ORACLE, ORDERINGS, PAPER, TITLES, Scale
+from dsmnet.reproduce.scales import BASELINE, ORACLE, PAPER, TITLES, Scale
 
 
 def _fmt(values: list[float]) -> str:
@@ -278,70 +276,3 @@ def table_lines(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[
         mean = lambda v: f"{statistics.mean(v):.4f}" if v else ""  # noqa: E731
         writer.writerow([row, len(runs), mean(pa), mean(miou), mean(acc), pa, miou, acc, len(bad)])
     return "\n".join(lines) + "\n", buf.getvalue()
-
-
-def ordering_lines(results: dict) -> list[str]:
-    out = []
-    key = {"acc": "acc_cls", "miou": "miou_seg"}
-    for table, better, worse, metric in ORDERINGS:
-        rows = results.get(table, {})
-        if better not in rows or worse not in rows:
-            continue
-        ra, rb, restricted = common_seeds(rows[better], rows[worse])
-        va, vb = _values(ra, key[metric]), _values(rb, key[metric])
-        a = statistics.mean(va or [float("nan")])
-        b = statistics.mean(vb or [float("nan")])
-        # paired over the test particles where the runs kept them, else the older, looser estimates
-        paired = (accuracy_se if metric == "acc" else miou_se)(ra, rb)
-        if paired is not None:
-            se, how = paired, f", paired over the {_particles(ra)} test particles"
-        elif metric == "acc":
-            se, how = _accuracy_se(ra, rb), ""
-        else:
-            se, how = _seed_se(rows, va, vb), ", from the seeds' spread"
-        noise = se is not None and abs(a - b) < 2 * se
-        # an ordering holds only beyond 2 s.e.; a difference within them shows neither way
-        verdict = "not shown: within noise" if noise else "held" if a > b else "did not hold"
-        if se is None and metric == "miou":
-            verdict += " (one seed each: no standard error)"
-        if len(va) > 1 and len(va) == len(vb):  # the same seeds, in the same order, for every row
-            wins = sum(x > y for x, y in zip(va, vb))
-            verdict += f" ({wins}/{len(va)} seeds ahead)" if noise else f" ({wins}/{len(va)} seeds)"
-        line = f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f}{restricted} — **{verdict}**"
-        if se is not None:
-            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e.{how})"
-        out.append(line)
-    return out
-
-
-def _particles(runs: list[dict]) -> int:
-    return len(runs[0]["per_particle"]["label"])
-
-
-def _seed_se(rows: dict[str, list[dict]], va: list[float], vb: list[float]) -> float | None:
-    """Standard error of the difference of two rows' mean mIoU from the seed-to-seed spread, pooled
-    over every row of the table run at several seeds (two seeds of one row give too rough an s.d.),
-    or None when no row has several: the kept metrics hold no per-particle IoU to give one."""
-    runs = [_values(r, "miou_seg") for r in rows.values()]
-    variances = [statistics.variance(v) for v in runs if len(v) > 1]
-    if not variances or not va or not vb:
-        return None
-    return math.sqrt(statistics.mean(variances) * (1 / len(va) + 1 / len(vb)))
-
-
-def _accuracy_se(better: list[dict], worse: list[dict]) -> float | None:
-    """Binomial standard error of the difference of two mean test accuracies, treating the rows'
-    test sets as independent (they are the same particles, so this errs on the cautious side)."""
-
-    def variance(runs: list[dict]) -> float | None:
-        parts = []
-        for r in runs:
-            n = sum(map(sum, r.get("confusion_cls") or []))
-            if not n or "acc_cls" not in r["metrics"]:
-                return None
-            p = r["metrics"]["acc_cls"]
-            parts.append(p * (1 - p) / n)
-        return sum(parts) / len(parts) ** 2 if parts else None
-
-    va, vb = variance(better), variance(worse)
-    return None if va is None or vb is None else math.sqrt(va + vb)

@@ -35,11 +35,11 @@ from dsmnet.reproduce.jobs import (
     run_jobs,
     template_matching,
 )
+from dsmnet.reproduce.orderings import ordering_lines
 from dsmnet.reproduce.records import kept_path, run_dataset, same_dataset, with_record
 from dsmnet.reproduce.report import (
     crowding_lines,
     describe_scale,
-    ordering_lines,
     per_class_lines,
     revisions_line,
     runtimes_line,

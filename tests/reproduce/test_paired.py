@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dsmnet.cli import main as dsmnet_main
+from dsmnet.reproduce.orderings import ordering_lines
 from dsmnet.reproduce.paired import _miou, accuracy_se, discordance, miou_se
-from dsmnet.reproduce.report import ordering_lines
 from dsmnet.training.metrics import Confusion
 
 
@@ -44,6 +44,27 @@ def test_pairing_resolves_a_difference_shared_particles_hide():
     assert (
         "**not shown: within noise**; difference +0.050 ± 0.059 (1 s.e.)"
         in ordering_lines({"table1": {"DSM-Net": [better], "Cls subnet": [worse]}})[0]
+    )
+
+
+def test_with_several_seeds_their_spread_decides_when_it_is_the_larger():
+    # 1000 particles; at seed 0 the better row is right on 10 more, at seed 1 on 200 more
+    i = np.arange(1000)
+    a = [classified(i < 510) | {"seed": 0}, classified(i < 700) | {"seed": 1}]
+    b = [classified(i < 500) | {"seed": 0}, classified(i < 500) | {"seed": 1}]
+    line = ordering_lines({"table1": {"DSM-Net": a, "Cls subnet": b}})[0]
+    # differences +0.010 and +0.200: s.e. |0.19| / 2 = 0.095; the particles' (of the seeds' mean:
+    # 10 particles differ by 1, 190 by ½) sqrt((10 + 190/4)/1000 - 0.105²) / sqrt(999) = 0.007
+    assert "**not shown: within noise (2/2 seeds ahead)**; difference +0.105 ± 0.095" in line
+    assert "from the 2 seeds' differences +0.010, +0.200; test particles alone ± 0.007" in line
+    # seeds that agree: the particles' error stands, the seeds' differences beside it
+    a[1] = classified(i < 712) | {"seed": 1}
+    b[1] = classified(i < 500) | {"seed": 1}
+    a[0] = classified(i < 710) | {"seed": 0}
+    line = ordering_lines({"table1": {"DSM-Net": a, "Cls subnet": b}})[0]
+    assert (
+        "**held (2/2 seeds)**" in line
+        and "paired over the 1000 test particles; the seeds' differences +0.210, +0.212" in line
     )
 
 

@@ -12,8 +12,9 @@ import torch
 from dsmnet.dataset.mrc import DataError
 from dsmnet.reproduce.discover import discover, without_class
 from dsmnet.reproduce.jobs import StudyError
+from dsmnet.reproduce.orderings import ordering_lines
 from dsmnet.reproduce.records import with_record
-from dsmnet.reproduce.report import budget_note, failed, ordering_lines, revisions_line, runtimes_line, table_lines
+from dsmnet.reproduce.report import budget_note, failed, revisions_line, runtimes_line, table_lines
 from dsmnet.reproduce.scales import SCALES, TABLE1, TABLE3, variant
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig
@@ -87,10 +88,14 @@ def test_tables_and_orderings_are_stated_from_measurements():
     assert csv_text.startswith("model,seeds")
     lines = ordering_lines({"table1": {"DSM-Net": [good], "Cls subnet": [bad]}})
     assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.050 — **held**"]
-    # several seeds: the verdict is on the means, and says on how many seeds it held
+    # several seeds: the verdict is on the means, says on how many seeds it held, and weighs the
+    # seeds' spread (here the only error there is: no test particles or confusion kept)
     close = {"metrics": {"acc_cls": 0.82}}
     lines = ordering_lines({"table1": {"DSM-Net": [good, good], "Cls subnet": [bad, close]}})
-    assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.435 — **held (1/2 seeds)**"]
+    assert lines == [
+        "- table1: DSM-Net acc 0.800 > Cls subnet 0.435 — **not shown: within noise (1/2 seeds ahead)**; "
+        "difference +0.365 ± 0.385 (1 s.e., from the 2 seeds' differences +0.750, -0.020)"
+    ]
 
 
 def test_a_row_still_improving_at_its_last_epoch_says_so(tmp_path):
@@ -266,9 +271,9 @@ def test_accuracy_orderings_state_their_standard_error():
     assert "**did not hold**; difference -0.400 ± 0.063" in reversed_[0]
     far = ordering_lines({"table1": {"DSM-Net": [run(0.80)], "Cls subnet": [run(0.40)]}})
     assert far[0].endswith("difference +0.400 ± 0.063 (1 s.e.)")
-    # two seeds: the standard error of the mean of each row
+    # two seeds: the standard error of the mean of each row; the seeds agree, so it stands
     two = ordering_lines({"table1": {"DSM-Net": [run(0.8), run(0.8)], "Cls subnet": [run(0.4), run(0.4)]}})
-    assert "difference +0.400 ± 0.045 (1 s.e.)" in two[0]
+    assert "difference +0.400 ± 0.045 (1 s.e.; the seeds' differences +0.400, +0.400)" in two[0]
 
 
 def test_rows_at_different_seeds_are_compared_on_the_seeds_both_have():
