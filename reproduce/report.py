@@ -113,6 +113,36 @@ def crowding_lines(table: str, rows: dict[str, list[dict]], test) -> list[str]:
     return [*lines, ""]
 
 
+def target_iou_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
+    """Each segmentation row's target IoU (per particle, then averaged; first seed) on the lighter
+    and the heavier half of the classes: whether the segmenters find the complexes the
+    classifiers cannot name. Nothing without per-particle 2-class confusions or class names."""
+    names = next((list(got) for runs in rows.values() if runs and (got := per_class_accuracy(runs[0]))), [])
+    have = {}
+    for row, runs in rows.items():
+        kept = (runs[0].get("per_particle") or {}) if runs else {}
+        confusion = np.asarray(kept.get("confusion_seg") or [], dtype=float)
+        if confusion.ndim == 2 and confusion.shape[1] == 4 and "label" in kept:  # [tn, fp, fn, tp] per particle
+            have[row] = (confusion[:, 3] / np.maximum(confusion[:, 1:].sum(1), 1), np.asarray(kept["label"]))
+    groups = _by_mass(names)
+    if not have or not groups:
+        return []
+    lines = [
+        f"## {TITLES.get(table, table)}: target IoU against mass",
+        "",
+        "Each test particle's IoU of its target's voxels, averaged over the particles of each half of the "
+        "classes; first seed of each row.",
+        "",
+        "| complexes | " + " | ".join(have) + " |",
+        "|---|" + "---|" * len(have),
+    ]
+    for label, group in groups:
+        members = [names.index(n) for n in group]
+        cells = [f"{iou[np.isin(labels, members)].mean():.2f}" for iou, labels in have.values()]
+        lines.append(f"| {label.split(' (')[0]} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _by_mass(names: list[str]) -> list[tuple[str, list[str]]]:
     """The classes split into the lighter and the heavier half by their library mass (the small
     complexes are where the CNNs trail template matching); nothing when a class is not in the

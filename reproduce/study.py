@@ -44,6 +44,7 @@ from dsmnet.reproduce.report import (
     revisions_line,
     runtimes_line,
     table_lines,
+    target_iou_lines,
 )
 from dsmnet.reproduce.scales import (
     BASELINE,
@@ -168,8 +169,8 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
         summary += [md, ""]
     summary += ["## The paper's orderings", ""] + ordering_lines(results) + [""]
     for table in tables:
-        summary += per_class_lines(table, results[table])
-        summary += crowding_lines(table, results[table], paths[f"{TABLES[table][0]}_test"])
+        rows, test = results[table], paths[f"{TABLES[table][0]}_test"]
+        summary += per_class_lines(table, rows) + crowding_lines(table, rows, test) + target_iou_lines(table, rows)
         if per_class_figure(results[table], out / f"{table}_per_class.png"):
             summary += [
                 f"Per-class test accuracy against library mass, and the most accurate network's and template "

@@ -61,3 +61,17 @@ def test_the_lighter_and_heavier_halves_of_a_run_and_of_a_reference_row():
     reference = {"classes": NAMES, "confusion_cls": [[4, 0, 0, 0], [1, 3, 0, 0], [0, 0, 2, 2], [0, 0, 0, 4]]}
     assert mass_halves(reference) == [("2 lightest", 0.875), ("2 heaviest", 0.75)]
     assert mass_halves({"per_class_accuracy_cls": {"nowhere_0000": 1.0, **dict.fromkeys(NAMES, 0.5)}}) == []
+
+
+def test_target_iou_on_the_lighter_and_heavier_halves():
+    from dsmnet.reproduce.report import target_iou_lines
+
+    labels = np.repeat(np.arange(4), 2)  # NAMES: ribosome (heavy), mjap (light), cct (heavy), gltph (light)
+    # [tn, fp, fn, tp]: IoU 1 for the heavy classes' particles, 1/2 and 1/4 for the light ones'
+    iou = {0: [0, 0, 0, 8], 1: [0, 4, 0, 4], 2: [0, 0, 0, 8], 3: [0, 3, 3, 2]}
+    seg = {"per_particle": {"label": labels.tolist(), "confusion_seg": [iou[k] for k in labels]}}
+    rows = {"classifier": _row(labels, labels, network=True), "segmenter": [seg]}
+    lines = target_iou_lines("table1", rows)
+    assert "| complexes | segmenter |" in lines
+    assert "| the 2 lightest by library mass | 0.38 |" in lines and "| the 2 heaviest | 1.00 |" in lines
+    assert target_iou_lines("table1", {"segmenter": [seg]}) == []  # no class names in the table
