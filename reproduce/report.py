@@ -23,18 +23,25 @@ def _fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _section(table: str, what: str, note: str, columns: list[str]) -> list[str]:
+    """A report section's heading (the table's title, then ``what``), its note and its table's head."""
+    title = TITLES.get(table, table) + (f": {what}" if what else "")
+    return [
+        f"## {title}",
+        "",
+        *([note, ""] if note else []),
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+
+
 def per_class_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
     """Per-class test accuracy of every classifier row (first seed), classes as columns' rows."""
     have = {row: got for row, runs in rows.items() if (got := per_class_accuracy(runs[0]))}
     if len(have) < 2:
         return []
     names = list(next(iter(have.values())))
-    lines = [
-        f"## {TITLES.get(table, table)}: per-class test accuracy",
-        "",
-        "| class | " + " | ".join(have) + " |",
-        "|---|" + "---|" * len(have),
-    ]
+    lines = _section(table, "per-class test accuracy", "", ["class", *have])
     for name in names:
         lines.append(f"| {name} | " + " | ".join(f"{have[row].get(name, float('nan')):.2f}" for row in have) + " |")
     for label, group in _by_mass(names):
@@ -91,15 +98,9 @@ def crowding_lines(table: str, rows: dict[str, list[dict]], test) -> list[str]:
     groups = _by_mass(names)
     if len(right) < 2 or not groups or len(names) != labels.max() + 1:
         return []
-    lines = [
-        f"## {TITLES.get(table, table)}: test accuracy against crowding",
-        "",
-        "The target's share of its noise-free box (the rest is its neighbours'), in thirds of each half's "
-        "test particles; first seed of each row.",
-        "",
-        "| complexes | target's share | particles | " + " | ".join(right) + " |",
-        "|---|---|---|" + "---|" * len(right),
-    ]
+    note = "The target's share of its noise-free box (the rest is its neighbours'), in thirds of each half's test "
+    lines = _section(table, "test accuracy against crowding", note + "particles; first seed of each row.",
+                     ["complexes", "target's share", "particles", *right])  # fmt: skip
     for label, group in groups:
         member = np.isin(np.asarray(names)[labels], group)
         edges = np.quantile(share[member], [0, 1 / 3, 2 / 3, 1])
@@ -127,15 +128,8 @@ def target_iou_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
     groups = _by_mass(names)
     if not have or not groups:
         return []
-    lines = [
-        f"## {TITLES.get(table, table)}: target IoU against mass",
-        "",
-        "Each test particle's IoU of its target's voxels, averaged over the particles of each half of the "
-        "classes; first seed of each row.",
-        "",
-        "| complexes | " + " | ".join(have) + " |",
-        "|---|" + "---|" * len(have),
-    ]
+    note = "Each test particle's IoU of its target's voxels, averaged over the particles of each half of the classes; "
+    lines = _section(table, "target IoU against mass", note + "first seed of each row.", ["complexes", *have])
     for label, group in groups:
         members = [names.index(n) for n in group]
         cells = [f"{iou[np.isin(labels, members)].mean():.2f}" for iou, labels in have.values()]
@@ -287,7 +281,7 @@ def common_seeds(a: list[dict], b: list[dict]) -> tuple[list[dict], list[dict], 
 
 def table_lines(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, str]:
     header = ["model", "pixel accuracy", "mIoU", "object accuracy", "paper (pixel acc / mIoU / acc)", "note"]
-    lines = [f"## {TITLES.get(table, table)}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = _section(table, "", "", header)
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["model", "seeds", "pixel_acc_mean", "miou_mean", "acc_mean", "pixel_acc", "miou", "acc", "failed"])
