@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dsmnet.reproduce.records import record_of
+from dsmnet.reproduce.report import mass_halves
 from dsmnet.reproduce.scales import BASELINE, ORACLE
 
 
@@ -80,8 +81,6 @@ def per_class_figure(rows: dict[str, list[dict]], path: Path, compare: str | Non
 
 def _halves(result: dict) -> str:
     """`` — test: 11 lightest 0.38, 11 heaviest 0.88`` for a classifier's result, else nothing."""
-    from dsmnet.reproduce.report import mass_halves
-
     halves = mass_halves(result)
     return " — test: " + ", ".join(f"{name} {value:.2f}" for name, value in halves) if halves else ""
 

@@ -93,8 +93,7 @@ def crowding_lines(table: str, rows: dict[str, list[dict]], test) -> list[str]:
         per = runs[0].get("per_particle") or {}
         if "predicted_cls" in per and np.array_equal(per.get("label"), labels):
             right[row] = np.asarray(per["predicted_cls"]) == labels
-    named = (r[0].get("classes") or list(r[0].get("per_class_accuracy_cls") or []) for r in rows.values())
-    names = next((n for n in named if n), [])
+    names = _class_names(rows)
     groups = _by_mass(names)
     if len(right) < 2 or not groups or len(names) != labels.max() + 1:
         return []
@@ -118,7 +117,7 @@ def target_iou_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
     """Each segmentation row's target IoU (per particle, then averaged; first seed) on the lighter
     and the heavier half of the classes: whether the segmenters find the complexes the
     classifiers cannot name. Nothing without per-particle 2-class confusions or class names."""
-    names = next((list(got) for runs in rows.values() if runs and (got := per_class_accuracy(runs[0]))), [])
+    names = _class_names(rows)
     have = {}
     for row, runs in rows.items():
         kept = (runs[0].get("per_particle") or {}) if runs else {}
@@ -135,6 +134,13 @@ def target_iou_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
         cells = [f"{iou[np.isin(labels, members)].mean():.2f}" for iou, labels in have.values()]
         lines.append(f"| {label.split(' (')[0]} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _class_names(rows: dict[str, list[dict]]) -> list[str]:
+    """The class names in the test set's label order, from the first row that names them (a
+    reference row's ``classes``, a network's per-class accuracy)."""
+    named = (r[0].get("classes") or list(r[0].get("per_class_accuracy_cls") or []) for r in rows.values() if r)
+    return next((n for n in named if n), [])
 
 
 def _by_mass(names: list[str]) -> list[tuple[str, list[str]]]:

@@ -171,7 +171,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
     for table in tables:
         rows, test = results[table], paths[f"{TABLES[table][0]}_test"]
         summary += per_class_lines(table, rows) + crowding_lines(table, rows, test) + target_iou_lines(table, rows)
-        if per_class_figure(results[table], out / f"{table}_per_class.png"):
+        if per_class_figure(rows, out / f"{table}_per_class.png"):
             summary += [
                 f"Per-class test accuracy against library mass, and the most accurate network's and template "
                 f"matching's confusion matrices, lightest class first: `{table}_per_class.png`.",
