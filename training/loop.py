@@ -39,6 +39,14 @@ from dsmnet.training.validate import evaluate_split
 from dsmnet.training.watch import CHECK_EVERY, FiniteWatch, rank_seed, total_norm
 
 
+def shuffled(indices: list[int], seed: int, epoch: int) -> tuple[torch.Tensor, torch.Generator]:
+    """An epoch's order of ``indices``, drawn from the seed and the epoch alone (the same on every
+    rank, and for every run at that seed), and the generator it was drawn from, which the epoch's
+    augmentation draws on next."""
+    gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+    return torch.tensor(indices)[torch.randperm(len(indices), generator=gen)], gen
+
+
 class Training(Run):
     """A run and what each of its epochs does: train on this rank's shard, validate, keep."""
 
@@ -48,13 +56,12 @@ class Training(Run):
         they and the gradients are finite is read every :data:`CHECK_EVERY` batches."""
         rt, seed = self.rt, self.settings.seed
         torch.manual_seed(rank_seed(seed * 1_000_003 + epoch, rt.rank))  # dropout: each rank its own
-        gen = torch.Generator().manual_seed(seed * 7919 + epoch)
         data, train = self.data, self.split["train"]
         if self.fresh is not None:  # a new set simulated like the dataset, every particle of it for training
             data = self.fresh.get(epoch)
             train = list(range(len(data)))
         self.epoch_data = data
-        perm = torch.tensor(train)[torch.randperm(len(train), generator=gen)]
+        perm, gen = shuffled(train, seed, epoch)
         if rt.rank:  # the permutation is shared; each rank draws its own augmentation after it
             gen = torch.Generator().manual_seed(rank_seed(seed * 7919 + epoch, rt.rank))
         shard = perm[: len(perm) // rt.world * rt.world][rt.rank :: rt.world]
@@ -153,9 +160,7 @@ class Training(Run):
         n = self.settings.precise_bn
         if not self.settings.precise_bn_fixed:
             return self.epoch_data, perm[:n]
-        train = torch.tensor(self.split["train"])
-        gen = torch.Generator().manual_seed(self.settings.seed * 7919)
-        return self.data, train[torch.randperm(len(train), generator=gen)][:n]
+        return self.data, shuffled(self.split["train"], self.settings.seed, 0)[0][:n]  # (epochs count from 1)
 
     def validate_and_save(self, epoch: int, record: dict[str, Any], perm: torch.Tensor) -> None:
         """Precise BN, validation, early-stopping bookkeeping, checkpoints and the epoch's line."""
