@@ -11,11 +11,11 @@ from dsmnet.cli.base import UsageError, command, flags
 def _reproduce_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scale",
-        default="mini",
-        help="mini (CPU-sized: 20-65 min per training on one AVX-512 core, ~9 h for the whole study on 2 "
-        "cores; about 3x that with AVX2 only), converged (mini's data and networks trained until early stopping "
-        "fires, with the recipe of results/mini/experiments: several sittings; runs resume) or paper (the "
-        "paper's settings, for a GPU)",
+        default="converged",
+        help="converged (the study of record: 34³ boxes, half the paper's widths, every run trained until early "
+        "stopping fires with the recipe of results/mini/experiments; 1-3 core-hours a training, several sittings, "
+        "runs resume), mini (the same at <= 30 epochs, patience 6: a quicker look whose rows stop short of "
+        "learning) or paper (the paper's settings, for a GPU)",
     )
     p.add_argument("--out", required=True, help="results folder (runs inside it are reused and resumed)")
     p.add_argument(
