@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from dsmnet.reproduce.paired import accuracy_se, miou_se
+from dsmnet.reproduce.paired import accuracy_se, error_text, miou_se
 from dsmnet.reproduce.report import _values, common_seeds
 from dsmnet.reproduce.scales import ORDERINGS
 
@@ -43,7 +43,7 @@ def ordering_lines(results: dict) -> list[str]:
             verdict += f" ({wins}/{len(va)} seeds ahead)" if noise else f" ({wins}/{len(va)} seeds)"
         line = f"- {table}: {better} {metric} {a:.3f} > {worse} {b:.3f}{restricted} — **{verdict}**"
         if se is not None:
-            line += f"; difference {a - b:+.3f} ± {se:.3f} (1 s.e.{how})"
+            line += f"; difference {a - b:+.3f} ± {error_text(se)} (1 s.e.{how})"
         out.append(line)
     return out
 
@@ -66,7 +66,7 @@ def _standard_error(
         spread = statistics.stdev(differences) / math.sqrt(len(differences))
         shown = ", ".join(f"{d:+.3f}" for d in differences)
         if se is None or spread > se:
-            alone = f"; test particles alone ± {se:.3f}" if se is not None else ""
+            alone = f"; test particles alone ± {error_text(se)}" if se is not None else ""
             return spread, f", from the {len(differences)} seeds' differences {shown}{alone}"
         how += f"; the seeds' differences {shown}"
     return se, how

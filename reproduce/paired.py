@@ -20,6 +20,12 @@ from pathlib import Path
 import numpy as np
 
 
+def error_text(se: float) -> str:
+    """A standard error to three decimals, or to one significant figure below 0.001 (a paired mIoU
+    error is often 0.0003: "± 0.000" would read as no error at all)."""
+    return f"{se:.3f}" if se >= 0.0005 or se == 0 else f"{se:.1g}"
+
+
 def _labels(runs: list[dict]) -> np.ndarray | None:
     """The runs' common per-particle labels, or None if a run has none or they differ."""
     labels = None
@@ -159,8 +165,8 @@ def compare(first: list[Path], second: list[Path]) -> list[str]:
     for r in paired(first, second):
         verdict = "beyond 2 s.e." if abs(r["difference"]) >= 2 * r["se"] else "within 2 s.e."
         lines.append(
-            f"{r['metric']}: {r['first']:.3f} vs {r['second']:.3f}, difference {r['difference']:+.3f} ± {r['se']:.3f} "
-            f"(1 s.e.; {verdict})"
+            f"{r['metric']}: {r['first']:.3f} vs {r['second']:.3f}, difference {r['difference']:+.3f} "
+            f"± {error_text(r['se'])} (1 s.e.; {verdict})"
         )
         split = r["particles"]
         if split:

@@ -10,7 +10,7 @@ import torch
 
 from dsmnet.cli import main as dsmnet_main
 from dsmnet.reproduce.orderings import ordering_lines
-from dsmnet.reproduce.paired import _miou, accuracy_se, discordance, miou_se
+from dsmnet.reproduce.paired import _miou, accuracy_se, discordance, error_text, miou_se
 from dsmnet.training.metrics import Confusion
 
 
@@ -115,6 +115,10 @@ def test_the_bootstrap_miou_error_shrinks_as_one_over_root_n():
     )
     assert miou_se([a4], [b4]) == pytest.approx(se / 2, rel=0.1)  # the same particles four times over
     assert "paired over the 400 test particles" in ordering_lines({"table1": {"DSM-Net": [a], "Seg subnet": [b]}})[0]
+
+
+def test_an_error_below_a_thousandth_keeps_one_significant_figure():
+    assert [error_text(x) for x in (0.0123, 0.0005, 0.00034, 0.0)] == ["0.012", "0.001", "0.0003", "0.000"]
 
 
 def test_paired_compares_two_records_from_the_command_line(tmp_path, capsys):
