@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from dsmnet.reproduce.paired import error_text
 from dsmnet.reproduce.records import record_of
 from dsmnet.reproduce.scales import BASELINE, ORACLE, PAPER, TITLES, Scale
 
@@ -20,7 +21,7 @@ def _fmt(values: list[float]) -> str:
         return "—"
     if len(values) == 1:
         return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+    return f"{statistics.mean(values):.3f} ± {error_text(statistics.stdev(values))}"
 
 
 def _section(table: str, what: str, note: str, columns: list[str]) -> list[str]:

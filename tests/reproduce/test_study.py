@@ -85,6 +85,10 @@ def test_tables_and_orderings_are_stated_from_measurements():
     md, csv_text = table_lines("table1", {"DSM-Net": [good, good], "Cls subnet": [bad]}, SCALES["mini"])
     assert "| DSM-Net | 0.950 ± 0.000 | 0.700 ± 0.000 | 0.800 ± 0.000 |" in md
     assert "did not converge (1/1 seeds: predicts one class for every particle; target IoU 0.00)" in md
+    # a seed-to-seed spread below 0.001 is printed to one significant figure, not as "± 0.000"
+    near = {**good, "metrics": {**good["metrics"], "miou_seg": 0.7004}}
+    md, _ = table_lines("table1", {"Seg subnet": [good, near]}, SCALES["mini"])
+    assert "| Seg subnet | 0.950 ± 0.000 | 0.700 ± 0.0003 |" in md
     assert csv_text.startswith("model,seeds")
     lines = ordering_lines({"table1": {"DSM-Net": [good], "Cls subnet": [bad]}})
     assert lines == ["- table1: DSM-Net acc 0.800 > Cls subnet 0.050 — **held**"]
