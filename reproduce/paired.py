@@ -15,6 +15,7 @@ training is not in them; :mod:`.orderings` sets the seeds' own paired difference
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,11 @@ import numpy as np
 
 def error_text(se: float) -> str:
     """A standard error to three decimals, or to one significant figure below 0.001 (a paired mIoU
-    error is often 0.0003: "± 0.000" would read as no error at all)."""
-    return f"{se:.3f}" if se >= 0.0005 or se == 0 else f"{se:.1g}"
+    error is often 0.0003: "± 0.000" would read as no error at all), never with an exponent."""
+    if se >= 0.0005 or se == 0:
+        return f"{se:.3f}"
+    one = float(f"{se:.1g}")  # rounded to one significant figure, then written without an exponent
+    return f"{one:.{-math.floor(math.log10(one))}f}"
 
 
 def _labels(runs: list[dict]) -> np.ndarray | None:

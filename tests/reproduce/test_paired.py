@@ -118,7 +118,14 @@ def test_the_bootstrap_miou_error_shrinks_as_one_over_root_n():
 
 
 def test_an_error_below_a_thousandth_keeps_one_significant_figure():
-    assert [error_text(x) for x in (0.0123, 0.0005, 0.00034, 0.0)] == ["0.012", "0.001", "0.0003", "0.000"]
+    assert [error_text(x) for x in (0.0123, 0.0005, 0.00034, 0.00049, 4.6e-05, 0.0)] == [
+        "0.012",
+        "0.001",
+        "0.0003",
+        "0.0005",
+        "0.00005",
+        "0.000",
+    ]
 
 
 def test_paired_compares_two_records_from_the_command_line(tmp_path, capsys):
