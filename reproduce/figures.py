@@ -103,7 +103,8 @@ def learning_curves(
     legend entry gives its test accuracy on the lighter and the heavier half of the classes
     (:func:`.report.mass_halves`). ``levels``: reference rows' test results (one per seed) drawn as
     lines at their mean accuracy, with the first seed's halves (the classical baseline's and
-    template matching's);
+    template matching's), keyed ``"<dataset> · <reference>"`` — one line style a dataset
+    (:func:`.report.reference_levels`);
     ``per_epoch``: the samples of an epoch for records made before runs counted them (the study's
     8:1:1 split of its particles)."""
     import matplotlib
@@ -134,9 +135,13 @@ def learning_curves(
                 ax.plot(*zip(*points), label=label, color=colour, linestyle=style, linewidth=1.2)
                 at = best * seen
                 ax.plot([e for e, _ in points if e == at], [v for e, v in points if e == at], "o", color=colour)
+    datasets: list[str] = []  # a dataset's references share a line style ("A · Classical (LDA)": dataset first)
     for name, seeds in (levels or {}).items():
         value, result = float(np.mean([r["metrics"]["acc_cls"] for r in seeds])), seeds[0]
-        axes[0].axhline(value, color="0.3", linestyle="--", linewidth=1)
+        dataset = name.partition(" · ")[0]
+        datasets += [dataset] if dataset not in datasets else []
+        style = ("--", ":", "-.")[datasets.index(dataset) % 3]
+        axes[0].axhline(value, color="0.3", linestyle=style, linewidth=1)
         axes[0].annotate(f"{name} (test) {value:.3f}{_halves(result)}", (0.99, value), fontsize=7,
                          xycoords=("axes fraction", "data"), va="bottom", ha="right", color="0.3",
                          bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip

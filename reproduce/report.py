@@ -13,7 +13,7 @@ import numpy as np
 
 from dsmnet.reproduce.paired import error_text
 from dsmnet.reproduce.records import record_of
-from dsmnet.reproduce.scales import BASELINE, ORACLE, PAPER, TITLES, Scale
+from dsmnet.reproduce.scales import BASELINE, ORACLE, PAPER, TABLES, TITLES, Scale
 
 
 def _fmt(values: list[float]) -> str:
@@ -22,6 +22,18 @@ def _fmt(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {error_text(statistics.stdev(values))}"
+
+
+def reference_levels(results: dict[str, dict[str, list[dict]]], tables) -> dict[str, list[dict]]:
+    """The classical baseline's and template matching's test results of each dataset the tables use,
+    keyed ``"<dataset> · <reference>"`` (a learning curve's title names its dataset the same way): the
+    lines a dataset's curves are read against (dataset B's lie far below A's)."""
+    levels: dict[str, list[dict]] = {}
+    for table in tables:
+        for name in (BASELINE, ORACLE):
+            if got := results.get(table, {}).get(name):
+                levels.setdefault(f"{TABLES[table][0]} · {name}", got)
+    return levels
 
 
 def _section(table: str, what: str, note: str, columns: list[str]) -> list[str]:

@@ -41,6 +41,7 @@ from dsmnet.reproduce.report import (
     crowding_lines,
     describe_scale,
     per_class_lines,
+    reference_levels,
     revisions_line,
     runtimes_line,
     table_lines,
@@ -182,11 +183,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
         for row, run in plan.get(t, []):
             labels.setdefault(run, f"{TABLES[t][0]} · {row} · {run.name}")
     curves = {label: metrics[run] for run, label in labels.items()}
-    levels = {  # the reference rows of Table 1 (dataset A), where the study has them
-        name: results["table1"][name]
-        for name in (BASELINE, ORACLE)
-        if "table1" in results and results["table1"].get(name)
-    }
+    levels = reference_levels(results, tables)
     if curves:  # (an epoch of a record made before runs counted their samples: the 8:1:1 split's training part)
         per_epoch = len(stratified_split(np.arange(scale.n) % scale.classes, 0)["train"])
         learning_curves(curves, out / "learning_curves.png", levels, per_epoch)

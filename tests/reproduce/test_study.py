@@ -14,8 +14,15 @@ from dsmnet.reproduce.discover import discover, without_class
 from dsmnet.reproduce.jobs import StudyError
 from dsmnet.reproduce.orderings import ordering_lines
 from dsmnet.reproduce.records import with_record
-from dsmnet.reproduce.report import budget_note, failed, revisions_line, runtimes_line, table_lines
-from dsmnet.reproduce.scales import SCALES, TABLE1, TABLE3, variant
+from dsmnet.reproduce.report import (
+    budget_note,
+    failed,
+    reference_levels,
+    revisions_line,
+    runtimes_line,
+    table_lines,
+)
+from dsmnet.reproduce.scales import BASELINE, ORACLE, SCALES, TABLE1, TABLE3, variant
 from dsmnet.training.loop import train
 from dsmnet.training.settings import TrainConfig
 
@@ -62,6 +69,23 @@ def test_the_rows_beyond_the_paper_are_dsmnet_with_one_change_each(tmp_path):
         spec["input"].pop("centre_prior", None)
         spec["backbone"] = {**job.spec["backbone"], "widths": plain.spec["backbone"]["widths"]}
         assert spec == plain.spec
+
+
+def test_each_dataset_has_its_own_reference_lines():
+    a, b = [{"metrics": {"acc_cls": 0.59}}], [{"metrics": {"acc_cls": 0.29}}]
+    results = {
+        "table1": {BASELINE: a, ORACLE: a, "DSM-Net": a},
+        "table2": {BASELINE: b, ORACLE: b},
+        "beyond": {BASELINE: a},  # dataset A again: its lines once
+        "table3": {"Cls+Rec 1:10": a},  # no references of its own
+    }
+    levels = reference_levels(results, ["table1", "table2", "table3", "beyond"])
+    assert levels == {
+        f"A · {BASELINE}": a,
+        f"A · {ORACLE}": a,
+        f"B · {BASELINE}": b,
+        f"B · {ORACLE}": b,
+    }
 
 
 def test_paper_scale_is_the_papers_network():
