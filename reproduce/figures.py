@@ -93,6 +93,21 @@ def samples_per_epoch(record: dict) -> float | None:
     return None
 
 
+def _reference_lines(ax, levels: dict[str, list[dict]]) -> None:
+    """The reference rows' mean test accuracy as grey lines, labelled, one line style a dataset (keys
+    ``"<dataset> · <reference>"``)."""
+    datasets: list[str] = []
+    for name, seeds in levels.items():
+        value, result = float(np.mean([r["metrics"]["acc_cls"] for r in seeds])), seeds[0]
+        dataset = name.partition(" · ")[0]
+        datasets += [dataset] if dataset not in datasets else []
+        style = ("--", ":", "-.")[datasets.index(dataset) % 3]
+        ax.axhline(value, color="0.3", linestyle=style, linewidth=1)
+        ax.annotate(f"{name} (test) {value:.3f}{_halves(result)}", (0.99, value), fontsize=7,
+                    xycoords=("axes fraction", "data"), va="bottom", ha="right", color="0.3",
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
+
+
 def learning_curves(
     results: dict[str, dict], path: Path, levels: dict[str, list[dict]] | None = None, per_epoch: float = 1.0
 ) -> None:
@@ -135,16 +150,7 @@ def learning_curves(
                 ax.plot(*zip(*points), label=label, color=colour, linestyle=style, linewidth=1.2)
                 at = best * seen
                 ax.plot([e for e, _ in points if e == at], [v for e, v in points if e == at], "o", color=colour)
-    datasets: list[str] = []  # a dataset's references share a line style ("A · Classical (LDA)": dataset first)
-    for name, seeds in (levels or {}).items():
-        value, result = float(np.mean([r["metrics"]["acc_cls"] for r in seeds])), seeds[0]
-        dataset = name.partition(" · ")[0]
-        datasets += [dataset] if dataset not in datasets else []
-        style = ("--", ":", "-.")[datasets.index(dataset) % 3]
-        axes[0].axhline(value, color="0.3", linestyle=style, linewidth=1)
-        axes[0].annotate(f"{name} (test) {value:.3f}{_halves(result)}", (0.99, value), fontsize=7,
-                         xycoords=("axes fraction", "data"), va="bottom", ha="right", color="0.3",
-                         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
+    _reference_lines(axes[0], levels or {})
     for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
         ax.set_xlabel("training samples seen (● best epoch, by validation loss)")
         ax.set_ylabel(label)
