@@ -13,7 +13,7 @@ import numpy as np
 
 from dsmnet.reproduce.paired import error_text
 from dsmnet.reproduce.records import record_of
-from dsmnet.reproduce.scales import BASELINE, ORACLE, PAPER, TABLES, TITLES, Scale
+from dsmnet.reproduce.scales import BASELINE, CAPTIONS, ORACLE, PAPER, TABLES, TITLES, Scale
 
 
 def _fmt(values: list[float]) -> str:
@@ -300,7 +300,8 @@ def common_seeds(a: list[dict], b: list[dict]) -> tuple[list[dict], list[dict], 
 
 def table_lines(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, str]:
     header = ["model", "pixel accuracy", "mIoU", "object accuracy", "paper (pixel acc / mIoU / acc)", "note"]
-    lines = _section(table, "", "", header)
+    caption = CAPTIONS.get(table, "").format(snr=scale.snr.get(TABLES[table][0], "?"))
+    lines = _section(table, "", caption, header)
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["model", "seeds", "pixel_acc_mean", "miou_mean", "acc_mean", "pixel_acc", "miou", "acc", "failed"])

@@ -115,6 +115,13 @@ BEYOND = [
 TABLES = {"table1": ("A", TABLE1), "table2": ("B", TABLE2), "table3": ("A", TABLE3), "beyond": ("A", BEYOND)}
 PAPER_TABLES = ("table1", "table2", "table3")  # what ``reproduce`` runs unless told (``beyond`` is asked for)
 TITLES = {"table1": "Table 1", "table2": "Table 2", "table3": "Table 3", "beyond": "Beyond the paper (dataset A)"}
+CAPTIONS = {  # what each table's rows are, printed under its title ({snr}: the scale's, of the table's dataset)
+    "table1": "Dataset A (simulated, SNR {snr}).",
+    "table2": "Dataset B (simulated, SNR {snr}). The paper's dataset C rows (experimental subtomograms from rat "
+    "neurons, not public) are not reproduced; `dsmnet simulate --preset C` simulates their acquisition.",
+    "table3": "Loss-weight ratios on dataset A; Cls+Rec 1:1 and Cls+Seg 1:10 are Table 1's Cls+Rec and Cls+Seg runs.",
+    "beyond": "One change each against DSM-Net (dataset A), aimed at the distance to template matching.",
+}
 # the paper's own figures (pixel acc, mIoU, object acc; %), from ../shared/paper/tables.md;
 # "*" = the paper marks the model as failing to converge, "-" = not applicable
 PAPER = {

@@ -108,6 +108,8 @@ def test_tables_and_orderings_are_stated_from_measurements():
     assert not failed(good, 22) and failed(bad, 22)
     md, csv_text = table_lines("table1", {"DSM-Net": [good, good], "Cls subnet": [bad]}, SCALES["mini"])
     assert "| DSM-Net | 0.950 ± 0.000 | 0.700 ± 0.000 | 0.800 ± 0.000 |" in md
+    assert md.startswith("## Table 1\n\nDataset A (simulated, SNR 0.06).\n\n| model |")
+    assert "dataset C rows (experimental" in table_lines("table2", {"DSM-Net": [good]}, SCALES["mini"])[0]
     assert "did not converge (1/1 seeds: predicts one class for every particle; target IoU 0.00)" in md
     # a seed-to-seed spread below 0.001 is printed to one significant figure, not as "± 0.000"
     near = {**good, "metrics": {**good["metrics"], "miou_seg": 0.7004}}
