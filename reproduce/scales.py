@@ -120,7 +120,8 @@ CAPTIONS = {  # what each table's rows are, printed under its title ({snr}: the 
     "table2": "Dataset B (simulated, SNR {snr}). The paper's dataset C rows (experimental subtomograms from rat "
     "neurons, not public) are not reproduced; `dsmnet simulate --preset C` simulates their acquisition.",
     "table3": "Loss-weight ratios on dataset A; Cls+Rec 1:1 and Cls+Seg 1:10 are Table 1's Cls+Rec and Cls+Seg runs.",
-    "beyond": "One change each against DSM-Net (dataset A), aimed at the distance to template matching.",
+    "beyond": "DSM-Net (dataset A) with one change each — a centre prior, fresh data every epoch, the paper's widths — "
+    "and with the first two joined, aimed at the distance to template matching.",
 }
 # the paper's own figures (pixel acc, mIoU, object acc; %), from ../shared/paper/tables.md;
 # "*" = the paper marks the model as failing to converge, "-" = not applicable
