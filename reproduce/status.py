@@ -69,11 +69,19 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
         "lr": last.get("lr"),
         "samples_seen": per_epoch * last["epoch"] if per_epoch else None,
         "idle_minutes": max(0.0, now - (run / "metrics.jsonl").stat().st_mtime) / 60,
-        # an epoch's minutes, from its training rate (validation adds about a tenth on the study's 8:1:1 split)
-        "epoch_minutes": per_epoch / last["train_samples_per_s"] * 1.15 / 60
-        if per_epoch and last.get("train_samples_per_s")
-        else None,
+        "epoch_minutes": _epoch_minutes(history, per_epoch),
+        "core_hours": last["cpu_seconds"] / 3600 if "cpu_seconds" in last else None,
     }
+
+
+def _epoch_minutes(rows: list[dict[str, Any]], per_epoch: int | None) -> float | None:
+    """The last epoch's minutes: the difference of the last two rows' run seconds where the record
+    keeps them, else from the training rate (validation adds about a tenth on the study's 8:1:1 split)."""
+    if len(rows) > 1 and "seconds" in rows[-1] and "seconds" in rows[-2]:
+        return (rows[-1]["seconds"] - rows[-2]["seconds"]) / 60
+    if per_epoch and rows[-1].get("train_samples_per_s"):
+        return per_epoch / rows[-1]["train_samples_per_s"] * 1.15 / 60
+    return None
 
 
 def _scores(metrics: dict[str, Any] | None) -> str:
@@ -93,6 +101,7 @@ def status_line(s: dict[str, Any]) -> str:
         since = s["epoch"] - s["best_epoch"]
         patience = f" of {s['patience']}" if s.get("patience") else ""
         seen = ", " + f"{s['samples_seen']:,}".replace(",", " ") + " samples" if s.get("samples_seen") else ""
+        seen += f", {s['core_hours']:.1f} core-h" if s.get("core_hours") is not None else ""
         lr = f", rate {s['lr']:.2g}" if s.get("lr") is not None else ""
         idle, epoch = s["idle_minutes"], s.get("epoch_minutes") or 10.0
         when = f"last epoch {idle:.0f} min ago" if idle < 60 else f"last epoch {idle / 60:.1f} h ago"

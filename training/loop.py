@@ -188,6 +188,9 @@ class Training(Run):
             self.log(f"no lower validation loss for {run.bad_epochs} epochs: learning rate × {scale / run.lr_scale:g}")
             run.lr_scale = scale
         run.epoch = epoch
+        # the run's wall and CPU seconds so far, over every session: an epoch's cost is the difference
+        # of two rows, and a pause or shared cores show as wall time without CPU time
+        record.update(seconds=self.seconds, cpu_seconds=self.cpu_seconds)
         run.history.append(record)
         ckpt = self.checkpoint()
         if improved:

@@ -68,6 +68,15 @@ def test_each_state_of_a_run_is_read_from_its_files(tmp_path):
     assert status_line(run_status(job, out)) == (
         "A · gone · seed 1: stopped at epoch 88 (best 73) (run folder gone; its kept result); test acc 0.627"
     )
+    job = _job(out, "timed")  # records since 2026-12-06 keep the run's seconds: the epoch's minutes and cost so far
+    _epochs(job.run, [2.0, 1.5])
+    rows = [json.loads(line) for line in (job.run / "metrics.jsonl").read_text().splitlines()[:2]]
+    rows = [{**r, "seconds": 60.0 * r["epoch"] ** 2, "cpu_seconds": 1800.0 * r["epoch"]} for r in rows]
+    (job.run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = run_status(job, out, now)
+    assert (s["epoch_minutes"], s["core_hours"]) == (3.0, 1.0)  # epochs at 60 s and 240 s of the run
+    assert "200 samples, 1.0 core-h; last epoch" in status_line(s)
+
     table = status_table([run_status(_job(out, r), out, now) for r in ("none", "training", "stopped")], now)
     assert table.splitlines()[2] == "1 not started, 1 training, 1 stopped (of 3 runs)."
 

@@ -52,6 +52,9 @@ def test_run_folder_and_safe_checkpoints(small_data, tiny_spec, tmp_path):
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
     assert {"val_acc_cls", "val_miou_seg", "val_pixel_acc_seg", "val_mse_rec"} <= set(history[-1])
+    # the run's wall and CPU seconds so far, each epoch: its cost and any pause are read from two rows
+    assert 0 < history[0]["seconds"] < history[1]["seconds"] <= summary["seconds"]
+    assert 0 < history[0]["cpu_seconds"] < history[1]["cpu_seconds"] <= summary["cpu_seconds"]
     split = json.loads((run / "split.json").read_text())
     assert (len(split["train"]), len(split["val"]), len(split["test"])) == (48, 6, 6)
 
