@@ -88,13 +88,12 @@ class Runtime:
         return f"{self.describe()}; torch {torch.__version__}; {where}"
 
 
-def cpu_model() -> list[str]:
+def cpu_model(info: Path = Path("/proc/cpuinfo")) -> list[str]:
     """The processor's model name, and ``amx`` where it has AMX tiles (Linux ``/proc/cpuinfo``; elsewhere
     ``platform.processor()`` or nothing): runs of one study move between machines, and AMX raises
     the bf16 matmul peak far above AVX-512 BF16's, so a run's speed is read with the processor beside it."""
     import platform
 
-    info = Path("/proc/cpuinfo")
     text = info.read_text(errors="replace") if info.is_file() else ""
     fields = dict(line.split(":", 1) for line in text.splitlines()[:60] if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}

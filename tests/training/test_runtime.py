@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsmnet.training.runtime import Runtime, degenerate_for_onednn_bf16, guard_cpu_bf16_convolutions
+from dsmnet.training.runtime import Runtime, cpu_model, degenerate_for_onednn_bf16, guard_cpu_bf16_convolutions
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -80,3 +80,13 @@ def test_only_a_cpu_bf16_runtime_guards_the_models_convolutions():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert guarded(x).dtype == torch.bfloat16  # large enough: bf16 throughout
         assert guarded(x[..., :2, :, :]).dtype == torch.bfloat16  # depth 2: fp32 inside, bf16 out
+
+
+def test_a_cpu_runs_record_names_its_processor_and_amx(tmp_path):
+    info = tmp_path / "cpuinfo"
+    head = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+    info.write_text(head + "flags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n\nprocessor\t: 1\n")
+    assert cpu_model(info) == ["Intel(R) Xeon(R) Platinum 8480+", "amx"]
+    info.write_text("model name\t: AMD EPYC\nflags\t\t: fpu avx512f avx512_bf16\n")
+    assert cpu_model(info) == ["AMD EPYC"]
+    assert Runtime(torch.device("cpu"), None, False).signature().split("; ")[3:] == cpu_model()
