@@ -135,5 +135,39 @@ def status_table(statuses: list[dict[str, Any]], now: float | None = None) -> st
         ", ".join(f"{n} {state}" for state, n in counts.items()) + f" (of {len(statuses)} runs).",
         "",
     ]
+    lines += [cost_line(statuses), ""] if any(_core_hours(s) for s in statuses) else []
     lines += [f"- {status_line(s)}" for s in statuses]
     return "\n".join(lines) + "\n"
+
+
+def _row(title: str) -> str:
+    """A run's row without its dataset and seed ("A · Cls subnet · seed 0" → "Cls subnet")."""
+    parts = title.split(" · ")
+    return parts[1] if len(parts) == 3 else title
+
+
+def _core_hours(s: dict[str, Any]) -> float | None:
+    """A finished run's core-hours (its summary's; records before they were kept have none)."""
+    return (s.get("summary") or {}).get("core_hours") if s["state"] in ("stopped", "kept") else None
+
+
+def cost_line(statuses: list[dict[str, Any]]) -> str:
+    """What the finished runs cost, and what the rest will at the finished runs' cost: a row's own
+    other seeds (or datasets) where it has some, else the mean of every finished run."""
+    done: dict[str, list[float]] = {}
+    for s in statuses:
+        if (hours := _core_hours(s)) is not None:
+            done.setdefault(_row(s["title"]), []).append(hours)
+    every = [h for hours in done.values() for h in hours]
+    mean = sum(every) / len(every)
+    left = [s for s in statuses if s["state"] in ("not started", "training")]
+    guess = sum(sum(done[r]) / len(done[r]) if (r := _row(s["title"])) in done else mean for s in left)
+    spent = sum(s.get("core_hours") or 0.0 for s in left)  # what the runs in training have used already
+    line = f"Cost so far: {sum(every):.1f} core-hours over the {len(every)} finished runs that record it"
+    if not left:
+        return line + "."
+    return (
+        f"{line}. Still to run: {len(left)} runs, ≈ {max(guess - spent, 0.0):.0f} core-hours at the finished runs' "
+        f"cost (a row's own other runs where it has some, else their mean, {mean:.1f}), ≈ "
+        f"{max(guess - spent, 0.0) / 2:.0f} hours as two single-threaded trainings side by side."
+    )

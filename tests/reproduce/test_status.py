@@ -9,7 +9,7 @@ import time
 from dsmnet.cli import main
 from dsmnet.reproduce.jobs import Job
 from dsmnet.reproduce.records import kept_path
-from dsmnet.reproduce.status import run_status, status_line, status_table
+from dsmnet.reproduce.status import cost_line, run_status, status_line, status_table
 
 SPEC = {"training": {"patience": 15, "epochs": 300}}
 
@@ -90,3 +90,23 @@ def test_status_needs_a_study_folder_and_excludes_report(capsys, tmp_path):
     assert main(["reproduce", "--out", str(tmp_path), "--status", "--report"]) == 2
     assert "--status and --report" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_the_cost_so_far_and_an_estimate_of_the_rest():
+    def run(title, state, hours=None, so_far=None):
+        return {"title": title, "state": state, "summary": {"core_hours": hours} if hours else {}, "core_hours": so_far}
+
+    statuses = [
+        run("A · Cls subnet · seed 0", "stopped", 1.0),
+        run("A · DSM-Net · seed 0", "kept", 2.0),
+        run("A · Seg subnet · seed 0", "kept"),  # a kept record from before runs recorded their cost
+        run("B · Cls subnet · seed 0", "not started"),  # the row's own other run: 1.0
+        run("A · DSM-Net · seed 1", "training", so_far=0.5),  # 2.0, half an hour of it spent
+        run("A · Cls+Rec · seed 0", "not started"),  # no run of its row yet: the mean, 1.5
+    ]
+    assert cost_line(statuses) == (
+        "Cost so far: 3.0 core-hours over the 2 finished runs that record it. Still to run: 3 runs, ≈ 4 core-hours "
+        "at the finished runs' cost (a row's own other runs where it has some, else their mean, 1.5), ≈ 2 hours as "
+        "two single-threaded trainings side by side."
+    )
+    assert cost_line(statuses[:3]) == "Cost so far: 3.0 core-hours over the 2 finished runs that record it."
