@@ -171,6 +171,19 @@ def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
     return result
 
 
+def seg_baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
+    """The classical segmentation baseline row for one seed (cached in ``folder``)."""
+    from dsmnet.reproduce.segbaseline import classical_segmentation
+
+    path = folder / f"seed{seed}.json"
+    if path.is_file() and same_dataset((found := json.loads(path.read_text())).get("data"), test):
+        return found
+    result = classical_segmentation(data, seed, test)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, to_json(result))
+    return result
+
+
 def template_matching(test: Path, rotations: int, folder: Path, log=print) -> dict[str, Any]:
     """The template-matching reference row on a test set (seed-independent; cached in ``folder``)."""
     path = folder / "template_matching.json"

@@ -13,7 +13,7 @@ import numpy as np
 
 from dsmnet.reproduce.paired import error_text
 from dsmnet.reproduce.records import record_of
-from dsmnet.reproduce.scales import BASELINE, CAPTIONS, ORACLE, PAPER, TABLES, TITLES, Scale
+from dsmnet.reproduce.scales import BASELINE, CAPTIONS, ORACLE, PAPER, SEG_BASELINE, TABLES, TITLES, Scale
 
 
 def _fmt(values: list[float]) -> str:
@@ -192,6 +192,9 @@ def describe_scale(s: Scale) -> str:
         "(pixel accuracy / mIoU / object accuracy, %; * = the paper's 'fails to converge'). "
         f"{BASELINE}: shrinkage LDA on 51 rotation-invariant features around the box centre "
         "(`dsmnet.reproduce.baseline`), the simple baseline every CNN row is set against. "
+        f"{SEG_BASELINE}: the smoothed box thresholded inside a centred sphere, the piece nearest the centre kept, "
+        "σ, radius and level fitted for mIoU on 512 training particles (`dsmnet.reproduce.segbaseline`): the "
+        "simple baseline every segmenting row is set against. "
         f"{ORACLE}: each box's maximum-likelihood class over {s.oracle_rotations} orientations of the {s.classes} "
         "true maps imaged as the data were (`dsmnet.reproduce.oracle`): not a rival, since it knows the "
         "structures, but a measure of what the boxes hold."

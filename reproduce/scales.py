@@ -238,5 +238,6 @@ def row_spec(entry: tuple, scale: Scale) -> tuple[Spec, bool]:
 
 HOLDOUT = "pseudo_groel"
 BASELINE = "Classical (LDA)"
+SEG_BASELINE = "Classical (threshold)"  # the segmentation baseline beside every mIoU row
 ORACLE = "Template matching (true maps)"  # what the boxes hold: a reference above the CNNs, not a rival
 BASELINE_TABLES = ("table1", "table2", "beyond")

@@ -33,6 +33,7 @@ from dsmnet.reproduce.jobs import (
     kept_result,
     run_cost,
     run_jobs,
+    seg_baseline,
     template_matching,
 )
 from dsmnet.reproduce.orderings import ordering_lines
@@ -54,6 +55,7 @@ from dsmnet.reproduce.scales import (
     ORACLE,
     PAPER_TABLES,
     SCALES,
+    SEG_BASELINE,
     TABLES,
     Scale,
     row_spec,
@@ -141,6 +143,17 @@ def _test_here(result: dict, run: Path, paths: dict[str, Path]) -> dict[str, str
     return {"data": str(test)} if test is not None and same_dataset(result.get("data"), test) else {}
 
 
+def _references(scale: Scale, out: Path, paths, dataset: str, log) -> dict[str, list[dict]]:
+    """The reference rows of a dataset's table: the classical baselines (each split seed's, named by
+    its seed) and template matching (seed-independent), each cached under ``out/metrics/<dataset>``."""
+    data, test, kept = paths[dataset], paths[f"{dataset}_test"], out / "metrics" / dataset
+    return {
+        BASELINE: [{**baseline(data, s, test, kept / "baseline"), "seed": s} for s in scale.seeds],
+        SEG_BASELINE: [{**seg_baseline(data, s, test, kept / "baseline_seg"), "seed": s} for s in scale.seeds],
+        ORACLE: [template_matching(test, scale.oracle_rotations, kept / "oracle", log)],
+    }
+
+
 def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=print) -> tuple[dict, list[str]]:
     """Tables 1–3 with the baseline and template-matching rows, the orderings, per-class accuracy
     and the learning curves; every run's test metrics kept in ``out/metrics``."""
@@ -150,15 +163,8 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
     # moved since it was scored), with the run's training record while the folder is there
     metrics = {run: with_record({**m, "run": str(run), **_test_here(m, run, paths)}, run) for run, m in metrics.items()}
     for table in tables:
-        results[table] = {}
         dataset = TABLES[table][0]
-        if table in BASELINE_TABLES:
-            test = paths[f"{dataset}_test"]
-            folder = out / "metrics" / dataset / "baseline"  # each split seed's baseline, named by its seed
-            results[table][BASELINE] = [{**baseline(paths[dataset], s, test, folder), "seed": s} for s in scale.seeds]
-            results[table][ORACLE] = [
-                template_matching(test, scale.oracle_rotations, out / "metrics" / dataset / "oracle", log)
-            ]
+        results[table] = _references(scale, out, paths, dataset, log) if table in BASELINE_TABLES else {}
         for row, run in plan.get(table, []):
             results[table].setdefault(row, []).append(metrics[run])
             keep = kept_path(out, run)

@@ -42,20 +42,47 @@ def _report_reference(r: dict, out: str | None, as_json: bool) -> int:
     return 0
 
 
+def _report_segmentation(r: dict, out: str | None, as_json: bool) -> int:
+    """The segmentation baseline: its record to ``--out``, its scores and fitted parameters."""
+    from dsmnet.core.fsutil import atomic_write_text, to_json
+
+    if out:
+        atomic_write_text(Path(out), to_json(r))
+    if as_json:
+        print_json(r)
+        return 0
+    m, f = r["metrics"], r["fitted"]
+    print(f"{r['run']}: mIoU {m['miou_seg']:.3f}, pixel accuracy {m['pixel_acc_seg']:.3f}, target IoU "
+          f"{r['iou_seg'][1]:.3f} on {r['particles']} particles of {r['data']}")  # fmt: skip
+    print(f"  fitted on {f['on']}: σ {f['sigma']}, radius {f['radius']}, level {f['level']} × the box's s.d.")
+    return 0
+
+
 def _baseline_arguments(p: argparse.ArgumentParser) -> None:
     _data_arguments(p, "the dataset folder to fit on (its seeded 8:1:1 split's training part)")
     p.add_argument("--test", help="an independent test set (default: the split's test part)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, as the runs' --seed (default 0)")
+    p.add_argument(
+        "--segmentation",
+        action="store_true",
+        help="the segmentation baseline instead: the smoothed box thresholded inside a centred sphere, σ, radius "
+        "and level fitted for mIoU (needs masks)",
+    )
     _record_arguments(p)
 
 
 @command("baseline", arguments=_baseline_arguments)
 def cmd_baseline(args: argparse.Namespace) -> int:
-    """the classical baseline: LDA on rotation-invariant shell features, fitted on a training split"""
+    """the classical baselines: LDA on rotation-invariant shell features (or, --segmentation, a fitted
+    threshold about the centre), fitted on a training split"""
+    test = Path(args.test) if args.test else None
+    if args.segmentation:
+        from dsmnet.reproduce.segbaseline import classical_segmentation
+
+        return _report_segmentation(classical_segmentation(_data(args), args.seed, test), args.out, args.json)
     from dsmnet.reproduce.baseline import classical_baseline
 
-    r = classical_baseline(_data(args), args.seed, Path(args.test) if args.test else None)
-    return _report_reference(r, args.out, args.json)
+    return _report_reference(classical_baseline(_data(args), args.seed, test), args.out, args.json)
 
 
 def _template_arguments(p: argparse.ArgumentParser) -> None:
