@@ -48,3 +48,15 @@ def test_on_a_simulated_dataset_and_from_the_command_line(small_data, tmp_path, 
     assert main(["baseline", "--data", str(small_data), "--segmentation", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["metrics"] == r["metrics"]
     assert "target IoU" in capsys.readouterr().out
+
+
+def test_the_study_reuses_a_kept_fit_only_on_the_same_grid(small_data, tmp_path, monkeypatch):
+    from dsmnet.reproduce import jobs, segbaseline
+
+    calls = []
+    real = segbaseline.classical_segmentation
+    monkeypatch.setattr(segbaseline, "classical_segmentation", lambda *a: calls.append(a) or real(*a))
+    first = jobs.seg_baseline(small_data, 0, small_data, tmp_path)
+    assert jobs.seg_baseline(small_data, 0, small_data, tmp_path) == json.loads(json.dumps(first)) and len(calls) == 1
+    monkeypatch.setitem(segbaseline.GRID, "level", (0.5,))  # another grid: fitted again
+    assert jobs.seg_baseline(small_data, 0, small_data, tmp_path)["fitted"]["level"] == 0.5 and len(calls) == 2
