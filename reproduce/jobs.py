@@ -155,51 +155,54 @@ def scored(run: Path, source: Path, folder: Path) -> dict[str, Any] | None:
     return metrics if same_dataset(metrics.get("data"), source) else None
 
 
+def _kept_or_made(path: Path, test: Path, usable, make) -> dict[str, Any]:
+    """A reference row's record kept at ``path`` when it was scored on ``test`` and ``usable(found)``
+    says it still answers; else ``make()`` it now and keep it there."""
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    if same_dataset(found.get("data"), test) and usable(found):
+        return found
+    result = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, to_json(result))
+    return result
+
+
+def _has_particles(test: Path):
+    """Whether a kept record has per-particle predictions: one from before them is made again, where
+    the data are here to do it."""
+    return lambda found: "per_particle" in found or not is_dataset(test)
+
+
 def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
     """The classical baseline row for one seed (cached in ``folder``)."""
     from dsmnet.reproduce.baseline import classical_baseline
 
-    path = folder / f"seed{seed}.json"
-    if path.is_file():
-        found = json.loads(path.read_text())
-        # a record from before per-particle records is made again, where the data are here to do it
-        if same_dataset(found.get("data"), test) and ("per_particle" in found or not is_dataset(test)):
-            return found
-    result = classical_baseline(data, seed, test)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, to_json(result))
-    return result
+    make = lambda: classical_baseline(data, seed, test)  # noqa: E731
+    return _kept_or_made(folder / f"seed{seed}.json", test, _has_particles(test), make)
 
 
 def seg_baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
-    """The classical segmentation baseline row for one seed (cached in ``folder``)."""
-    from dsmnet.reproduce.segbaseline import GRID, classical_segmentation
+    """The classical segmentation baseline row for one seed (cached in ``folder``; a record fitted
+    on another grid is fitted again)."""
+    from dsmnet.reproduce.segbaseline import classical_segmentation, grid_record
 
-    path = folder / f"seed{seed}.json"
-    found = json.loads(path.read_text()) if path.is_file() else {}
-    if same_dataset(found.get("data"), test) and found.get("grid") == {k: list(v) for k, v in GRID.items()}:
-        return found  # (a record fitted on another grid is fitted again)
-    result = classical_segmentation(data, seed, test)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, to_json(result))
-    return result
+    same_grid = lambda found: found.get("grid") == grid_record()  # noqa: E731
+    return _kept_or_made(folder / f"seed{seed}.json", test, same_grid, lambda: classical_segmentation(data, seed, test))
 
 
 def template_matching(test: Path, rotations: int, folder: Path, log=print) -> dict[str, Any]:
     """The template-matching reference row on a test set (seed-independent; cached in ``folder``)."""
-    path = folder / "template_matching.json"
-    if path.is_file():
-        found = json.loads(path.read_text())
-        fresh = "per_particle" in found or not is_dataset(test)  # as the baseline's
-        if same_dataset(found.get("data"), test) and found.get("rotations") == rotations and fresh:
-            return found
-    from dsmnet.reproduce.oracle import template_matching as match  # scipy and the library: only to compute
 
-    log(f"template matching with the true maps on {test} ({rotations} rotations)")
-    result = match(test, rotations)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, to_json(result))
-    return result
+    def match() -> dict[str, Any]:
+        from dsmnet.reproduce.oracle import template_matching as search  # scipy and the library: only to compute
+
+        log(f"template matching with the true maps on {test} ({rotations} rotations)")
+        return search(test, rotations)
+
+    def usable(found: dict) -> bool:
+        return found.get("rotations") == rotations and _has_particles(test)(found)
+
+    return _kept_or_made(folder / "template_matching.json", test, usable, match)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,13 @@ from dsmnet.dataset.subtomograms import load_dataset, stratified_split
 from dsmnet.training.metrics import Confusion
 
 GRID = {"sigma": (1.5, 2.0, 2.5), "radius": (6, 8, 10, 12), "level": (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)}
+
+
+def grid_record() -> dict[str, list[float]]:
+    """:data:`GRID` as a record keeps it (JSON lists): a kept fit is reused only on the same grid."""
+    return {k: list(v) for k, v in GRID.items()}
+
+
 FIT = 512  # training particles the grid is searched on (the first of the seeded split's training part)
 
 
@@ -101,7 +108,7 @@ def classical_segmentation(data_dir: Path, seed: int, test_dir: Path | None = No
         "data": str(test_dir or data_dir),
         "particles": int(len(volumes)),
         "fitted": {**params, "on": f"{len(train)} training particles (seed {seed})"},
-        "grid": {k: list(v) for k, v in GRID.items()},
+        "grid": grid_record(),
         "metrics": {"pixel_acc_seg": confusion.accuracy, "miou_seg": confusion.miou},
         "iou_seg": confusion.iou(),
     }
