@@ -26,23 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-SPEC = {
-    "name": "bench-small",
-    "input": {"shape": [32, 32, 32]},
-    "backbone": {"type": "resnet3d", "widths": [8, 16, 32]},
-    "decoder": {"type": "deconv3d"},
-    "heads": {
-        "cls": {"type": "classifier", "hidden": [256], "classes": 21},
-        "seg": {"type": "segmenter"},
-        "rec": {"type": "reconstructor"},
-    },
-    "losses": {
-        "cls": {"type": "cross_entropy", "weight": 1},
-        "seg": {"type": "cross_entropy", "weight": 10},
-        "rec": {"type": "mse", "weight": 1},
-    },
-    "training": {"batch_size": 32, "epochs": 1, "patience": 5},
-}
+from dsmnet.specs import three_task
+
+SPEC = three_task("bench-small", box=32, widths=[8, 16, 32], hidden=256, classes=21, batch=32, epochs=1)
 
 _CHILD = r"""
 import json, resource, sys, time, shutil

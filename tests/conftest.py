@@ -9,6 +9,7 @@ import torch
 
 from dsmnet.registry import Registries, load_plugins
 from dsmnet.simulate.generate import SimulationConfig, simulate
+from dsmnet.specs import three_task
 
 
 @pytest.fixture(scope="session")
@@ -24,23 +25,7 @@ def _seed_and_threads():
 
 CLASSES = ["ruvb_7pbl", "mjap_9x2o", "mtor_4jsv"]
 
-TINY = {
-    "name": "tiny",
-    "input": {"shape": [24, 24, 24]},
-    "backbone": {"type": "resnet3d", "widths": [4, 8, 16]},
-    "decoder": {"type": "deconv3d"},
-    "heads": {
-        "cls": {"type": "classifier", "hidden": [16], "classes": 3},
-        "seg": {"type": "segmenter"},
-        "rec": {"type": "reconstructor"},
-    },
-    "losses": {
-        "cls": {"type": "cross_entropy", "weight": 1},
-        "seg": {"type": "cross_entropy", "weight": 10},
-        "rec": {"type": "mse", "weight": 1},
-    },
-    "training": {"batch_size": 8, "epochs": 2, "patience": 5},
-}
+TINY = three_task("tiny", box=24, widths=[4, 8, 16], hidden=16, classes=3, batch=8, epochs=2)
 
 
 @pytest.fixture(scope="session")
