@@ -162,9 +162,12 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
     # each result as it is kept: naming its run folder and test set in this study folder (perhaps
     # moved since it was scored), with the run's training record while the folder is there
     metrics = {run: with_record({**m, "run": str(run), **_test_here(m, run, paths)}, run) for run, m in metrics.items()}
+    references: dict[str, dict] = {}  # by dataset: Table 1 and beyond share dataset A's
     for table in tables:
         dataset = TABLES[table][0]
-        results[table] = _references(scale, out, paths, dataset, log) if table in BASELINE_TABLES else {}
+        if table in BASELINE_TABLES and dataset not in references:
+            references[dataset] = _references(scale, out, paths, dataset, log)
+        results[table] = dict(references[dataset]) if table in BASELINE_TABLES else {}
         for row, run in plan.get(table, []):
             results[table].setdefault(row, []).append(metrics[run])
             keep = kept_path(out, run)
