@@ -94,18 +94,40 @@ def samples_per_epoch(record: dict) -> float | None:
 
 
 def _reference_lines(ax, levels: dict[str, list[dict]]) -> None:
-    """The reference rows' mean test accuracy as grey lines, labelled, one line style a dataset (keys
-    ``"<dataset> · <reference>"``)."""
-    datasets: list[str] = []
+    """The reference rows' mean test accuracy as grey dashed lines, labelled (keys
+    ``"<dataset> · <reference>"``, all of one dataset: the panel's)."""
     for name, seeds in levels.items():
         value, result = float(np.mean([r["metrics"]["acc_cls"] for r in seeds])), seeds[0]
-        dataset = name.partition(" · ")[0]
-        datasets += [dataset] if dataset not in datasets else []
-        style = ("--", ":", "-.")[datasets.index(dataset) % 3]
-        ax.axhline(value, color="0.3", linestyle=style, linewidth=1)
-        ax.annotate(f"{name} (test) {value:.3f}{_halves(result)}", (0.99, value), fontsize=7,
+        ax.axhline(value, color="0.3", linestyle="--", linewidth=1)
+        ax.annotate(f"{_dataset_of(name)[1]} (test) {value:.3f}{_halves(result)}", (0.99, value), fontsize=7,
                     xycoords=("axes fraction", "data"), va="bottom", ha="right", color="0.3",
                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
+
+
+def _dataset_of(title: str) -> tuple[str, str]:
+    """(dataset, the rest) of a curve's or a reference line's title ``"<dataset> · …"``; ("", title)
+    without one."""
+    head, sep, rest = title.partition(" · ")
+    return (head, rest) if sep else ("", title)
+
+
+def _curve(axes, title: str, result: dict, colour, per_epoch: float) -> None:
+    """One run's validation accuracy and mIoU (whichever it has) against samples seen, its best
+    epoch marked; a line style per seed (titles ending `` · seed<N>``)."""
+    seed = title.rpartition(" · seed")[2]
+    style = ("-", "--", ":", "-.")[int(seed) % 4 if seed.isdigit() else 0]
+    record = record_of(result)
+    if not record or not record["history"]:
+        return
+    best = record["summary"].get("best_epoch", 0)
+    seen = samples_per_epoch(record) or per_epoch
+    for ax, key in zip(axes, ("val_acc_cls", "val_miou_seg")):
+        points = [(h["epoch"] * seen, h[key]) for h in record["history"] if key in h]
+        if points:
+            label = title + (_halves(result) if key == "val_acc_cls" else "")
+            ax.plot(*zip(*points), label=label, color=colour, linestyle=style, linewidth=1.2)
+            at = best * seen
+            ax.plot([e for e, _ in points if e == at], [v for e, v in points if e == at], "o", color=colour)
 
 
 def learning_curves(
@@ -113,15 +135,15 @@ def learning_curves(
 ) -> None:
     """Validation accuracy and mIoU of each row's run against the training samples it has seen
     (its best epoch marked; epochs where a run's record does not say), from the runs' training
-    records keyed by title — titles ending `` · seed<N>`` are one row's seeds: one colour, a line
-    style per seed (:func:`.records.record_of`); results without one are left out. Each classifier's
+    records keyed by title ``"<dataset> · <row> · seed<N>"`` — one pair of panels a dataset (their
+    levels lie far apart), a row's colour the same in every panel, a line style per seed
+    (:func:`.records.record_of`); results without a record are left out. Each classifier's
     legend entry gives its test accuracy on the lighter and the heavier half of the classes
     (:func:`.report.mass_halves`). ``levels``: reference rows' test results (one per seed) drawn as
-    lines at their mean accuracy, with the first seed's halves (the classical baseline's and
-    template matching's), keyed ``"<dataset> · <reference>"`` — one line style a dataset
-    (:func:`.report.reference_levels`);
-    ``per_epoch``: the samples of an epoch for records made before runs counted them (the study's
-    8:1:1 split of its particles)."""
+    lines at their mean accuracy in their dataset's panel, with the first seed's halves (the
+    classical baseline's and template matching's), keyed ``"<dataset> · <reference>"``
+    (:func:`.report.reference_levels`); ``per_epoch``: the samples of an epoch for records made
+    before runs counted them (the study's 8:1:1 split of its particles)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,36 +151,24 @@ def learning_curves(
 
     from dsmnet.core.fsutil import atomic_path
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    datasets = list(dict.fromkeys(_dataset_of(title)[0] for title in results)) or [""]
+    fig, grid = plt.subplots(len(datasets), 2, figsize=(12, 5.5 * len(datasets)), squeeze=False, layout="constrained")
     tab20 = plt.get_cmap("tab20").colors  # 10 hues, each dark and light: a whole study's rows stay apart
     colours = tab20[::2] + tab20[1::2]  # the dark shades first
-    rows: dict[str, tuple] = {}  # a row's seeds share its colour; the seed sets the line style
+    rows: dict[str, tuple] = {}  # a row (its seeds, on every dataset) keeps one colour
     for title, result in results.items():
-        row, _, seed = title.rpartition(" · seed")
-        row, seed = (row, seed) if row and seed.isdigit() else (title, "0")
-        colour = rows.setdefault(row, colours[len(rows) % len(colours)])
-        style = ("-", "--", ":", "-.")[int(seed) % 4]
-        record = record_of(result)
-        if not record or not record["history"]:
-            continue
-        best = record["summary"].get("best_epoch", 0)
-        seen = samples_per_epoch(record) or per_epoch
-        for ax, key in zip(axes, ("val_acc_cls", "val_miou_seg")):
-            points = [(h["epoch"] * seen, h[key]) for h in record["history"] if key in h]
-            if points:
-                label = title + (_halves(result) if key == "val_acc_cls" else "")
-                ax.plot(*zip(*points), label=label, color=colour, linestyle=style, linewidth=1.2)
-                at = best * seen
-                ax.plot([e for e, _ in points if e == at], [v for e, v in points if e == at], "o", color=colour)
-    _reference_lines(axes[0], levels or {})
-    for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
-        ax.set_xlabel("training samples seen (● best epoch, by validation loss)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    for ax in axes:  # below the axes (the saved canvas grows to hold them): inside, a study's rows hid the curves
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False)
+        dataset, rest = _dataset_of(title)
+        colour = rows.setdefault(rest.rpartition(" · seed")[0] or rest, colours[len(rows) % len(colours)])
+        _curve(grid[datasets.index(dataset)], title, result, colour, per_epoch)
+    for dataset, axes in zip(datasets, grid):
+        _reference_lines(axes[0], {k: v for k, v in (levels or {}).items() if _dataset_of(k)[0] == dataset})
+        for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
+            ax.set_xlabel("training samples seen (● best epoch, by validation loss)")
+            ax.set_ylabel(label)
+            ax.set_title(f"dataset {dataset}" if dataset else "", fontsize=9)
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:  # below the axes: inside, a study's rows hid the curves
+                ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)

@@ -197,8 +197,9 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
         per_epoch = len(stratified_split(np.arange(scale.n) % scale.classes, 0)["train"])
         learning_curves(curves, out / "learning_curves.png", levels, per_epoch)
         summary += [
-            "Learning curves (validation accuracy and mIoU against training samples seen, every run; the "
-            "classical baseline's and template matching's test accuracy as lines): `learning_curves.png`.",
+            "Learning curves (validation accuracy and mIoU against training samples seen, every run, a pair of "
+            "panels a dataset; its classical baseline's and template matching's test accuracy as lines): "
+            "`learning_curves.png`.",
             "",
             revisions_line(curves),
             "",

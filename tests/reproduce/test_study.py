@@ -88,6 +88,30 @@ def test_each_dataset_has_its_own_reference_lines():
     }
 
 
+def test_learning_curves_give_each_dataset_its_panels_and_its_reference_lines(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from dsmnet.reproduce.figures import learning_curves
+
+    def run(accuracy: float) -> dict:
+        history = [{"epoch": e, "val_acc_cls": accuracy, "val_miou_seg": 0.7} for e in (1, 2, 3)]
+        return {"metrics": {"acc_cls": accuracy}, "training": {"history": history, "summary": {"best_epoch": 2}}}
+
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)  # the figure, to read its panels
+    results = {"A · DSM-Net · seed0": run(0.6), "A · DSM-Net · seed1": run(0.62), "B · DSM-Net · seed0": run(0.3)}
+    levels = {f"A · {ORACLE}": [{"metrics": {"acc_cls": 0.86}}], f"B · {ORACLE}": [{"metrics": {"acc_cls": 0.4}}]}
+    learning_curves(results, tmp_path / "curves.png", levels, per_epoch=100)
+    assert (tmp_path / "curves.png").is_file()
+    (a_acc, a_miou, b_acc, b_miou) = kept[0].axes
+    assert [ax.get_title() for ax in (a_acc, b_miou)] == ["dataset A", "dataset B"]
+    assert [line.get_label() for line in a_acc.get_lines() if line.get_label()[0] != "_"] == list(results)[:2]
+    assert {line.get_ydata()[0] for line in b_acc.get_lines()} == {0.3, 0.4}  # B's curve and B's reference only
+    (a_colour,) = {line.get_color() for line in a_acc.get_lines() if line.get_label().startswith("A · DSM-Net")}
+    assert [line.get_color() for line in b_miou.get_lines()][0] == a_colour  # a row keeps its colour
+    assert [line.get_xdata()[-1] for line in a_miou.get_lines() if line.get_label()[0] != "_"] == [300, 300]
+
+
 def test_paper_scale_is_the_papers_network():
     spec = variant("dsmnet", ("cls", "seg", "rec"), {}, SCALES["paper"])
     from dsmnet.core.build import load_spec
