@@ -128,23 +128,31 @@ def crowding_lines(table: str, rows: dict[str, list[dict]], test) -> list[str]:
 
 def target_iou_lines(table: str, rows: dict[str, list[dict]]) -> list[str]:
     """Each segmentation row's target IoU (per particle, then averaged; first seed) on the lighter
-    and the heavier half of the classes: whether the segmenters find the complexes the
-    classifiers cannot name. Nothing without per-particle 2-class confusions or class names."""
+    and the heavier half of the classes — whether the segmenters find the complexes the
+    classifiers cannot name — and how large it draws them: its target voxels over the true ones.
+    Nothing without per-particle 2-class confusions or class names."""
     names = _class_names(rows)
     have = {}
     for row, runs in rows.items():
         kept = (runs[0].get("per_particle") or {}) if runs else {}
         confusion = np.asarray(kept.get("confusion_seg") or [], dtype=float)
         if confusion.ndim == 2 and confusion.shape[1] == 4 and "label" in kept:  # [tn, fp, fn, tp] per particle
-            have[row] = (confusion[:, 3] / np.maximum(confusion[:, 1:].sum(1), 1), np.asarray(kept["label"]))
+            have[row] = (confusion, np.asarray(kept["label"]))
     groups = _by_mass(names)
     if not have or not groups:
         return []
-    note = "Each test particle's IoU of its target's voxels, averaged over the particles of each half of the classes; "
+    note = (
+        "Each test particle's IoU of its target's voxels, averaged over the particles of each half of the classes; "
+        "in brackets the voxels the row gives the targets over their true voxels (below 1: drawn too small); "
+    )
     lines = _section(table, "target IoU against mass", note + "first seed of each row.", ["complexes", *have])
     for label, group in groups:
         members = [names.index(n) for n in group]
-        cells = [f"{iou[np.isin(labels, members)].mean():.2f}" for iou, labels in have.values()]
+        cells = []
+        for confusion, labels in have.values():
+            _, fp, fn, tp = confusion[np.isin(labels, members)].T
+            iou = tp / np.maximum(fp + fn + tp, 1)
+            cells.append(f"{iou.mean():.2f} ({(tp + fp).sum() / max((tp + fn).sum(), 1):.2f}×)")
         lines.append(f"| {label.split(' (')[0]} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 

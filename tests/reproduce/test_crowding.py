@@ -73,5 +73,6 @@ def test_target_iou_on_the_lighter_and_heavier_halves():
     rows = {"classifier": _row(labels, labels, network=True), "segmenter": [seg]}
     lines = target_iou_lines("table1", rows)
     assert "| complexes | segmenter |" in lines
-    assert "| the 2 lightest by library mass | 0.38 |" in lines and "| the 2 heaviest | 1.00 |" in lines
+    # and the voxels it gives the targets over their true voxels: (8 + 5) / (4 + 5) on the light ones
+    assert "| the 2 lightest by library mass | 0.38 (1.44×) |" in lines and "| the 2 heaviest | 1.00 (1.00×) |" in lines
     assert target_iou_lines("table1", {"segmenter": [seg]}) == []  # no class names in the table
