@@ -44,6 +44,7 @@ from dsmnet.infer.extract import check_wedge
 from dsmnet.infer.sources import Particle, Source, batches, load
 from dsmnet.training.batches import prefetch
 from dsmnet.training.ensemble import answered_by, load_for_use
+from dsmnet.training.metrics import at_threshold
 from dsmnet.training.runtime import make_runtime
 
 
@@ -105,16 +106,17 @@ def predict(
     ensemble: Sequence[str | Path] = (),
     log=print,
     picks_pixel_size: float | None = None,
+    mask_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Predict every particle of ``source`` (or of ``picks`` in ``tomogram``/``tomograms``); ``in_memory``
     reads every file first (the benchmark's comparison); ``tta`` averages over the four wedge-preserving 180°
-    turns (4× the time); ``ensemble``: more runs to average with (:mod:`~dsmnet.training.ensemble`)."""
+    turns (4× the time); ``ensemble``: more runs to average with (:mod:`~dsmnet.training.ensemble`);
+    ``mask_threshold``: two-class masks drawn above it, not at their argmax (0.5)."""
     from dsmnet.infer.tomo_maps import TomogramMaps
 
     rt = make_runtime(device)
     model, _, state, settings = load_for_use(Path(run), rt, tta, ensemble)
-    box, want = tuple(state["spec"]["input"]["shape"]), float(state.get("voxel_size") or 0.0)
-    classes = state["classes"]
+    box, want, classes = tuple(state["spec"]["input"]["shape"]), float(state.get("voxel_size") or 0.0), state["classes"]
     unscale = 1.0 / settings.density_scale  # densities back in the dataset's units
     src = Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log, picks_pixel_size)
     check_wedge(src.groups, settings.wedge, log, settings.wedge_axis)
@@ -122,7 +124,7 @@ def predict(
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp, torch.no_grad():
         paint = {id(g): TomogramMaps(g, tmp, classes, src.voxel) for g in src.groups} if maps else {}
-        writer = _Writer(model, rt, classes, unscale, tmp, out, src.data_dir, paint, src.voxel)
+        writer = _Writer(model, rt, classes, unscale, tmp, out, src.data_dir, paint, src.voxel, mask_threshold)
         with Progress(src.total, "predict", "particles", log, enabled=progress) as bar:
             skipped = _read_ahead(batches(src.items, batch_size), reader, writer, bar)
         if not writer.count:
@@ -131,7 +133,7 @@ def predict(
         _write_tables(tmp, src.blocks, table, skipped, classes)
         for maker in paint.values():
             maker.close()
-        _made_by(tmp, run, state, tta, source or picks, rt, writer.count, len(skipped))
+        _made_by(tmp, run, state, tta, mask_threshold, source or picks, rt, writer.count, len(skipped))
     for _, why in skipped:
         log(f"skipped {why}")
     counts = table[layout.CLASS_NAME].value_counts().to_dict() if layout.CLASS_NAME in table else {}
@@ -145,12 +147,14 @@ def predict(
     }
 
 
-def _made_by(tmp: Path, run, state: dict, tta: bool, source, rt, particles: int, skipped: int) -> None:
+def _made_by(tmp: Path, run, state: dict, tta: bool, cut, source, rt, particles: int, skipped: int) -> None:
     """``prediction.json``: what made the predictions — the run (or an ensemble's runs) and best
-    epoch, the test-time turns, the input, the device and dsmnet's revision — and how many."""
+    epoch, the test-time turns, the masks' threshold, the input, the device and dsmnet's revision
+    — and how many."""
     made_by = {
         "runs": answered_by(run, state),
         "tta": "rot180x4" if tta else None,
+        "mask_threshold": cut,
         "input": str(source),
         "particles": particles,
         "skipped": skipped,
@@ -165,8 +169,8 @@ class _Writer:
     particle's table row is kept as a reference into its input table plus its predicted class and
     probabilities (arrays), so memory does not grow with the rows' columns."""
 
-    def __init__(self, model, rt, classes, unscale, tmp: Path, out: Path, data_dir: Path | None, paint, voxel: float):
-        self.model, self.rt, self.classes, self.unscale = model, rt, classes, unscale
+    def __init__(self, model, rt, classes, unscale, tmp: Path, out: Path, data_dir: Path | None, paint, voxel, cut):
+        self.model, self.rt, self.classes, self.unscale, self.cut = model, rt, classes, unscale, cut
         self.targets = dict(model.targets)
         self.tmp, self.out, self.data_dir, self.paint, self.voxel = tmp, out, data_dir, paint, voxel
         self.tables: dict[int, pd.DataFrame] = {}  # id → an input table the particles are rows of
@@ -180,7 +184,7 @@ class _Writer:
             return
         with self.rt.autocast():
             pred = self.model(self.rt.input(torch.from_numpy(x)))
-        pred = {k: v.float().cpu() for k, v in pred.items()}
+        pred = at_threshold({k: v.float().cpu() for k, v in pred.items()}, self.targets, self.cut)
         kinds = {self.targets[head]: value for head, value in pred.items()}
         prob = kinds["class"].softmax(1) if "class" in kinds else None
         if prob is not None and not (finite := torch.isfinite(prob).all(1)).all():

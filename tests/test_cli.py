@@ -285,3 +285,11 @@ def test_the_old_module_entry_points_are_aliases_of_the_subcommands(tmp_path):
     ]:
         r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr.startswith("dsmnet: error: ") and message in r.stderr, r.stderr
+
+
+def test_a_mask_threshold_outside_0_1_exits_2_with_one_line(tmp_path):
+    for command in (["evaluate", str(tmp_path), "--data", str(tmp_path)], ["predict", str(tmp_path), str(tmp_path)]):
+        proc = run(*command, "--mask-threshold", "1.5", "--out", str(tmp_path / "o"))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert "--mask-threshold: expected a probability strictly between 0 and 1 (e.g. 0.35), got 1.5" in proc.stderr

@@ -15,7 +15,7 @@ from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import load_dataset
 from dsmnet.training.ensemble import answered_by, load_for_use
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
-from dsmnet.training.metrics import fsc_curve, resolution
+from dsmnet.training.metrics import ThresholdSweep, fsc_curve, resolution
 from dsmnet.training.options import SPLITS
 from dsmnet.training.runtime import make_runtime
 from dsmnet.training.validate import evaluate_split
@@ -30,14 +30,16 @@ def evaluate(
     figure_rows: int = 6,
     tta: bool = False,
     ensemble: Sequence[str | Path] = (),
+    mask_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's best checkpoint on a dataset split; writes ``metrics.json`` and figures.
 
     ``split`` names a split of the run (the dataset must be the one it was trained on) or ``all``;
     ``tta`` averages every output over the four wedge-preserving 180° turns (:mod:`~dsmnet.training.tta`);
     ``ensemble`` names more runs whose outputs are averaged with ``run``'s
-    (:mod:`~dsmnet.training.ensemble`; default folder ``RUN/evaluate-SPLIT-ensemble-N``).
-    """
+    (:mod:`~dsmnet.training.ensemble`; default folder ``RUN/evaluate-SPLIT-ensemble-N``);
+    ``mask_threshold``: two-class masks drawn above it, not at their argmax (every evaluation gives
+    each such head's mIoU at 0.10–0.90, ``mask_threshold_sweep``: fit one on a validation split)."""
     run = Path(run)
     rt = make_runtime(device)
     model, criterion, state, settings = load_for_use(run, rt, tta, ensemble)
@@ -50,7 +52,8 @@ def evaluate(
     out = Path(out) if out else (run if run.is_dir() else run.parent) / name
     picks = _figure_picks(data.labels[indices], figure_rows)
     sink = _Sink(model.targets, data, picks)
-    m = evaluate_split(model, criterion, data, indices, rt, batch_size=32, sink=sink)
+    sweep = ThresholdSweep()
+    m = evaluate_split(model, criterion, data, indices, rt, 32, sink, mask_threshold, sweep)
     confusion = m.pop("_confusion")
     results: dict[str, Any] = {
         "run": str(run),
@@ -59,24 +62,33 @@ def evaluate(
         "particles": len(indices),
         "epoch": state["best_epoch"],
         "tta": "rot180x4" if tta else None,
+        "mask_threshold": mask_threshold,
         "metrics": m,
+        "mask_threshold_sweep": sweep.result(),
     }
     if members:  # every member's run and best epoch
         results["ensemble"] = answered_by(run, state)
     out.mkdir(parents=True, exist_ok=True)
-    for head, conf in confusion.items():
-        kind = model.targets[head]
-        if kind == "class":
-            results[f"per_class_accuracy_{head}"] = dict(zip(data.classes, conf.per_class_accuracy()))
-            results[f"confusion_{head}"] = conf.matrix.tolist()
-            confusion_figure(conf.matrix.numpy(), data.classes, out / f"confusion_{head}.png")
-        else:
-            results[f"iou_{head}"] = conf.iou()
+    results.update(_by_head(confusion, model.targets, data.classes, out))
     results.update(sink.fsc(out))
     results["per_particle"] = {"label": [int(v) for v in data.labels[indices]], **sink.per_particle}
     _figure(model.targets, sink.kept, data, indices, picks, out / "fig3.png")
     atomic_write_text(out / "metrics.json", to_json(results))
     results["out"] = str(out)
+    return results
+
+
+def _by_head(confusion: dict, targets_of: dict[str, str], classes: list[str], out: Path) -> dict[str, Any]:
+    """Each class head's per-class accuracy and confusion matrix (and its figure), each mask head's
+    per-class IoU."""
+    results: dict[str, Any] = {}
+    for head, conf in confusion.items():
+        if targets_of[head] == "class":
+            results[f"per_class_accuracy_{head}"] = dict(zip(classes, conf.per_class_accuracy()))
+            results[f"confusion_{head}"] = conf.matrix.tolist()
+            confusion_figure(conf.matrix.numpy(), classes, out / f"confusion_{head}.png")
+        else:
+            results[f"iou_{head}"] = conf.iou()
     return results
 
 
@@ -212,10 +224,18 @@ def table(results: dict[str, Any]) -> str:
         if members
         else f"best epoch {results['epoch']}"
     )
+    threshold = results.get("mask_threshold")
+    which += f", masks at a foreground threshold of {threshold}" if threshold is not None else ""
     lines = [f"{results['split']} split of {results['data']}: {results['particles']} particles ({which})"]
     for key, value in m.items():
         if key.startswith(("acc_", "pixel_acc_", "miou_", "mse_")):
             lines.append(f"  {key:<20}{value:.4f}")
+    for head, found in (results.get("mask_threshold_sweep") or {}).items():
+        at_half = found["miou"][found["threshold"].index(0.5)]
+        lines.append(
+            f"  {head} mIoU at a foreground threshold of {found['best']:.2f}: {found['best_miou']:.4f} "
+            f"(at 0.5: {at_half:.4f}; on a validation split, a threshold for --mask-threshold)"
+        )
     for key, value in results.items():
         if key.startswith("fsc_"):
             lines.append(

@@ -47,6 +47,53 @@ class Confusion:
         return float(np.mean(values)) if values else float("nan")
 
 
+SWEEP = tuple(round(0.05 * i, 2) for i in range(2, 19))  # foreground thresholds 0.10 … 0.90
+
+
+def at_threshold(out: dict[str, torch.Tensor], targets_of: dict[str, str], threshold: float | None):
+    """The outputs with each two-class mask head's foreground logit lowered by logit(``threshold``),
+    so that its argmax marks the voxels whose foreground probability exceeds ``threshold`` (argmax
+    alone: 0.5); None leaves them as they are. Every later use — metrics, per-particle records,
+    figures, written masks — then sees the thresholded masks."""
+    if threshold is None:
+        return out
+    shift = float(np.log(threshold / (1.0 - threshold)))
+    shifted = {}
+    for head, value in out.items():
+        if targets_of[head] == "mask" and value.shape[1] == 2:
+            value = torch.cat([value[:, :1], value[:, 1:] - shift], 1)
+        shifted[head] = value
+    return shifted
+
+
+class ThresholdSweep:
+    """Each two-class mask head's voxel confusion at every foreground threshold of :data:`SWEEP`,
+    over an evaluated split: where a segmenter trained with cross-entropy on a small target draws
+    it too small (argmax = 0.5 is not the threshold of the best mIoU), fit one on a validation
+    split and apply it with ``--mask-threshold``."""
+
+    def __init__(self) -> None:
+        self.confusions: dict[str, list[Confusion]] = {}
+
+    def update(self, out: dict[str, torch.Tensor], targets, present, targets_of: dict[str, str]) -> None:
+        for head, value in out.items():
+            if targets_of[head] != "mask" or value.shape[1] != 2 or "mask" not in targets or not present["mask"].any():
+                continue
+            has = present["mask"]
+            foreground, truth = value[has].float().softmax(1)[:, 1], targets["mask"][has]
+            for conf, t in zip(self.confusions.setdefault(head, [Confusion(2) for _ in SWEEP]), SWEEP):
+                conf.update((foreground > t).long(), truth)
+
+    def result(self) -> dict[str, dict]:
+        """Per head: the thresholds, the mIoU at each, and the best of them."""
+        found = {}
+        for head, confusions in self.confusions.items():
+            miou = [c.miou for c in confusions]
+            best = int(np.nanargmax(miou))
+            found[head] = {"threshold": list(SWEEP), "miou": miou, "best": SWEEP[best], "best_miou": miou[best]}
+        return found
+
+
 def fsc_curve(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Fourier shell correlation of each pair ``[N, D, H, W]`` (teamtomo's torch-fourier-shell-correlation)."""
     from torch_fourier_shell_correlation import fsc

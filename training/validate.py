@@ -9,7 +9,7 @@ import torch
 
 from dsmnet.dataset.subtomograms import Subtomograms
 from dsmnet.training.batches import prefetch
-from dsmnet.training.metrics import Confusion
+from dsmnet.training.metrics import Confusion, ThresholdSweep, at_threshold
 from dsmnet.training.runtime import Runtime
 
 
@@ -23,12 +23,16 @@ def evaluate_split(
     batch_size: int,
     sink: Callable[[int, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]], None]
     | None = None,
+    mask_threshold: float | None = None,
+    sweep: ThresholdSweep | None = None,
 ) -> dict[str, Any]:
     """Loss and the paper's metrics on ``indices``. With ``sink``, each batch's outputs (on the
     CPU, float), targets and which targets are present are handed to it with the batch's start in
     ``indices`` — nothing is kept here, so
     memory does not grow with the particles — and the confusion matrices are returned too
-    (``_confusion``)."""
+    (``_confusion``). ``mask_threshold``: two-class masks drawn where the foreground probability
+    exceeds it (not at their argmax; the loss is the model's own); ``sweep`` is given every batch's
+    outputs as the model made them (:class:`~dsmnet.training.metrics.ThresholdSweep`)."""
     model.eval()
     targets_of = dict(model.targets)
     confusion: dict[str, Confusion] = {}
@@ -50,6 +54,9 @@ def evaluate_split(
         on_device = ({k: v.to(rt.device) for k, v in d.items()} for d in (targets, present))
         result = criterion(out, *on_device)  # the loss lives where the model does (CUDA included)
         out = {k: v.cpu() for k, v in out.items()}
+        if sweep is not None:
+            sweep.update(out, targets, present, targets_of)
+        out = at_threshold(out, targets_of, mask_threshold)
         if sink is not None:
             sink(start, out, targets, present)
         b = len(idx)

@@ -208,3 +208,45 @@ def test_a_network_with_the_centre_prior_trains_resumes_evaluates_and_predicts(s
     assert 0 <= m["acc_cls"] <= 1 and 0 <= m["miou_seg"] <= 1
     predict(run, small_data, tmp_path / "pred")
     assert len(starfile.read(tmp_path / "pred" / "predictions.star")) > 0
+
+
+def test_a_mask_threshold_draws_the_voxels_above_it_and_leaves_other_heads():
+    from dsmnet.training.metrics import at_threshold
+
+    torch.manual_seed(1)
+    out = {"seg": torch.randn(3, 2, 4, 4, 4), "cls": torch.randn(3, 5), "parts": torch.randn(3, 3, 4, 4, 4)}
+    targets_of = {"seg": "mask", "cls": "class", "parts": "mask"}
+    foreground = out["seg"].softmax(1)[:, 1]
+    for t in (0.1, 0.35, 0.5, 0.9):
+        cut = at_threshold(out, targets_of, t)
+        assert torch.equal(cut["seg"].argmax(1), (foreground > t).long())
+        assert cut["cls"] is out["cls"] and cut["parts"] is out["parts"]  # a class head, a 3-class mask
+    assert at_threshold(out, targets_of, None) is out
+
+
+def test_evaluate_sweeps_the_mask_threshold_and_applies_one(run, small_data, tmp_path):
+    plain = evaluate(run, small_data, "val", out=tmp_path / "plain")
+    found = plain["mask_threshold_sweep"]["seg"]
+    assert found["threshold"][0] == 0.1 and found["threshold"][-1] == 0.9 and len(found["miou"]) == 17
+    # at 0.5 the sweep reads what the argmax does; the best is the sweep's highest
+    assert found["miou"][found["threshold"].index(0.5)] == pytest.approx(plain["metrics"]["miou_seg"], abs=1e-3)
+    assert found["best_miou"] == max(found["miou"]) and found["best"] in found["threshold"]
+    cut = evaluate(run, small_data, "val", out=tmp_path / "cut", mask_threshold=found["best"])
+    assert cut["metrics"]["miou_seg"] == pytest.approx(found["best_miou"], abs=1e-6)
+    assert cut["metrics"]["loss"] == pytest.approx(plain["metrics"]["loss"])  # the model's own loss
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["mask_threshold"] == found["best"]
+    low = evaluate(run, small_data, "val", out=tmp_path / "low", mask_threshold=0.1)["per_particle"]
+    high = evaluate(run, small_data, "val", out=tmp_path / "high", mask_threshold=0.9)["per_particle"]
+    drawn = [[fp + tp for _, fp, _, tp in particles] for particles in (low["confusion_seg"], high["confusion_seg"])]
+    assert all(a >= b for a, b in zip(*drawn)) and sum(drawn[0]) > sum(drawn[1])
+
+
+def test_predict_draws_masks_at_the_threshold_it_is_given(run, small_data, tmp_path):
+    sizes = {}
+    for t in (0.1, 0.9):
+        predict(run, small_data, tmp_path / str(t), mask_threshold=t, maps=False, progress=False)
+        table = starfile.read(tmp_path / str(t) / "predictions.star")
+        with mrcfile.open(tmp_path / str(t) / table["dsmMaskName"].iloc[0]) as mrc:
+            sizes[t] = int(mrc.data.sum())
+        assert json.loads((tmp_path / str(t) / "prediction.json").read_text())["mask_threshold"] == t
+    assert sizes[0.1] > sizes[0.9]
