@@ -115,7 +115,7 @@ def predict(
     from dsmnet.infer.tomo_maps import TomogramMaps
 
     rt = make_runtime(device)
-    model, _, state, settings = load_for_use(Path(run), rt, tta, ensemble)
+    model, _, state, settings = load_for_use(Path(run), rt, tta, ensemble, mask_threshold)
     box, want, classes = tuple(state["spec"]["input"]["shape"]), float(state.get("voxel_size") or 0.0), state["classes"]
     unscale = 1.0 / settings.density_scale  # densities back in the dataset's units
     src = Source.of(source, tomogram, picks, tomograms, box[0], want, rescale, border, in_memory, log, picks_pixel_size)

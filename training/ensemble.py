@@ -99,7 +99,7 @@ def _member(run, state: dict) -> dict:
 
 
 def load_for_use(
-    run, rt: Runtime, tta: bool = False, ensemble: Sequence[str | Path] = ()
+    run, rt: Runtime, tta: bool = False, ensemble: Sequence[str | Path] = (), mask_threshold: float | None = None
 ) -> tuple[nn.Module, nn.Module, dict, RunSettings]:
     """A run's best checkpoint ready for ``evaluate`` and ``predict``: its model (averaged over the
     turns of the wedge it was trained for, with ``tta``, and with the runs of ``ensemble``), its
@@ -107,9 +107,13 @@ def load_for_use(
     lists every member as ``members``, :func:`_member`).
 
     Raises:
-        DataError: a member answers another question than the first run (naming both and what differs).
+        DataError: a member answers another question than the first run (naming both and what
+            differs); a ``mask_threshold`` for a run without a mask head.
     """
     model, criterion, state, settings = _load(run, rt, tta)
+    if mask_threshold is not None and "mask" not in dict(model.targets).values():
+        heads = ", ".join(f"{h} ({kind})" for h, kind in dict(model.targets).items())
+        raise DataError(f"{run}: --mask-threshold {mask_threshold}, but its heads draw no mask: {heads}")
     if not ensemble:
         return model, criterion, state, settings
     question = _what_it_answers(state, dict(model.targets))

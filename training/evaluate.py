@@ -42,7 +42,7 @@ def evaluate(
     each such head's mIoU at 0.10–0.90, ``mask_threshold_sweep``: fit one on a validation split)."""
     run = Path(run)
     rt = make_runtime(device)
-    model, criterion, state, settings = load_for_use(run, rt, tta, ensemble)
+    model, criterion, state, settings = load_for_use(run, rt, tta, ensemble, mask_threshold)
     spec_box = tuple(state["spec"]["input"]["shape"])
     data = load_dataset(data_dir, classes=state["classes"], box=spec_box)
     data.scale_density(settings.density_scale)  # metrics in the units it was trained in

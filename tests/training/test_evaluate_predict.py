@@ -250,3 +250,19 @@ def test_predict_draws_masks_at_the_threshold_it_is_given(run, small_data, tmp_p
             sizes[t] = int(mrc.data.sum())
         assert json.loads((tmp_path / str(t) / "prediction.json").read_text())["mask_threshold"] == t
     assert sizes[0.1] > sizes[0.9]
+
+
+def test_a_mask_threshold_for_a_run_without_a_mask_head_is_refused_naming_the_run(small_data, tmp_path):
+    from dsmnet.training.loop import train
+    from dsmnet.training.settings import TrainConfig
+    from tests.conftest import TINY
+
+    spec = {**TINY, "heads": {"cls": TINY["heads"]["cls"]}, "losses": {"cls": TINY["losses"]["cls"]}}
+    spec.pop("decoder")
+    train(spec, small_data, tmp_path / "cls", TrainConfig(progress=False, epochs=1), log=lambda _: None)
+    message = r"cls: --mask-threshold 0\.3, but its heads draw no mask: cls \(class\)"
+    with pytest.raises(DataError, match=message):
+        evaluate(tmp_path / "cls", small_data, "val", out=tmp_path / "e", mask_threshold=0.3)
+    with pytest.raises(DataError, match=message):
+        predict(tmp_path / "cls", small_data, tmp_path / "p", mask_threshold=0.3, progress=False)
+    assert not (tmp_path / "p").exists()
