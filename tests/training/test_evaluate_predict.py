@@ -231,6 +231,11 @@ def test_evaluate_sweeps_the_mask_threshold_and_applies_one(run, small_data, tmp
     # at 0.5 the sweep reads what the argmax does; the best is the sweep's highest
     assert found["miou"][found["threshold"].index(0.5)] == pytest.approx(plain["metrics"]["miou_seg"], abs=1e-3)
     assert found["best_miou"] == max(found["miou"]) and found["best"] in found["threshold"]
+    from dsmnet.training.evaluate import table
+
+    said = f"seg mIoU at a foreground threshold of {found['best']:.2f}: {found['best_miou']:.4f}"
+    assert f"{said} (at 0.5: " in table(plain) and "a threshold for --mask-threshold" in table(plain)
+    assert "choose one on the val split, not here" in table({**plain, "split": "test"})  # never fitted on a test set
     cut = evaluate(run, small_data, "val", out=tmp_path / "cut", mask_threshold=found["best"])
     assert cut["metrics"]["miou_seg"] == pytest.approx(found["best_miou"], abs=1e-6)
     assert cut["metrics"]["loss"] == pytest.approx(plain["metrics"]["loss"])  # the model's own loss
