@@ -111,11 +111,9 @@ def _dataset_of(title: str) -> tuple[str, str]:
     return (head, rest) if sep else ("", title)
 
 
-def _curve(axes, title: str, result: dict, colour, per_epoch: float) -> None:
+def _curve(axes, title: str, result: dict, colour, style: str, per_epoch: float) -> None:
     """One run's validation accuracy and mIoU (whichever it has) against samples seen, its best
-    epoch marked; a line style per seed (titles ending `` · seed<N>``)."""
-    seed = title.rpartition(" · seed")[2]
-    style = ("-", "--", ":", "-.")[int(seed) % 4 if seed.isdigit() else 0]
+    epoch marked."""
     record = record_of(result)
     if not record or not record["history"]:
         return
@@ -158,8 +156,10 @@ def learning_curves(
     rows: dict[str, tuple] = {}  # a row (its seeds, on every dataset) keeps one colour
     for title, result in results.items():
         dataset, rest = _dataset_of(title)
-        colour = rows.setdefault(rest.rpartition(" · seed")[0] or rest, colours[len(rows) % len(colours)])
-        _curve(grid[datasets.index(dataset)], title, result, colour, per_epoch)
+        row, _, seed = rest.rpartition(" · seed")
+        colour = rows.setdefault(row or rest, colours[len(rows) % len(colours)])
+        style = ("-", "--", ":", "-.")[int(seed) % 4 if row and seed.isdigit() else 0]
+        _curve(grid[datasets.index(dataset)], title, result, colour, style, per_epoch)
     for dataset, axes in zip(datasets, grid):
         _reference_lines(axes[0], {k: v for k, v in (levels or {}).items() if _dataset_of(k)[0] == dataset})
         for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
