@@ -98,6 +98,23 @@ def _member(run, state: dict) -> dict:
     }
 
 
+def _refuse_threshold_without_two_class_mask(run, model: nn.Module, state: dict, rt: Runtime, threshold: float):
+    """A foreground threshold applies to a target/background mask only: refuse it, naming the run
+    and its heads, for a run whose heads draw none (no mask head, or only masks of 3+ classes — a
+    head's class count is read off one blank box through the model, which also serves plugin heads)."""
+    targets = dict(model.targets)
+    classes = {}
+    if "mask" in targets.values():
+        box = torch.zeros(1, state["spec"]["input"].get("channels", 1), *state["spec"]["input"]["shape"])
+        with torch.no_grad(), rt.autocast():
+            out = model.eval()(rt.input(box))
+        classes = {head: value.shape[1] for head, value in out.items() if targets[head] == "mask"}
+    if 2 not in classes.values():
+        count = {h: f", {n} classes" for h, n in classes.items()}
+        heads = ", ".join(f"{h} ({kind}{count.get(h, '')})" for h, kind in targets.items())
+        raise DataError(f"{run}: --mask-threshold {threshold}, but its heads draw no two-class mask: {heads}")
+
+
 def load_for_use(
     run, rt: Runtime, tta: bool = False, ensemble: Sequence[str | Path] = (), mask_threshold: float | None = None
 ) -> tuple[nn.Module, nn.Module, dict, RunSettings]:
@@ -108,12 +125,11 @@ def load_for_use(
 
     Raises:
         DataError: a member answers another question than the first run (naming both and what
-            differs); a ``mask_threshold`` for a run without a mask head.
+            differs); a ``mask_threshold`` for a run without a two-class mask head.
     """
     model, criterion, state, settings = _load(run, rt, tta)
-    if mask_threshold is not None and "mask" not in dict(model.targets).values():
-        heads = ", ".join(f"{h} ({kind})" for h, kind in dict(model.targets).items())
-        raise DataError(f"{run}: --mask-threshold {mask_threshold}, but its heads draw no mask: {heads}")
+    if mask_threshold is not None:
+        _refuse_threshold_without_two_class_mask(run, model, state, rt, mask_threshold)
     if not ensemble:
         return model, criterion, state, settings
     question = _what_it_answers(state, dict(model.targets))

@@ -235,7 +235,9 @@ def test_evaluate_sweeps_the_mask_threshold_and_applies_one(run, small_data, tmp
 
     said = f"seg mIoU at a foreground threshold of {found['best']:.2f}: {found['best_miou']:.4f}"
     assert f"{said} (at 0.5: " in table(plain) and "a threshold for --mask-threshold" in table(plain)
-    assert "choose one on the val split, not here" in table({**plain, "split": "test"})  # never fitted on a test set
+    on_test = table({**plain, "split": "test"})  # a test split never offers its best threshold
+    assert "seg mIoU at foreground thresholds 0.10-0.90: in metrics.json (fit one on the val split)" in on_test
+    assert "seg mIoU at a foreground threshold of" not in on_test
     cut = evaluate(run, small_data, "val", out=tmp_path / "cut", mask_threshold=found["best"])
     assert cut["metrics"]["miou_seg"] == pytest.approx(found["best_miou"], abs=1e-6)
     assert cut["metrics"]["loss"] == pytest.approx(plain["metrics"]["loss"])  # the model's own loss
@@ -265,9 +267,14 @@ def test_a_mask_threshold_for_a_run_without_a_mask_head_is_refused_naming_the_ru
     spec = {**TINY, "heads": {"cls": TINY["heads"]["cls"]}, "losses": {"cls": TINY["losses"]["cls"]}}
     spec.pop("decoder")
     train(spec, small_data, tmp_path / "cls", TrainConfig(progress=False, epochs=1), log=lambda _: None)
-    message = r"cls: --mask-threshold 0\.3, but its heads draw no mask: cls \(class\)"
+    message = r"cls: --mask-threshold 0\.3, but its heads draw no two-class mask: cls \(class\)"
     with pytest.raises(DataError, match=message):
         evaluate(tmp_path / "cls", small_data, "val", out=tmp_path / "e", mask_threshold=0.3)
     with pytest.raises(DataError, match=message):
         predict(tmp_path / "cls", small_data, tmp_path / "p", mask_threshold=0.3, progress=False)
     assert not (tmp_path / "p").exists()
+    # a mask of three classes has no foreground/background threshold either: refused, its class count named
+    spec = {**TINY, "heads": {**TINY["heads"], "seg": {**TINY["heads"]["seg"], "classes": 3}}}
+    train(spec, small_data, tmp_path / "three", TrainConfig(progress=False, epochs=1), log=lambda _: None)
+    with pytest.raises(DataError, match=r"three: --mask-threshold 0\.3, but .*seg \(mask, 3 classes\)"):
+        evaluate(tmp_path / "three", small_data, "val", out=tmp_path / "e3", mask_threshold=0.3)
