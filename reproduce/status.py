@@ -119,6 +119,8 @@ def status_line(s: dict[str, Any]) -> str:
     if summary.get("epochs") and not summary.get("stopped_early", True):
         where = f"budget spent at epoch {summary['epochs']} (best {summary.get('best_epoch')}; not converged)"
     cost = f", {summary['core_hours']:.1f} core-h" if summary.get("core_hours") else ""
+    if not cost and summary.get("seconds"):  # records kept before runs recorded their CPU time
+        cost = f", {summary['seconds'] / 3600:.1f} h wall-clock (CPU time not recorded)"
     kept = " (run folder gone; its kept result)" if state == "kept" else ""
     return f"{s['title']}: {where}{cost}{kept}; {_scores(s.get('metrics'))}"
 

@@ -68,6 +68,11 @@ def test_each_state_of_a_run_is_read_from_its_files(tmp_path):
     assert status_line(run_status(job, out)) == (
         "A · gone · seed 1: stopped at epoch 88 (best 73) (run folder gone; its kept result); test acc 0.627"
     )
+    record["training"]["summary"]["seconds"] = 5400.0  # kept before runs recorded CPU time: its wall-clock said
+    keep.write_text(json.dumps({"data": "x/A_test", "tta": "rot180x4", "metrics": {"acc_cls": 0.627}, **record}))
+    assert "stopped at epoch 88 (best 73), 1.5 h wall-clock (CPU time not recorded) (run folder gone" in status_line(
+        run_status(job, out)
+    )
     job = _job(out, "timed")  # records since 2026-12-06 keep the run's seconds: the epoch's minutes and cost so far
     _epochs(job.run, [2.0, 1.5])
     rows = [json.loads(line) for line in (job.run / "metrics.jsonl").read_text().splitlines()[:2]]
