@@ -27,12 +27,17 @@ def _record_arguments(p: argparse.ArgumentParser) -> None:
     flags(p, "json")
 
 
-def _report_reference(r: dict, out: str | None, as_json: bool) -> int:
-    """A reference row (LDA, template matching): its record to ``--out``, and its accuracy per class."""
+def _kept(r: dict, out: str | None) -> dict:
+    """A measured record, also written to ``--out`` (per-particle predictions included) when given."""
     from dsmnet.core.fsutil import atomic_write_text, to_json
 
     if out:
         atomic_write_text(Path(out), to_json(r))
+    return r
+
+
+def _report_reference(r: dict, as_json: bool) -> int:
+    """A reference row (LDA, template matching): its accuracy per class."""
     if as_json:
         print_json({k: r[k] for k in ("run", "data", "particles", "classes", "metrics")})
         return 0
@@ -42,12 +47,8 @@ def _report_reference(r: dict, out: str | None, as_json: bool) -> int:
     return 0
 
 
-def _report_segmentation(r: dict, out: str | None, as_json: bool) -> int:
-    """The segmentation baseline: its record to ``--out``, its scores and fitted parameters."""
-    from dsmnet.core.fsutil import atomic_write_text, to_json
-
-    if out:
-        atomic_write_text(Path(out), to_json(r))
+def _report_segmentation(r: dict, as_json: bool) -> int:
+    """The segmentation baseline: its scores and fitted parameters."""
     if as_json:
         print_json(r)
         return 0
@@ -79,10 +80,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if args.segmentation:
         from dsmnet.reproduce.segbaseline import classical_segmentation
 
-        return _report_segmentation(classical_segmentation(_data(args), args.seed, test), args.out, args.json)
+        return _report_segmentation(_kept(classical_segmentation(_data(args), args.seed, test), args.out), args.json)
     from dsmnet.reproduce.baseline import classical_baseline
 
-    return _report_reference(classical_baseline(_data(args), args.seed, test), args.out, args.json)
+    return _report_reference(_kept(classical_baseline(_data(args), args.seed, test), args.out), args.json)
 
 
 def _template_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,7 +100,7 @@ def cmd_template_match(args: argparse.Namespace) -> int:
     if args.rotations < 1:
         raise UsageError(f"--rotations must be at least 1, got {args.rotations}")
     log = (lambda _m: None) if args.json else print
-    return _report_reference(template_matching(_data(args), args.rotations, log=log), args.out, args.json)
+    return _report_reference(_kept(template_matching(_data(args), args.rotations, log=log), args.out), args.json)
 
 
 def _paired_arguments(p: argparse.ArgumentParser) -> None:
