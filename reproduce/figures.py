@@ -159,7 +159,7 @@ def learning_curves(
         row, _, seed = rest.rpartition(" · seed")
         colour = rows.setdefault(row or rest, colours[len(rows) % len(colours)])
         style = ("-", "--", ":", "-.")[int(seed) % 4 if row and seed.isdigit() else 0]
-        _curve(grid[datasets.index(dataset)], title, result, colour, style, per_epoch)
+        _curve(grid[datasets.index(dataset)], rest, result, colour, style, per_epoch)  # the panel names the dataset
     for dataset, axes in zip(datasets, grid):
         _reference_lines(axes[0], {k: v for k, v in (levels or {}).items() if _dataset_of(k)[0] == dataset})
         for ax, label in zip(axes, ("validation object accuracy", "validation mIoU")):
@@ -167,8 +167,9 @@ def learning_curves(
             ax.set_ylabel(label)
             ax.set_title(f"dataset {dataset}" if dataset else "", fontsize=9)
             ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:  # below the axes: inside, a study's rows hid the curves
-                ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False)
+            if labels := ax.get_legend_handles_labels()[1]:  # below the axes: inside, a study's rows hid the curves
+                ncol = 2 if len(labels) > 8 and max(map(len, labels)) <= 40 else 1  # short ones in two columns
+                ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.14), frameon=False, ncol=ncol)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, bbox_inches="tight")
     plt.close(fig)
