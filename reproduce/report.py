@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -309,7 +310,18 @@ def common_seeds(a: list[dict], b: list[dict]) -> tuple[list[dict], list[dict], 
     )
 
 
-def table_lines(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[str, str]:
+def _paper(table: str, row: str) -> str:
+    """The paper's figures for a row of a table, as printed (pixel acc / mIoU / acc), or a dash."""
+    figures = PAPER.get(table, {}).get(row)
+    return " / ".join(figures) if figures else "—"
+
+
+def table_lines(
+    table: str, rows: dict[str, list[dict]], scale: Scale, unfinished: Sequence[str] = ()
+) -> tuple[str, str]:
+    """A table's Markdown and CSV: a line a row, its mean (± s.d. over seeds) and the paper's figures;
+    a row still training at some seeds says which it has, and one of ``unfinished`` that has no
+    finished run yet stands with no figures, so a table never passes over a planned row."""
     header = ["model", "pixel accuracy", "mIoU", "object accuracy", "paper (pixel acc / mIoU / acc)", "note"]
     caption = CAPTIONS.get(table, "").format(snr=scale.snr.get(TABLES[table][0], "?"))
     lines = _section(table, "", caption, header)
@@ -325,9 +337,9 @@ def table_lines(table: str, rows: dict[str, list[dict]], scale: Scale) -> tuple[
         if seeds and len(seeds) < len(scale.seeds):  # a row still training at its other seeds
             notes.append(f"seed {', '.join(map(str, seeds))} only (of {', '.join(map(str, scale.seeds))}) so far")
         note = "; ".join(notes + [n for n in [budget_note(runs)] if n])
-        figures = PAPER.get(table, {}).get(row)
-        paper = " / ".join(figures) if figures else "—"
-        lines.append(f"| {row} | {_fmt(pa)} | {_fmt(miou)} | {_fmt(acc)} | {paper} | {note} |")
+        lines.append(f"| {row} | {_fmt(pa)} | {_fmt(miou)} | {_fmt(acc)} | {_paper(table, row)} | {note} |")
         mean = lambda v: f"{statistics.mean(v):.4f}" if v else ""  # noqa: E731
         writer.writerow([row, len(runs), mean(pa), mean(miou), mean(acc), pa, miou, acc, len(bad)])
+    for row in dict.fromkeys(r for r in unfinished if r not in rows):
+        lines.append(f"| {row} | — | — | — | {_paper(table, row)} | not finished at any seed yet (`status.md`) |")
     return "\n".join(lines) + "\n", buf.getvalue()

@@ -154,9 +154,12 @@ def _references(scale: Scale, out: Path, paths, dataset: str, log) -> dict[str, 
     }
 
 
-def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=print) -> tuple[dict, list[str]]:
+def _report_tables(
+    scale: Scale, out: Path, paths, tables, plan, metrics, log=print, waiting: dict[str, list[str]] | None = None
+) -> tuple[dict, list[str]]:
     """Tables 1–3 with the baseline and template-matching rows, the orderings, per-class accuracy
-    and the learning curves; every run's test metrics kept in ``out/metrics``."""
+    and the learning curves; every run's test metrics kept in ``out/metrics``. ``waiting``: each
+    table's rows whose runs have not finished (listed in the table as such when none of a row's has)."""
     results: dict[str, dict[str, list[dict]]] = {}
     summary: list[str] = []
     # each result as it is kept: naming its run folder and test set in this study folder (perhaps
@@ -173,7 +176,7 @@ def _report_tables(scale: Scale, out: Path, paths, tables, plan, metrics, log=pr
             keep = kept_path(out, run)
             keep.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(keep, to_json(metrics[run]))
-        md, csv_text = table_lines(table, results[table], scale)
+        md, csv_text = table_lines(table, results[table], scale, (waiting or {}).get(table, ()))
         atomic_write_text(out / f"{table}.md", md)
         atomic_write_text(out / f"{table}.csv", csv_text)
         summary += [md, ""]
@@ -292,8 +295,9 @@ def reproduce(
     try:
         log(f"{len(jobs)} training runs on {workers} worker(s)")
         metrics = {**kept, **run_jobs(list(jobs.values()), workers, log, threads)}
+        waiting = {t: [row for row, run in entries if run not in metrics] for t, entries in plan.items()}
         plan = {t: [(row, run) for row, run in entries if run in metrics] for t, entries in plan.items()}
-        results, lines = _report_tables(scale, out, paths, tables, plan, metrics, log)
+        results, lines = _report_tables(scale, out, paths, tables, plan, metrics, log, waiting)
         summary = [f"# Reproduction at scale `{scale_name}`", "", "", "", describe_scale(scale), "", *lines]
         if discovery_run is not None:
             discovered = _discovery(discovery_run, paths, out)

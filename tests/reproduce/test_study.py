@@ -347,6 +347,13 @@ def test_rows_at_different_seeds_are_compared_on_the_seeds_both_have():
     )
     assert "| Cls subnet | — | — | 0.700 | - / - / 76.24 | seed 0 only (of 0, 1) so far |" in md
     assert "seed 0 only" not in md.split("Cls subnet")[0]
+    # a planned row none of whose runs has finished stands in the table, marked, after the scored ones
+    md, csv_text = table_lines(
+        "table3", {"Cls+Rec 1:1": [run(0.7, 0)]}, SCALES["converged"], ["Cls+Rec 1:1", "Cls+Rec 1:10", "Cls+Rec 1:10"]
+    )
+    waiting = "| Cls+Rec 1:10 | — | — | — | - / - / 81.87 | not finished at any seed yet (`status.md`) |"
+    assert md.rstrip().endswith(waiting) and md.count("Cls+Rec 1:10") == 1 and md.count("Cls+Rec 1:1 |") == 1
+    assert "1:10" not in csv_text  # the CSV holds measured rows only
 
 
 def test_miou_orderings_take_their_standard_error_from_the_seeds():
