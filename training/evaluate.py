@@ -231,12 +231,14 @@ def table(results: dict[str, Any]) -> str:
         if key.startswith(("acc_", "pixel_acc_", "miou_", "mse_")):
             lines.append(f"  {key:<20}{value:.4f}")
     for head, found in (results.get("mask_threshold_sweep") or {}).items():
+        if results["split"] != "val":  # the best threshold is named on a validation split only, never where reported
+            swept = f"{found['threshold'][0]:.2f}-{found['threshold'][-1]:.2f}"
+            lines.append(f"  {head} mIoU at foreground thresholds {swept}: in metrics.json (fit one on the val split)")
+            continue
         at_half = found["miou"][found["threshold"].index(0.5)]
-        lines.append(  # the best threshold is named on a validation split only: never fitted where it is reported
+        lines.append(
             f"  {head} mIoU at a foreground threshold of {found['best']:.2f}: {found['best_miou']:.4f} "
             f"(at 0.5: {at_half:.4f}; a threshold for --mask-threshold)"
-            if results["split"] == "val"
-            else f"  {head} mIoU at foreground thresholds 0.10-0.90: in metrics.json (fit one on the val split)"
         )
     for key, value in results.items():
         if key.startswith("fsc_"):
