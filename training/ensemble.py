@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from dsmnet.dataset.mrc import DataError
+from dsmnet.training.metrics import two_class_mask
 from dsmnet.training.runtime import Runtime
 from dsmnet.training.settings import RunSettings
 from dsmnet.training.step import load_trained
@@ -103,14 +104,13 @@ def _refuse_threshold_without_two_class_mask(run, model: nn.Module, state: dict,
     and its heads, for a run whose heads draw none (no mask head, or only masks of 3+ classes — a
     head's class count is read off one blank box through the model, which also serves plugin heads)."""
     targets = dict(model.targets)
-    classes = {}
+    out = {}
     if "mask" in targets.values():
         box = torch.zeros(1, state["spec"]["input"].get("channels", 1), *state["spec"]["input"]["shape"])
         with torch.no_grad(), rt.autocast():
             out = model.eval()(rt.input(box))
-        classes = {head: value.shape[1] for head, value in out.items() if targets[head] == "mask"}
-    if 2 not in classes.values():
-        count = {h: f", {n} classes" for h, n in classes.items()}
+    if not any(two_class_mask(targets[head], value) for head, value in out.items()):  # what at_threshold cuts
+        count = {h: f", {value.shape[1]} classes" for h, value in out.items() if targets[h] == "mask"}
         heads = ", ".join(f"{h} ({kind}{count.get(h, '')})" for h, kind in targets.items())
         raise DataError(f"{run}: --mask-threshold {threshold}, but its heads draw no two-class mask: {heads}")
 

@@ -50,7 +50,7 @@ class Confusion:
 SWEEP = tuple(round(0.05 * i, 2) for i in range(2, 19))  # foreground thresholds 0.10 … 0.90
 
 
-def _two_class_mask(kind: str, value: torch.Tensor) -> bool:
+def two_class_mask(kind: str, value: torch.Tensor) -> bool:
     """Whether a head's output is a target/background mask: what a foreground threshold applies to."""
     return kind == "mask" and value.shape[1] == 2
 
@@ -65,7 +65,7 @@ def at_threshold(out: dict[str, torch.Tensor], targets_of: dict[str, str], thres
     shift = float(np.log(threshold / (1.0 - threshold)))
     shifted = {}
     for head, value in out.items():
-        if _two_class_mask(targets_of[head], value):
+        if two_class_mask(targets_of[head], value):
             value = torch.cat([value[:, :1], value[:, 1:] - shift], 1)
         shifted[head] = value
     return shifted
@@ -82,7 +82,7 @@ class ThresholdSweep:
 
     def update(self, out: dict[str, torch.Tensor], targets, present, targets_of: dict[str, str]) -> None:
         for head, value in out.items():
-            if not _two_class_mask(targets_of[head], value) or "mask" not in targets or not present["mask"].any():
+            if not two_class_mask(targets_of[head], value) or "mask" not in targets or not present["mask"].any():
                 continue
             has = present["mask"]
             foreground, truth = value[has].float().softmax(1)[:, 1], targets["mask"][has]
