@@ -175,10 +175,11 @@ def _has_particles(test: Path):
 
 def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
     """The classical baseline row for one seed (cached in ``folder``)."""
-    from dsmnet.reproduce.baseline import classical_baseline
+    from dsmnet.reproduce.baseline import FEATURES, classical_baseline
 
+    same_features = lambda found: found.get("features") == FEATURES or not is_dataset(test)  # noqa: E731
     make = lambda: classical_baseline(data, seed, test)  # noqa: E731
-    return _kept_or_made(folder / f"seed{seed}.json", test, _has_particles(test), make)
+    return _kept_or_made(folder / f"seed{seed}.json", test, same_features, make)
 
 
 def seg_baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
