@@ -317,6 +317,14 @@ def reproduce(
         clock.end()  # an interrupted invocation closes its span too (a no-op after the first)
 
 
+def _other_seeds(out: Path, seeds: tuple[int, ...]) -> tuple[int, ...]:
+    """Seeds of run folders or kept records in the study folder other than ``seeds``: a seed trained
+    on top of the plan (a third for the claim rows) is listed by ``--status`` rather than hidden."""
+    found = [*out.glob("runs/*/*/seed*"), *out.glob("metrics/*/*/seed*.json")]
+    numbers = {p.name.removesuffix(".json").removeprefix("seed") for p in found}
+    return tuple(sorted({int(n) for n in numbers if n.isdigit()} - set(seeds)))
+
+
 def study_status(
     scale_name: str,
     out: Path,
@@ -325,8 +333,9 @@ def study_status(
     seeds: tuple[int, ...] | None = None,
     rows: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """Where each run the study plans stands (:mod:`.status`), training nothing; writes
-    ``out/status.md``. The study folder must exist (its datasets are checked, never simulated)."""
+    """Where each run the study plans stands (:mod:`.status`), and each run of another seed found in
+    the study folder, training nothing; writes ``out/status.md``. The study folder must exist (its
+    datasets are checked, never simulated)."""
     from dsmnet.reproduce.status import run_status, status_table
 
     if not out.is_dir():
@@ -334,6 +343,9 @@ def study_status(
     scale = _scale(scale_name, seeds)
     paths = datasets(scale, out, lambda _: None, simulate_missing=False)
     jobs = list(_plan(scale, out, paths, tables, rows)[1].values())
+    if extra := _other_seeds(out, scale.seeds):  # runs of further seeds started on top of the plan
+        more = _plan(dataclasses.replace(scale, seeds=extra), out, paths, tables, rows)[1].values()
+        jobs += [job for job in more if job.run.is_dir() or kept_path(out, job.run).is_file()]
     if with_discovery:  # its run, without making its reduced dataset
         spec = variant("dsmnet", None, {}, scale)
         run = _discovery_run(scale, out)

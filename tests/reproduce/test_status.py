@@ -115,3 +115,17 @@ def test_the_cost_so_far_and_an_estimate_of_the_rest():
         "two single-threaded trainings side by side."
     )
     assert cost_line(statuses[:3]) == "Cost so far: 3.0 core-hours over the 2 finished runs that record it."
+
+
+def test_a_run_of_a_seed_beyond_the_plan_is_listed_not_hidden(tmp_path):
+    from dsmnet.reproduce.study import study_status
+
+    out = tmp_path
+    _epochs(out / "runs" / "A" / "dsmnet-cls" / "seed2", [2.0, 1.8])  # a third seed of the Cls subnet, training
+    (out / "metrics" / "A" / "baseline").mkdir(parents=True)
+    (out / "metrics" / "A" / "baseline" / "seed5.json").write_text("{}")  # a reference's seed: no run of it
+    statuses = study_status("converged", out, tables=("table1",), with_discovery=False, rows=("Cls subnet", "DSM-Net"))
+    titles = [s["title"] for s in statuses]
+    assert titles[:4] == [f"A · {row} · seed {n}" for row in ("Cls subnet", "DSM-Net") for n in (0, 1)]
+    assert titles[4:] == ["A · Cls subnet · seed 2"] and statuses[4]["epoch"] == 2
+    assert "A · Cls subnet · seed 2: training, epoch 2" in (out / "status.md").read_text()
