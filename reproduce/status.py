@@ -11,13 +11,17 @@ folders and ``metrics/``: nothing is loaded into a network and nothing is writte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from dsmnet.reproduce.jobs import Job, scored, scoring
-from dsmnet.reproduce.records import kept_unless_run
+from dsmnet.core.fsutil import atomic_write_text
+from dsmnet.reproduce.jobs import Job, StudyError, datasets, scored, scoring
+from dsmnet.reproduce.records import kept_path, kept_unless_run
+from dsmnet.reproduce.scales import HOLDOUT, PAPER_TABLES, variant
+from dsmnet.reproduce.study import _discovery_run, _plan, _scale
 
 
 def _history(run: Path) -> list[dict[str, Any]]:
@@ -173,3 +177,41 @@ def cost_line(statuses: list[dict[str, Any]]) -> str:
         f"cost (a row's own other runs where it has some, else their mean, {mean:.1f}), ≈ "
         f"{max(guess - spent, 0.0) / 2:.0f} hours as two single-threaded trainings side by side."
     )
+
+
+def _other_seeds(out: Path, seeds: tuple[int, ...]) -> tuple[int, ...]:
+    """Seeds of run folders or kept records in the study folder other than ``seeds``: a seed trained
+    on top of the plan (a third for the claim rows) is listed by ``--status`` rather than hidden."""
+    found = [*out.glob("runs/*/*/seed*"), *out.glob("metrics/*/*/seed*.json")]
+    numbers = {p.name.removesuffix(".json").removeprefix("seed") for p in found}
+    return tuple(sorted({int(n) for n in numbers if n.isdigit()} - set(seeds)))
+
+
+def study_status(
+    scale_name: str,
+    out: Path,
+    tables: tuple[str, ...] = PAPER_TABLES,
+    with_discovery: bool = True,
+    seeds: tuple[int, ...] | None = None,
+    rows: tuple[str, ...] | None = None,
+) -> list[dict[str, Any]]:
+    """Where each run the study plans stands (:mod:`.status`), and each run of another seed found in
+    the study folder, training nothing; writes ``out/status.md``. The study folder must exist (its
+    datasets are checked, never simulated)."""
+    if not out.is_dir():
+        raise StudyError(f"{out}: no study folder there (nothing has run yet)")
+    scale = _scale(scale_name, seeds)
+    paths = datasets(scale, out, lambda _: None, simulate_missing=False)
+    jobs = list(_plan(scale, out, paths, tables, rows)[1].values())
+    if extra := _other_seeds(out, scale.seeds):  # runs of further seeds started on top of the plan
+        more = _plan(dataclasses.replace(scale, seeds=extra), out, paths, tables, rows)[1].values()
+        jobs += [job for job in more if job.run.is_dir() or kept_path(out, job.run).is_file()]
+    if with_discovery:  # its run, without making its reduced dataset
+        spec = variant("dsmnet", None, {}, scale)
+        run = _discovery_run(scale, out)
+        jobs.append(
+            Job(run, spec.to_dict(), paths["A"], scale.seeds[0], f"discovery · DSM-Net without {HOLDOUT}", 0.0, False)
+        )
+    statuses = [run_status(job, out) for job in jobs]
+    atomic_write_text(out / "status.md", status_table(statuses))
+    return statuses

@@ -76,8 +76,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             "--status and --report: give one (--status says where the runs stand, --report redraws tables)"
         )
     if args.status:
-        from dsmnet.reproduce.status import status_line
-        from dsmnet.reproduce.study import study_status
+        from dsmnet.reproduce.status import status_line, study_status
 
         statuses = study_status(
             args.scale, Path(args.out), tables=tables, with_discovery=not args.no_discover, seeds=seeds, rows=rows

@@ -118,7 +118,7 @@ def test_the_cost_so_far_and_an_estimate_of_the_rest():
 
 
 def test_a_run_of_a_seed_beyond_the_plan_is_listed_not_hidden(tmp_path):
-    from dsmnet.reproduce.study import study_status
+    from dsmnet.reproduce.status import study_status
 
     out = tmp_path
     _epochs(out / "runs" / "A" / "dsmnet-cls" / "seed2", [2.0, 1.8])  # a third seed of the Cls subnet, training
