@@ -157,3 +157,37 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
+
+
+class BusyError(OutputError):
+    """Another process holds the folder (trains the same run); names the folder and the process."""
+
+
+@contextlib.contextmanager
+def claimed(folder: str | Path, what: str = "trained") -> Iterator[None]:
+    """Hold ``folder`` for one process while the block runs: an exclusive lock on ``folder/.lock``
+    holding the process id. A second process claiming it is refused (:class:`BusyError`, naming the
+    holder) instead of writing the same checkpoints and records at once; the system drops the lock
+    with its process, so a killed run leaves none behind. Where ``fcntl`` is missing (Windows) the
+    block runs unguarded."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise BusyError(
+                f"{folder}: being {what} by another process (pid {holder}); wait for it to end or stop it"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield

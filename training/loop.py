@@ -15,6 +15,7 @@ precise BN), :mod:`~dsmnet.training.validate` (metrics on a split), :mod:`~dsmne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from dsmnet.core.fsutil import atomic_write_text
+from dsmnet.core.fsutil import atomic_write_text, claimed
 from dsmnet.core.progress import Progress
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.subtomograms import Subtomograms
@@ -254,6 +255,7 @@ def train(
 
     Raises:
         TrainingError: a NaN loss, a run folder in the way, nothing to resume.
+        BusyError: another process trains the same run folder (naming it).
         DataError / SpecError: bad data or spec, naming the file.
     """
     config = config or TrainConfig()
@@ -261,6 +263,12 @@ def train(
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 speaks for the run
         log = _silent
     r = Training(spec, data_dir, out, config, prepare_run(out, resume, log), log)
+    with claimed(out) if r.rt.is_main else contextlib.nullcontext():  # one process trains a run folder at a time
+        return _train(r, out, log)
+
+
+def _train(r: Training, out: Path, log) -> dict[str, Any]:
+    """The epochs of a set-up run until it stops, then its summary (``summary.json``, ``curves.png``)."""
     s = r.settings
     if r.rt.is_main:
         log(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import mrcfile
@@ -70,6 +72,38 @@ def test_an_existing_run_is_not_overwritten(small_data, tiny_spec, tmp_path):
     )
     assert said[0] == f"{tmp_path / 'other'}: nothing to resume (no last.pt yet); starting the run"
     assert (tmp_path / "other" / "last.pt").is_file()
+
+
+HOLD = """import sys, time
+from dsmnet.core.fsutil import claimed
+with claimed(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_run_folder_is_trained_by_one_process_at_a_time(small_data, tiny_spec, tmp_path, capsys):
+    from dsmnet.cli import main
+    from dsmnet.core.fsutil import BusyError
+
+    run, more = tmp_path / "run", TrainConfig(progress=False, epochs=2)
+    train(tiny_spec, small_data, run, TrainConfig(progress=False, epochs=1), log=lambda _: None)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another process trains this run folder
+        with pytest.raises(BusyError, match=rf"being trained by another process \(pid {holder.pid}\); wait"):
+            train(tiny_spec, small_data, run, more, resume=True, log=lambda _: None)
+        assert state_of(run)["epoch"] == 1 and len((run / "metrics.jsonl").read_text().splitlines()) == 1
+        args = ["train", str(tiny_spec), "--data", str(small_data), "--out", str(run), "--resume", "--epochs", "2"]
+        assert main([*args, "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        busy = f"{run}: being trained by another process (pid {holder.pid}); wait for it to end or stop it"
+        assert err == f"dsmnet: error: {busy}"
+    finally:
+        holder.kill()
+        holder.wait()
+    # killed while holding it: the lock went with the process, and the run resumes
+    assert train(tiny_spec, small_data, run, more, resume=True, log=lambda _: None)["epochs"] == 2
 
 
 def test_learning_rate_schedules():
