@@ -164,7 +164,7 @@ class BusyError(OutputError):
 
 
 @contextlib.contextmanager
-def claimed(folder: str | Path, what: str = "trained") -> Iterator[None]:
+def claimed(folder: str | Path) -> Iterator[None]:
     """Hold ``folder`` for one process while the block runs: an exclusive lock on ``folder/.lock``
     holding the process id. A second process claiming it is refused (:class:`BusyError`, naming the
     holder) instead of writing the same checkpoints and records at once; the system drops the lock
@@ -184,7 +184,7 @@ def claimed(folder: str | Path, what: str = "trained") -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip() or "?"
             raise BusyError(
-                f"{folder}: being {what} by another process (pid {holder}); wait for it to end or stop it"
+                f"{folder}: being trained by another process (pid {holder}); wait for it to end or stop it"
             ) from None
         handle.seek(0)
         handle.truncate()

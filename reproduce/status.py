@@ -21,7 +21,7 @@ from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.reproduce.jobs import Job, StudyError, datasets, scored, scoring
 from dsmnet.reproduce.records import kept_path, kept_unless_run
 from dsmnet.reproduce.scales import HOLDOUT, PAPER_TABLES, variant
-from dsmnet.reproduce.study import _discovery_run, _plan, _scale
+from dsmnet.reproduce.study import discovery_folder, plan_runs, scale_at
 
 
 def _history(run: Path) -> list[dict[str, Any]]:
@@ -200,15 +200,15 @@ def study_status(
     datasets are checked, never simulated)."""
     if not out.is_dir():
         raise StudyError(f"{out}: no study folder there (nothing has run yet)")
-    scale = _scale(scale_name, seeds)
+    scale = scale_at(scale_name, seeds)
     paths = datasets(scale, out, lambda _: None, simulate_missing=False)
-    jobs = list(_plan(scale, out, paths, tables, rows)[1].values())
+    jobs = list(plan_runs(scale, out, paths, tables, rows)[1].values())
     if extra := _other_seeds(out, scale.seeds):  # runs of further seeds started on top of the plan
-        more = _plan(dataclasses.replace(scale, seeds=extra), out, paths, tables, rows)[1].values()
+        more = plan_runs(dataclasses.replace(scale, seeds=extra), out, paths, tables, rows)[1].values()
         jobs += [job for job in more if job.run.is_dir() or kept_path(out, job.run).is_file()]
     if with_discovery:  # its run, without making its reduced dataset
         spec = variant("dsmnet", None, {}, scale)
-        run = _discovery_run(scale, out)
+        run = discovery_folder(scale, out)
         jobs.append(
             Job(run, spec.to_dict(), paths["A"], scale.seeds[0], f"discovery · DSM-Net without {HOLDOUT}", 0.0, False)
         )

@@ -77,7 +77,7 @@ def _command(scale_name: str, out: Path, seeds, tables, rows, with_discovery: bo
     return command
 
 
-def _plan(scale: Scale, out: Path, paths: dict[str, Path], tables, rows) -> tuple[dict, dict[Path, Job]]:
+def plan_runs(scale: Scale, out: Path, paths: dict[str, Path], tables, rows) -> tuple[dict, dict[Path, Job]]:
     """Every (table, row, seed) → its run folder, and one job per run folder (identical runs, such
     as Table 3's 1:1 and 1:10 rows, are one job)."""
     plan: dict[str, list[tuple[str, Path]]] = {}
@@ -101,7 +101,7 @@ def _plan(scale: Scale, out: Path, paths: dict[str, Path], tables, rows) -> tupl
     return plan, jobs
 
 
-def _discovery_run(scale: Scale, out: Path) -> Path:
+def discovery_folder(scale: Scale, out: Path) -> Path:
     return out / "runs" / f"A_without_{HOLDOUT}" / "dsmnet" / f"seed{scale.seeds[0]}"
 
 
@@ -111,7 +111,7 @@ def _discovery_job(scale: Scale, out: Path, paths: dict[str, Path]) -> Job:
 
     reduced = without_class(paths["A"], out / "data" / f"A_without_{HOLDOUT}", HOLDOUT)
     spec = variant("dsmnet", None, {}, scale)
-    run, seed = _discovery_run(scale, out), scale.seeds[0]
+    run, seed = discovery_folder(scale, out), scale.seeds[0]
     title = f"discovery · DSM-Net without {HOLDOUT} · seed {seed}"
     return Job(run, spec.to_dict(), reduced, seed, title, run_cost(spec), False, None, scale.augment)
 
@@ -120,7 +120,7 @@ def _kept_discovery(scale: Scale, out: Path, log) -> dict | None:
     """Discovery's kept result (``discover/discover.json``, with its run's training record) when
     the run folder is gone; None while the run is there (discovery is redone from it)."""
     path = out / "discover" / "discover.json"
-    if (_discovery_run(scale, out) / "summary.json").is_file() or not path.is_file():
+    if (discovery_folder(scale, out) / "summary.json").is_file() or not path.is_file():
         return None
     found = json.loads(path.read_text())
     if found.get("holdout") != HOLDOUT:
@@ -241,7 +241,7 @@ def _what_to_run(scale: Scale, out: Path, paths, jobs: dict, with_discovery: boo
     reused from their kept results, the discovery run and its kept result; with ``report_only``
     only the finished runs, and an error if there is nothing to report."""
     discovery_run, discovered = None, _kept_discovery(scale, out, log) if with_discovery else None
-    trained = (_discovery_run(scale, out) / "summary.json").is_file()
+    trained = (discovery_folder(scale, out) / "summary.json").is_file()
     if with_discovery and discovered is None and (trained or not report_only):  # a report trains nothing
         job = _discovery_job(scale, out, paths)
         discovery_run, jobs[job.run] = job.run, job
@@ -260,7 +260,7 @@ def _what_to_run(scale: Scale, out: Path, paths, jobs: dict, with_discovery: boo
     return jobs, kept, discovery_run, discovered
 
 
-def _scale(name: str, seeds: tuple[int, ...] | None) -> Scale:
+def scale_at(name: str, seeds: tuple[int, ...] | None) -> Scale:
     """The scale of that name, at the seeds given (else its own)."""
     return dataclasses.replace(SCALES[name], seeds=tuple(seeds)) if seeds else SCALES[name]
 
@@ -280,7 +280,7 @@ def reproduce(
     """Run the study at a scale; writes ``table{1,2,3}.md/.csv``, ``summary.md`` and every run's
     test ``metrics/…json`` into ``out``. ``rows`` keeps only the rows of those names;
     ``report_only`` trains nothing and reports the runs that have finished."""
-    scale = _scale(scale_name, seeds)
+    scale = scale_at(scale_name, seeds)
     workers = workers or default_workers()
     clock = StudyClock(out)
     if not report_only:  # a report needs a study folder there already, and a refused one leaves none
@@ -288,7 +288,7 @@ def reproduce(
     paths = datasets(scale, out, log, simulate_missing=not report_only)
     command = _command(scale_name, out, seeds, tables, rows, with_discovery)
     revision = git_revision()
-    plan, jobs = _plan(scale, out, paths, tables, rows)
+    plan, jobs = plan_runs(scale, out, paths, tables, rows)
     jobs, kept, discovery_run, discovered = _what_to_run(scale, out, paths, jobs, with_discovery, report_only, log)
     command += " --report" if report_only else ""
     clock.begin()  # from here on the invocation counts in the study's wall time, even if it is killed

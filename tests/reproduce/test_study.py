@@ -45,13 +45,13 @@ def test_rows_are_generated_variants_at_one_scale(row, base, heads, grid):
 
 
 def test_the_rows_beyond_the_paper_are_dsmnet_with_one_change_each(tmp_path):
-    from dsmnet.reproduce.study import _plan
+    from dsmnet.reproduce.study import plan_runs
 
     scale = SCALES["converged"]
     paths = {"A": tmp_path / "A", "A_test": tmp_path / "A_test"}
     both, wide = "DSM-Net + centre prior + fresh data", "DSM-Net + paper widths"
     rows = ("DSM-Net", "DSM-Net + centre prior", "DSM-Net + fresh data", both, wide)
-    plan, jobs = _plan(scale, tmp_path, paths, ("table1", "beyond"), rows)
+    plan, jobs = plan_runs(scale, tmp_path, paths, ("table1", "beyond"), rows)
     beyond = dict(plan["beyond"][::2])  # seed 0 of each row
     assert beyond["DSM-Net"] == dict(plan["table1"][::2])["DSM-Net"]  # Table 1's run, reused
     centre, fresh, plain, joined = (
