@@ -167,19 +167,19 @@ def _kept_or_made(path: Path, test: Path, usable, make) -> dict[str, Any]:
     return result
 
 
-def _has_particles(test: Path):
-    """Whether a kept record has per-particle predictions: one from before them is made again, where
-    the data are here to do it."""
-    return lambda found: "per_particle" in found or not is_dataset(test)
+def _answers(test: Path, current):
+    """Whether a kept record still answers: ``current(found)`` says it was made as a record is made
+    now (one from before is made again, where the data are here to do it); without the data it stands."""
+    return lambda found: current(found) or not is_dataset(test)
 
 
 def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
     """The classical baseline row for one seed (cached in ``folder``)."""
     from dsmnet.reproduce.baseline import FEATURES, classical_baseline
 
-    same_features = lambda found: found.get("features") == FEATURES or not is_dataset(test)  # noqa: E731
+    usable = _answers(test, lambda found: found.get("features") == FEATURES)  # the features it was fitted on
     make = lambda: classical_baseline(data, seed, test)  # noqa: E731
-    return _kept_or_made(folder / f"seed{seed}.json", test, same_features, make)
+    return _kept_or_made(folder / f"seed{seed}.json", test, usable, make)
 
 
 def seg_baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
@@ -201,7 +201,7 @@ def template_matching(test: Path, rotations: int, folder: Path, log=print) -> di
         return search(test, rotations)
 
     def usable(found: dict) -> bool:
-        return found.get("rotations") == rotations and _has_particles(test)(found)
+        return found.get("rotations") == rotations and _answers(test, lambda f: "per_particle" in f)(found)
 
     return _kept_or_made(folder / "template_matching.json", test, usable, match)
 
