@@ -11,7 +11,6 @@ folders and ``metrics/``: nothing is loaded into a network and nothing is writte
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -204,7 +203,7 @@ def study_status(
     paths = datasets(scale, out, lambda _: None, simulate_missing=False)
     jobs = list(plan_runs(scale, out, paths, tables, rows)[1].values())
     if extra := _other_seeds(out, scale.seeds):  # runs of further seeds started on top of the plan
-        more = plan_runs(dataclasses.replace(scale, seeds=extra), out, paths, tables, rows)[1].values()
+        more = plan_runs(scale_at(scale_name, extra), out, paths, tables, rows)[1].values()
         jobs += [job for job in more if job.run.is_dir() or kept_path(out, job.run).is_file()]
     if with_discovery:  # its run, without making its reduced dataset
         spec = variant("dsmnet", None, {}, scale)
