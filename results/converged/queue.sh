@@ -34,14 +34,14 @@ lane_a() {
     run table2 'Cls subnet' 1
     run table2 'Seg subnet' 1
     run table2 'DSM-Net' 1
-    run table3 'Cls+Rec 1:10' 1
-    run table3 'Cls+Seg 1:100' 1
 }
 
 lane_b() {
     until [ -f "$STUDY/data/B_test/simulation.json" ]; do sleep 20; done  # lane A simulates
     run table1 'Cls subnet' 2
     run table1 'DSM-Net' 2
+    run table3 'Cls+Rec 1:10' 1
+    run table3 'Cls+Seg 1:100' 1
     run beyond 'DSM-Net + centre prior + fresh data' 0
     run beyond 'DSM-Net + paper widths' 0
 }
