@@ -34,6 +34,9 @@ lane_a() {
     run table2 'Cls subnet' 1
     run table2 'Seg subnet' 1
     run table2 'DSM-Net' 1
+    run beyond 'DSM-Net + paper widths' 0
+    run table2 'DSRF3D-v2' 1
+    run table2 'SSN3D-ED' 1
 }
 
 lane_b() {
@@ -43,7 +46,6 @@ lane_b() {
     run table3 'Cls+Rec 1:10' 1
     run table3 'Cls+Seg 1:100' 1
     run beyond 'DSM-Net + centre prior + fresh data' 0
-    run beyond 'DSM-Net + paper widths' 0
 }
 
 export -f run lane_a lane_b
