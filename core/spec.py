@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from dsmnet.core.errors import SpecError
 
@@ -87,9 +87,33 @@ class TrainingSpec(BaseModel):
     warmup: Annotated[int, Field(ge=0)] = 0
     plateau_patience: Annotated[int, Field(ge=1)] = 5
     plateau_factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    # the plateau schedule's floor: the run has finished learning once a reduction takes the rate
+    # below it (a rate that no longer moves the weights, where a lower validation loss is precise
+    # BN's sample and not learning); None: only ``patience`` stops the run (the paper's)
+    min_lr: Annotated[float, Field(gt=0.0)] | None = None
     # weight averaging: validation, best.pt and every later use take an exponential moving average
     # of the weights with this decay per step (0: off, the paper's; 0.999 averages over ~1000 steps)
     ema: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    @field_validator("min_lr")
+    @classmethod
+    def _floor_of_a_plateau(cls, value: float | None, info: ValidationInfo) -> float | None:
+        problem = floor_problem(info.data.get("schedule", "constant"), info.data.get("lr"), value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def floor_problem(schedule: str, lr: float | None, min_lr: float | None) -> str | None:
+    """Why ``min_lr`` cannot go with this schedule and peak rate, or None (also asked of a run's
+    settings once the command line's overrides are in)."""
+    if min_lr is None or min_lr == 0:
+        return None
+    if schedule != "plateau":
+        return f"min_lr is a floor for the plateau schedule, and the schedule is {schedule}"
+    if lr is not None and min_lr >= lr:
+        return f"min_lr must be below the peak rate, lr {lr}"
+    return None
 
 
 class Spec(BaseModel):

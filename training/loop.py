@@ -35,7 +35,14 @@ from dsmnet.training.batches import batch_bounds, prefetch
 from dsmnet.training.checkpoint import save_checkpoint
 from dsmnet.training.priors import precise_bn
 from dsmnet.training.run import Run
-from dsmnet.training.settings import TrainConfig, TrainingError, learning_rate, plateau_scale, prepare_run
+from dsmnet.training.settings import (
+    TrainConfig,
+    TrainingError,
+    finished_learning,
+    learning_rate,
+    plateau_scale,
+    prepare_run,
+)
 from dsmnet.training.validate import evaluate_split
 from dsmnet.training.watch import CHECK_EVERY, FiniteWatch, rank_seed, total_norm
 
@@ -188,6 +195,9 @@ class Training(Run):
         if scale != run.lr_scale:
             self.log(f"no lower validation loss for {run.bad_epochs} epochs: learning rate × {scale / run.lr_scale:g}")
             run.lr_scale = scale
+        why = finished_learning(self.settings, run)
+        if why:
+            self.log(f"stopping after epoch {epoch}: {why}; best epoch {run.best_epoch}")
         run.epoch = epoch
         # the run's wall and CPU seconds so far, over every session: an epoch's cost is the difference
         # of two rows, and a pause or shared cores show as wall time without CPU time
@@ -209,7 +219,7 @@ class Training(Run):
     def stop_everywhere(self) -> bool:
         """Rank 0's early-stopping decision and learning-rate scale, broadcast to every rank in a
         tensor on the run's device (NCCL, the process group of every GPU run, takes no CPU tensor)."""
-        stop = self.rt.flag(self.rt.is_main and self.run.bad_epochs >= self.settings.patience)
+        stop = self.rt.flag(self.rt.is_main and finished_learning(self.settings, self.run) is not None)
         decided = torch.cat([stop, self.rt.flag(self.run.lr_scale)])
         dist.broadcast(decided, 0)
         stop, self.run.lr_scale = decided.tolist()
@@ -217,13 +227,14 @@ class Training(Run):
 
     def summary(self) -> dict[str, Any]:
         """What ``summary.json`` holds: the run's outcome, its cost and its provenance."""
-        r, cpu = self.run, self.cpu_seconds
+        r, cpu, why = self.run, self.cpu_seconds, finished_learning(self.settings, self.run)
         return {
             "run": str(self.out),
             "epochs": r.epoch,
             "best_epoch": r.best_epoch,
             "best_val_loss": r.best_loss,
-            "stopped_early": r.bad_epochs >= self.settings.patience,
+            "stopped_early": why is not None,
+            "stopped_because": why,  # (None: the budget's last epoch)
             "initial_weighted_losses": r.initial,
             "seconds": self.seconds,
             "samples_seen": r.epoch * len(self.split["train"]),  # training samples, over every epoch and rank

@@ -25,7 +25,7 @@ from dsmnet.training.ema import WeightAverage
 from dsmnet.training.fresh import FreshData
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, target_priors
 from dsmnet.training.runtime import Runtime, available_memory, keep_freed_memory, make_runtime
-from dsmnet.training.settings import MORE_TIME, RunSettings, RunState, TrainConfig, make_optimizer
+from dsmnet.training.settings import MORE_TIME, RunSettings, RunState, TrainConfig, finished_learning, make_optimizer
 from dsmnet.training.step import TrainStep, init_from
 from dsmnet.training.validate import evaluate_split
 
@@ -227,7 +227,7 @@ class Run:
 
     @property
     def going(self) -> bool:
-        return self.run.epoch < self.settings.epochs and self.run.bad_epochs < self.settings.patience
+        return self.run.epoch < self.settings.epochs and finished_learning(self.settings, self.run) is None
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything a resumed run, evaluation and prediction need (``step``: the weights they use)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from dsmnet.core.spec import Spec
+from dsmnet.core.spec import Spec, floor_problem
 from dsmnet.registry.errors import UserError
 from dsmnet.training.checkpoint import load_checkpoint
 from dsmnet.training.options import Augment, Precision
@@ -39,6 +39,7 @@ class TrainConfig:
     schedule: str | None = None
     warmup: int | None = None
     ema: float | None = None
+    min_lr: float | None = None
     seed: int = 0
     device: str = "auto"
     precision: Precision = "auto"
@@ -53,7 +54,9 @@ class TrainConfig:
 
 
 # the spec's ``training`` fields a TrainConfig may override
-OVERRIDES: tuple[str, ...] = ("lr", "batch_size", "epochs", "patience", "weight_decay", "schedule", "warmup", "ema")
+OVERRIDES: tuple[str, ...] = (
+    "lr", "batch_size", "epochs", "patience", "weight_decay", "schedule", "warmup", "ema", "min_lr",
+)  # fmt: skip
 
 
 @dataclass
@@ -74,6 +77,7 @@ class RunSettings:
     warmup: int = 0
     plateau_patience: int = 5
     plateau_factor: float = 0.2
+    min_lr: float = 0.0  # the plateau schedule's floor (runs saved before it: none, 0)
     ema: float = 0.0
     seed: int = 0
     augment: str = "none"
@@ -96,6 +100,9 @@ class RunSettings:
             precise_bn_fixed=config.precise_bn_fixed,
             prior_init=config.prior_init, init=config.init, fresh=config.fresh,
         )  # fmt: skip
+        problem = floor_problem(values["schedule"], values["lr"], values.get("min_lr"))
+        if problem:
+            raise TrainingError(f"{spec.name}: {problem} (the spec's training section with the command line's options)")
         return cls.from_dict(values)
 
     @classmethod
@@ -110,6 +117,7 @@ class RunSettings:
         if known.get("wedge") is not None:
             known["wedge"] = tuple(known["wedge"])
         known["precise_bn"] = known.get("precise_bn") or 0
+        known["min_lr"] = known.get("min_lr") or 0.0
         return cls(**known)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +140,7 @@ class RunSettings:
                 if self.schedule == "plateau"
                 else []
             )
+            + ([f"stop below {self.min_lr:g}"] if self.min_lr else [])
             + ([f"EMA {self.ema:g}"] if self.ema else [])
         )
         return f"lr {self.lr}" + (f" ({', '.join(parts)})" if parts else "")
@@ -184,6 +193,17 @@ def plateau_scale(settings: RunSettings, scale: float, bad_epochs: int) -> float
     if settings.schedule != "plateau" or not bad_epochs or bad_epochs % settings.plateau_patience:
         return scale
     return scale * settings.plateau_factor
+
+
+def finished_learning(settings: RunSettings, run: RunState) -> str | None:
+    """Why the run stops before its last epoch, or None while it learns on: ``patience`` epochs
+    without a lower validation loss, or the plateau schedule's rate taken below ``min_lr``. Both
+    read from what every checkpoint holds, so a run killed after its last epoch stops on resuming."""
+    if run.bad_epochs >= settings.patience:
+        return f"{run.bad_epochs} epochs without a lower validation loss"
+    if settings.min_lr and settings.lr * run.lr_scale < settings.min_lr:
+        return f"the rate ({settings.lr * run.lr_scale:.3g}) below min_lr {settings.min_lr:g}"
+    return None
 
 
 def make_optimizer(settings: RunSettings, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

@@ -38,6 +38,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--warmup", type=int, help="epochs of linear learning-rate warm-up (spec default: 0)")
     p.add_argument(
+        "--min-lr",
+        type=float,
+        help="with the plateau schedule: stop once a reduction takes the rate below this (e.g. a thousandth of "
+        "--lr; a rate that small no longer moves the weights; spec default: none, only --patience stops)",
+    )
+    p.add_argument(
         "--ema",
         type=float,
         help="validate, keep and use an exponential moving average of the weights with this decay per step "
@@ -110,6 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         warmup=args.warmup,
         ema=args.ema,
+        min_lr=args.min_lr,
         seed=args.seed,
         device=args.device,
         precision=args.precision,

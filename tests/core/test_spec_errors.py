@@ -32,6 +32,9 @@ ONE_CHANGE = {
     ),
     "an unknown top-level key": (("head",), {}, "head: unknown key; did you mean 'heads'?", ["backbone"]),
     "an unknown training key": (("training", "learning_rate"), 0.1, "training.learning_rate: unknown key", []),
+    "a rate floor needs the plateau schedule": (
+        ("training", "min_lr"), 1e-6, "training.min_lr:", ["floor for the plateau schedule", "schedule is constant"]
+    ),
     "a loss must name a head": (
         ("losses", "den"), {"type": "mse"}, "losses.den: no head named 'den' (heads: cls, seg, rec)", []
     ),

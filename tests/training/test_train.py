@@ -579,6 +579,40 @@ def test_the_plateau_schedule_lowers_the_rate_when_validation_stalls_and_resumes
     assert state["lr_scale"] == 0.25
 
 
+def test_the_plateau_schedule_stops_once_its_rate_falls_below_min_lr_and_stays_stopped(
+    small_data, tiny_spec, tmp_path, monkeypatch
+):
+    """The floor ends a run whose rate no longer moves the weights, though its patience is not
+    used up; the stop is read from the checkpoint, so a resumed run given more epochs stays
+    stopped. A floor without the plateau schedule (spec or command line) is refused in one line."""
+    evaluate_split = loop.evaluate_split
+    calls = []
+
+    def rising(*args, **kwargs):  # after the initial losses every epoch's validation is worse
+        calls.append(1)
+        out = evaluate_split(*args, **kwargs)
+        return {**out, "loss": float(len(calls))} if len(calls) > 1 else out
+
+    monkeypatch.setattr(loop, "evaluate_split", rising)
+    monkeypatch.setattr(run, "evaluate_split", rising)
+    spec = yaml.safe_load(tiny_spec.read_text())
+    spec["training"].update(schedule="plateau", plateau_patience=1, plateau_factor=0.5, epochs=6, lr=1e-3, patience=15)
+    path = tmp_path / "floor.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    lines: list[str] = []
+    summary = train(path, small_data, tmp_path / "run", TrainConfig(progress=False, precise_bn=32, min_lr=3e-4),
+                    log=lines.append)  # fmt: skip
+    # epoch 1: best; 2: × 0.5 (5e-4); 3: × 0.5 (2.5e-4 < 3e-4), stop
+    assert summary["epochs"] == 3 and summary["stopped_early"] and "below min_lr 0.0003" in summary["stopped_because"]
+    assert any(line.startswith("stopping after epoch 3: the rate (0.00025) below min_lr") for line in lines)
+    assert "stop below 0.0003" in next(line for line in lines if line.startswith("training "))
+    again = train(path, small_data, tmp_path / "run", TrainConfig(progress=False, precise_bn=32, epochs=8),
+                  resume=True, log=lines.append)  # fmt: skip
+    assert again["epochs"] == 3 and len(state_of(tmp_path / "run")["history"]) == 3
+    with pytest.raises(TrainingError, match="min_lr is a floor for the plateau schedule, and the schedule is cosine"):
+        train(path, small_data, tmp_path / "cosine", TrainConfig(progress=False, schedule="cosine", min_lr=3e-4))
+
+
 # the settings a checkpoint held as its code wrote them: the long runs of 2026-12-04 (no
 # ``fresh``, no ``wedge``), and the oldest runs (augment a bool, no schedule, no weight average)
 SETTINGS_2026_12_04 = ("optimizer", "lr", "betas", "weight_decay", "batch_size", "epochs", "patience", "schedule",
