@@ -542,16 +542,13 @@ def test_lazy_volumes_index_like_the_tensors_in_memory(small_data):
     assert torch.equal(lazy.targets["density"][idx], held.targets["density"][idx])
 
 
-def test_the_plateau_schedule_lowers_the_rate_when_validation_stalls_and_resumes_with_it(
-    small_data, tiny_spec, tmp_path, monkeypatch
-):
-    assert plateau_scale(RunSettings(schedule="plateau", plateau_patience=2, plateau_factor=0.5), 1.0, 2) == 0.5
-    assert plateau_scale(RunSettings(schedule="plateau", plateau_patience=2, plateau_factor=0.5), 1.0, 3) == 1.0
-    assert plateau_scale(RunSettings(schedule="constant", plateau_patience=2, plateau_factor=0.5), 1.0, 2) == 1.0
-    evaluate_split = loop.evaluate_split  # (the first call is the run's start, in run)
+def plateau_spec(tiny_spec: Path, tmp_path: Path, monkeypatch, epochs: int) -> Path:
+    """The tiny spec with the plateau schedule (× 0.5 after each epoch without a lower validation
+    loss, lr 1e-3), and a validation loss that rises every epoch after the run's start."""
+    evaluate_split = loop.evaluate_split
     calls = []
 
-    def rising(*args, **kwargs):  # the first call measures the initial losses; then every epoch is worse
+    def rising(*args, **kwargs):  # the first call measures the initial losses (in run); then every epoch is worse
         calls.append(1)
         out = evaluate_split(*args, **kwargs)
         return {**out, "loss": float(len(calls))} if len(calls) > 1 else out
@@ -559,9 +556,21 @@ def test_the_plateau_schedule_lowers_the_rate_when_validation_stalls_and_resumes
     monkeypatch.setattr(loop, "evaluate_split", rising)
     monkeypatch.setattr(run, "evaluate_split", rising)
     spec = yaml.safe_load(tiny_spec.read_text())
-    spec["training"].update(schedule="plateau", plateau_patience=1, plateau_factor=0.5, epochs=2, lr=1e-3)
+    spec["training"].update(
+        schedule="plateau", plateau_patience=1, plateau_factor=0.5, epochs=epochs, lr=1e-3, patience=15
+    )
     path = tmp_path / "plateau.yaml"
     path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_the_plateau_schedule_lowers_the_rate_when_validation_stalls_and_resumes_with_it(
+    small_data, tiny_spec, tmp_path, monkeypatch
+):
+    assert plateau_scale(RunSettings(schedule="plateau", plateau_patience=2, plateau_factor=0.5), 1.0, 2) == 0.5
+    assert plateau_scale(RunSettings(schedule="plateau", plateau_patience=2, plateau_factor=0.5), 1.0, 3) == 1.0
+    assert plateau_scale(RunSettings(schedule="constant", plateau_patience=2, plateau_factor=0.5), 1.0, 2) == 1.0
+    path = plateau_spec(tiny_spec, tmp_path, monkeypatch, epochs=2)
     lines: list[str] = []
     train(path, small_data, tmp_path / "run", QUIET, log=lines.append)
     assert state_of(tmp_path / "run")["lr_scale"] == 0.5
@@ -585,20 +594,7 @@ def test_the_plateau_schedule_stops_once_its_rate_falls_below_min_lr_and_stays_s
     """The floor ends a run whose rate no longer moves the weights, though its patience is not
     used up; the stop is read from the checkpoint, so a resumed run given more epochs stays
     stopped. A floor without the plateau schedule (spec or command line) is refused in one line."""
-    evaluate_split = loop.evaluate_split
-    calls = []
-
-    def rising(*args, **kwargs):  # after the initial losses every epoch's validation is worse
-        calls.append(1)
-        out = evaluate_split(*args, **kwargs)
-        return {**out, "loss": float(len(calls))} if len(calls) > 1 else out
-
-    monkeypatch.setattr(loop, "evaluate_split", rising)
-    monkeypatch.setattr(run, "evaluate_split", rising)
-    spec = yaml.safe_load(tiny_spec.read_text())
-    spec["training"].update(schedule="plateau", plateau_patience=1, plateau_factor=0.5, epochs=6, lr=1e-3, patience=15)
-    path = tmp_path / "floor.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = plateau_spec(tiny_spec, tmp_path, monkeypatch, epochs=6)
     lines: list[str] = []
     summary = train(path, small_data, tmp_path / "run", TrainConfig(progress=False, precise_bn=32, min_lr=3e-4),
                     log=lines.append)  # fmt: skip
