@@ -130,9 +130,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     summary = train(args.spec, args.data, args.out, config, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
+        why = f" (stopped: {summary['stopped_because']})" if summary.get("stopped_because") else ""
         print(
             f"done: {summary['epochs']} epochs, best validation loss {summary['best_val_loss']:.4f} at epoch "
-            f"{summary['best_epoch']}{' (early stop)' if summary['stopped_early'] else ''} → {args.out}"
+            f"{summary['best_epoch']}{why} → {args.out}"
         )
     return 0
 

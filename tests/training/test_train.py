@@ -609,6 +609,27 @@ def test_the_plateau_schedule_stops_once_its_rate_falls_below_min_lr_and_stays_s
         train(path, small_data, tmp_path / "cosine", TrainConfig(progress=False, schedule="cosine", min_lr=3e-4))
 
 
+def test_min_lr_reaches_the_run_from_the_command_line_and_the_last_line_says_why_it_stopped(
+    monkeypatch, tmp_path, capsys
+):
+    from dsmnet.cli import main
+
+    asked = []
+
+    def fake_train(spec, data, out, config, resume=False):
+        asked.append(config)
+        why = "the rate (9.6e-07) below min_lr 3e-06" if config.min_lr else None
+        return {"epochs": 101, "best_val_loss": 1.5, "best_epoch": 96, "stopped_because": why}
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    for extra in (["--schedule", "plateau", "--min-lr", "3e-6"], []):
+        assert main(["train", "dsmnet", "--data", str(tmp_path), "--out", str(tmp_path / "run"), *extra]) == 0
+    assert [config.min_lr for config in asked] == [3e-6, None]
+    done = [line for line in capsys.readouterr().out.splitlines() if line.startswith("done:")]
+    assert done[0].endswith(f"at epoch 96 (stopped: the rate (9.6e-07) below min_lr 3e-06) → {tmp_path / 'run'}")
+    assert done[1].endswith(f"at epoch 96 → {tmp_path / 'run'}")
+
+
 # the settings a checkpoint held as its code wrote them: the long runs of 2026-12-04 (no
 # ``fresh``, no ``wedge``), and the oldest runs (augment a bool, no schedule, no weight average)
 SETTINGS_2026_12_04 = ("optimizer", "lr", "betas", "weight_decay", "batch_size", "epochs", "patience", "schedule",
