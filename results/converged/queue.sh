@@ -34,9 +34,9 @@ lane_a() {
     run table2 'Cls subnet' 1
     run table2 'Seg subnet' 1
     run table2 'DSM-Net' 1
-    run beyond 'DSM-Net + paper widths' 0
     run table2 'DSRF3D-v2' 1
     run table2 'SSN3D-ED' 1
+    run beyond 'DSM-Net + paper widths' 0
 }
 
 lane_b() {
