@@ -40,7 +40,6 @@ from dsmnet.training.settings import (
     TrainingError,
     finished_learning,
     learning_rate,
-    plateau_scale,
     prepare_run,
 )
 from dsmnet.training.validate import evaluate_split
@@ -186,19 +185,13 @@ class Training(Run):
                 f"{record['train_loss']:.4g}); lower the learning rate (now {self.settings.lr}) or check the "
                 f"data. The last good state is in {self.out / 'last.pt'}"
             )
-        improved = val["loss"] < run.best_loss
-        if improved:
-            run.best_loss, run.best_epoch, run.bad_epochs = val["loss"], epoch, 0
-        else:
-            run.bad_epochs += 1
-        scale = plateau_scale(self.settings, run.lr_scale, run.bad_epochs)
-        if scale != run.lr_scale:
-            self.log(f"no lower validation loss for {run.bad_epochs} epochs: learning rate × {scale / run.lr_scale:g}")
-            run.lr_scale = scale
+        scale = run.lr_scale
+        improved = run.validated(self.settings, epoch, val["loss"])
+        if run.lr_scale != scale:
+            self.log(f"no lower validation loss for {run.bad_epochs} epochs: learning rate × {run.lr_scale / scale:g}")
         why = finished_learning(self.settings, run)
         if why:
             self.log(f"stopping after epoch {epoch}: {why}; best epoch {run.best_epoch}")
-        run.epoch = epoch
         # the run's wall and CPU seconds so far, over every session: an epoch's cost is the difference
         # of two rows, and a pause or shared cores show as wall time without CPU time
         record.update(seconds=self.seconds, cpu_seconds=self.cpu_seconds)

@@ -160,6 +160,19 @@ class RunState:
     seconds: float = 0.0  # training time of the sessions before this one
     cpu_seconds: float = 0.0  # the CPU time they used, every thread and helper process counted
 
+    def validated(self, settings: RunSettings, epoch: int, loss: float) -> bool:
+        """Epoch ``epoch``'s validation loss into the early-stopping state (best loss and epoch,
+        epochs without a lower one, the plateau schedule's scale); whether it was a new best. The
+        training loop's bookkeeping, and a replay of a kept run's losses (``precise-bn/floor.py``)."""
+        improved = loss < self.best_loss
+        if improved:
+            self.best_loss, self.best_epoch, self.bad_epochs = loss, epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.lr_scale = plateau_scale(settings, self.lr_scale, self.bad_epochs)
+        self.epoch = epoch
+        return improved
+
 
 def prepare_run(out: Path, resume: bool, log=print) -> dict[str, Any] | None:
     last = out / "last.pt"

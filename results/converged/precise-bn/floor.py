@@ -1,6 +1,6 @@
 """Replays the study's finished runs under a rate floor (``train --min-lr``): each run's recorded
-validation losses are fed, epoch by epoch, through the engine's own plateau schedule and stopping
-rule (``dsmnet.training.settings``) with the study's recipe plus ``min_lr`` = peak / 1000, and the
+validation losses are fed, epoch by epoch, through the training loop's own bookkeeping and stopping
+rule (``RunState.validated``, ``finished_learning``) with the study's recipe plus ``min_lr`` = peak / 1000, and the
 replayed rate is checked against the rate the run recorded. Prints, for every run the floor would
 have ended sooner, its last epoch, where the floor stops it, the epochs and core-hours saved, and
 its best epoch (by validation loss) with and without the floor.
@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from dsmnet.training.settings import RunSettings, RunState, finished_learning, plateau_scale
+from dsmnet.training.settings import RunSettings, RunState, finished_learning
 
 KEPT = Path(__file__).parent.parent / "metrics"
 
@@ -23,12 +23,7 @@ def replay(history: list[dict], settings: RunSettings) -> tuple[int, int]:
     for record in history:
         if record["epoch"] > settings.warmup:  # (the warm-up's epochs ran below the peak)
             assert math.isclose(record["lr"], settings.lr * run.lr_scale, rel_tol=1e-6), record
-        if record["val_loss"] < run.best_loss:
-            run.best_loss, run.best_epoch, run.bad_epochs = record["val_loss"], record["epoch"], 0
-        else:
-            run.bad_epochs += 1
-        run.lr_scale = plateau_scale(settings, run.lr_scale, run.bad_epochs)
-        run.epoch = record["epoch"]
+        run.validated(settings, record["epoch"], record["val_loss"])
         if finished_learning(settings, run):
             break
     return run.epoch, run.best_epoch
