@@ -12,6 +12,7 @@ folders and ``metrics/``: nothing is loaded into a network and nothing is writte
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,23 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
         "idle_minutes": max(0.0, now - (run / "metrics.jsonl").stat().st_mtime) / 60,
         "epoch_minutes": _epoch_minutes(history, per_epoch),
         "core_hours": last["cpu_seconds"] / 3600 if "cpu_seconds" in last else None,
+        "held_by": _holder(run),
+        "locked": (run / ".lock").is_file(),  # written by every training since 2026-12-06
     }
+
+
+def _holder(run: Path) -> int | None:
+    """The id of the live process training the run, as its ``.lock`` names it
+    (:func:`~dsmnet.core.fsutil.claimed`), or None. Asked without taking the lock, so a training
+    starting at that moment is never refused because of it."""
+    try:
+        pid = int((run / ".lock").read_text().split()[0])
+        os.kill(pid, 0)
+    except PermissionError:  # alive, another user's
+        return pid
+    except (OSError, ValueError, IndexError):  # no lock, an empty one, or its process gone
+        return None
+    return pid
 
 
 def _epoch_minutes(rows: list[dict[str, Any]], per_epoch: int | None) -> float | None:
@@ -85,6 +102,16 @@ def _epoch_minutes(rows: list[dict[str, Any]], per_epoch: int | None) -> float |
     if per_epoch and rows[-1].get("train_samples_per_s"):
         return per_epoch / rows[-1]["train_samples_per_s"] * 1.15 / 60
     return None
+
+
+def _why(summary: dict[str, Any]) -> str:
+    """Why a finished run stopped, as its summary says (``stopped_because``); records from before it was
+    kept stopped on patience alone, so the epochs after the best one say it."""
+    if why := summary.get("stopped_because"):
+        return f"; {why}"
+    if summary.get("stopped_early") and isinstance(summary.get("best_epoch"), int):
+        return f"; {summary['epochs'] - summary['best_epoch']} epochs without a lower validation loss"
+    return ""
 
 
 def _scores(metrics: dict[str, Any] | None) -> str:
@@ -108,14 +135,19 @@ def status_line(s: dict[str, Any]) -> str:
         lr = f", rate {s['lr']:.2g}" if s.get("lr") is not None else ""
         idle, epoch = s["idle_minutes"], s.get("epoch_minutes") or 10.0
         when = f"last epoch {idle:.0f} min ago" if idle < 60 else f"last epoch {idle / 60:.1f} h ago"
-        when += " (not running?)" if idle > max(10.0, 3 * epoch) else ""
+        if s.get("held_by"):
+            when += f" (process {s['held_by']})"
+        elif s.get("locked"):
+            when += " (no process trains it: it resumes from last.pt)"
+        elif idle > max(10.0, 3 * epoch):
+            when += " (not running?)"
         return (
             f"{s['title']}: training, epoch {s['epoch']} (best {s['best_epoch']}, val. loss {s['best_val_loss']:.4f}; "
             f"{since}{patience} epochs without a lower one){lr}{seen}; {when}"
         )
     summary = s.get("summary") or {}
     where = (
-        f"stopped at epoch {summary['epochs']} (best {summary.get('best_epoch')})"
+        f"stopped at epoch {summary['epochs']} (best {summary.get('best_epoch')}{_why(summary)})"
         if summary.get("epochs")
         else "finished"
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 from dsmnet.cli import main
@@ -51,7 +53,8 @@ def test_each_state_of_a_run_is_read_from_its_files(tmp_path):
     (job.run / "summary.json").write_text(json.dumps(summary))
     (job.run / "best.pt").write_bytes(b"")
     assert status_line(run_status(job, out)) == (
-        "A · stopped · seed 0: stopped at epoch 17 (best 2), 0.2 core-h; not yet scored on the test set"
+        "A · stopped · seed 0: stopped at epoch 17 (best 2; 15 epochs without a lower validation loss), 0.2 core-h; "
+        "not yet scored on the test set"
     )
     scored = job.run / "evaluate-independent-tta" / "metrics.json"
     scored.parent.mkdir()
@@ -59,6 +62,11 @@ def test_each_state_of_a_run_is_read_from_its_files(tmp_path):
     assert status_line(run_status(job, out)).endswith("; test acc 0.500, mIoU 0.750")
     (job.run / "summary.json").write_text(json.dumps({**summary, "epochs": 300, "stopped_early": False}))
     assert "budget spent at epoch 300 (best 2; not converged)" in status_line(run_status(job, out))
+    floor = {**summary, "stopped_because": "the rate (2.4e-06) below min_lr 3e-06"}  # its own words where kept
+    (job.run / "summary.json").write_text(json.dumps(floor))
+    assert "stopped at epoch 17 (best 2; the rate (2.4e-06) below min_lr 3e-06), 0.2 core-h" in status_line(
+        run_status(job, out)
+    )
 
     job = _job(out, "gone", seed=1)  # only its kept result left
     keep = kept_path(out, job.run)
@@ -66,11 +74,12 @@ def test_each_state_of_a_run_is_read_from_its_files(tmp_path):
     record = {"training": {"summary": {"epochs": 88, "best_epoch": 73, "stopped_early": True}}}
     keep.write_text(json.dumps({"data": "x/A_test", "tta": "rot180x4", "metrics": {"acc_cls": 0.627}, **record}))
     assert status_line(run_status(job, out)) == (
-        "A · gone · seed 1: stopped at epoch 88 (best 73) (run folder gone; its kept result); test acc 0.627"
+        "A · gone · seed 1: stopped at epoch 88 (best 73; 15 epochs without a lower validation loss) (run folder gone; "
+        "its kept result); test acc 0.627"
     )
     record["training"]["summary"]["seconds"] = 5400.0  # kept before runs recorded CPU time: its wall-clock said
     keep.write_text(json.dumps({"data": "x/A_test", "tta": "rot180x4", "metrics": {"acc_cls": 0.627}, **record}))
-    assert "stopped at epoch 88 (best 73), 1.5 h wall-clock (CPU time not recorded) (run folder gone" in status_line(
+    assert "lower validation loss), 1.5 h wall-clock (CPU time not recorded) (run folder gone" in status_line(
         run_status(job, out)
     )
     job = _job(out, "timed")  # records since 2026-12-06 keep the run's seconds: the epoch's minutes and cost so far
@@ -84,6 +93,20 @@ def test_each_state_of_a_run_is_read_from_its_files(tmp_path):
 
     table = status_table([run_status(_job(out, r), out, now) for r in ("none", "training", "stopped")], now)
     assert table.splitlines()[2] == "1 not started, 1 training, 1 stopped (of 3 runs)."
+
+
+def test_a_run_in_training_says_whether_a_process_holds_it(tmp_path):
+    """The run's ``.lock`` names the process that trains it: alive, the line names it; gone (the
+    lanes were stopped), the line says the run waits to resume, however recent its last epoch."""
+    job = _job(tmp_path, "training")
+    _epochs(job.run, [2.0, 1.5])
+    (job.run / ".lock").write_text(f"{os.getpid()}\n")
+    assert status_line(run_status(job, tmp_path)).endswith(f"last epoch 0 min ago (process {os.getpid()})")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (job.run / ".lock").write_text(ended.stdout)
+    assert status_line(run_status(job, tmp_path)).endswith(
+        "last epoch 0 min ago (no process trains it: it resumes from last.pt)"
+    )
 
 
 def test_status_needs_a_study_folder_and_excludes_report(capsys, tmp_path):
