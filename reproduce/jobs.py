@@ -155,11 +155,12 @@ def scored(run: Path, source: Path, folder: Path) -> dict[str, Any] | None:
     return metrics if same_dataset(metrics.get("data"), source) else None
 
 
-def _kept_or_made(path: Path, test: Path, usable, make) -> dict[str, Any]:
-    """A reference row's record kept at ``path`` when it was scored on ``test`` and ``usable(found)``
-    says it still answers; else ``make()`` it now and keep it there."""
+def _kept_or_made(path: Path, test: Path, current, make) -> dict[str, Any]:
+    """A reference row's record kept at ``path`` when it was scored on ``test`` and still answers:
+    ``current(found)`` says it was made as a record is made now, or the data are not here to make it
+    again (then it stands). Else ``make()`` it now and keep it there."""
     found = json.loads(path.read_text()) if path.is_file() else {}
-    if same_dataset(found.get("data"), test) and usable(found):
+    if same_dataset(found.get("data"), test) and (current(found) or not is_dataset(test)):
         return found
     result = make()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,19 +168,12 @@ def _kept_or_made(path: Path, test: Path, usable, make) -> dict[str, Any]:
     return result
 
 
-def _answers(test: Path, current):
-    """Whether a kept record still answers: ``current(found)`` says it was made as a record is made
-    now (one from before is made again, where the data are here to do it); without the data it stands."""
-    return lambda found: current(found) or not is_dataset(test)
-
-
 def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
     """The classical baseline row for one seed (cached in ``folder``)."""
     from dsmnet.reproduce.baseline import FEATURES, classical_baseline
 
-    usable = _answers(test, lambda found: found.get("features") == FEATURES)  # the features it was fitted on
-    make = lambda: classical_baseline(data, seed, test)  # noqa: E731
-    return _kept_or_made(folder / f"seed{seed}.json", test, usable, make)
+    same_features = lambda found: found.get("features") == FEATURES  # noqa: E731
+    return _kept_or_made(folder / f"seed{seed}.json", test, same_features, lambda: classical_baseline(data, seed, test))
 
 
 def seg_baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
@@ -200,10 +194,10 @@ def template_matching(test: Path, rotations: int, folder: Path, log=print) -> di
         log(f"template matching with the true maps on {test} ({rotations} rotations)")
         return search(test, rotations)
 
-    def usable(found: dict) -> bool:
-        return found.get("rotations") == rotations and _answers(test, lambda f: "per_particle" in f)(found)
+    def current(found: dict) -> bool:  # the same search, with the per-particle answers paired statistics need
+        return found.get("rotations") == rotations and "per_particle" in found
 
-    return _kept_or_made(folder / "template_matching.json", test, usable, match)
+    return _kept_or_made(folder / "template_matching.json", test, current, match)
 
 
 @dataclass(frozen=True)

@@ -60,3 +60,7 @@ def test_the_study_reuses_a_kept_fit_only_on_the_same_grid(small_data, tmp_path,
     assert jobs.seg_baseline(small_data, 0, small_data, tmp_path) == json.loads(json.dumps(first)) and len(calls) == 1
     monkeypatch.setitem(segbaseline.GRID, "level", (0.5,))  # another grid: fitted again
     assert jobs.seg_baseline(small_data, 0, small_data, tmp_path)["fitted"]["level"] == 0.5 and len(calls) == 2
+    # without the data to fit on, the kept fit stands in, as the other references' records do
+    monkeypatch.setitem(segbaseline.GRID, "level", (0.7,))
+    gone = tmp_path / "elsewhere" / small_data.name
+    assert jobs.seg_baseline(small_data, 0, gone, tmp_path)["fitted"]["level"] == 0.5 and len(calls) == 2
