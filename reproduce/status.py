@@ -83,7 +83,8 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
 def _holder(run: Path) -> int | None:
     """The id of the live process training the run, as its ``.lock`` names it
     (:func:`~dsmnet.core.fsutil.claimed`), or None. Asked without taking the lock, so a training
-    starting at that moment is never refused because of it."""
+    starting at that moment is never refused because of it; where ``/proc`` says what the process
+    runs, one that is not Python (the id taken again by another program) is not the holder."""
     try:
         pid = int((run / ".lock").read_text().split()[0])
         os.kill(pid, 0)
@@ -91,7 +92,11 @@ def _holder(run: Path) -> int | None:
         return pid
     except (OSError, ValueError, IndexError):  # no lock, an empty one, or its process gone
         return None
-    return pid
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # no /proc (macOS), or the process ended meanwhile: the id is all there is
+        return pid
+    return pid if b"python" in command.lower() or b"dsmnet" in command else None
 
 
 def _epoch_minutes(rows: list[dict[str, Any]], per_epoch: int | None) -> float | None:
