@@ -44,13 +44,12 @@ def main() -> None:
         last = history[-1]["epoch"]
         if stop >= last:
             continue
-        hours = summary.get("core_hours") or 0.0
+        hours = (summary.get("core_hours") or 0.0) * (last - stop) / last  # the epochs saved, at the run's mean
         losses = {r["epoch"]: r["val_loss"] for r in history}
-        runs, saved_epochs = runs + 1, saved_epochs + last - stop
-        saved_hours += hours * (last - stop) / last
+        runs, saved_epochs, saved_hours = runs + 1, saved_epochs + last - stop, saved_hours + hours
         print(
             f"| {path.parent.parent.name}/{path.parent.name}/{path.stem} | {last} | {stop} | {last - stop} | "
-            f"{hours * (last - stop) / last:.2f} | {summary['best_epoch']} ({losses[summary['best_epoch']]:.4f}) → "
+            f"{hours:.2f} | {summary['best_epoch']} ({losses[summary['best_epoch']]:.4f}) → "
             f"{best} ({losses[best]:.4f}) |"
         )
     print(f"\n{runs} runs end sooner, {saved_epochs} epochs, {saved_hours:.1f} core-hours (of runs that record them)")
