@@ -1,8 +1,9 @@
-"""Where a result came from: the git revision of the code that made it."""
+"""Where and when a result came from: the git revision of the code that made it, the time in UTC."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1]  # the checkout dsmnet is imported from
@@ -40,3 +41,9 @@ def git_revision() -> str:
         return head + ("+changes" if status.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         return _archived()
+
+
+def utc_now() -> str:
+    """The time now in ISO 8601 UTC to the second (``2026-12-07T08:25:03Z``): when a training session
+    began or an epoch ended, in a run's records."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

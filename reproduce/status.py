@@ -46,7 +46,8 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
     kept = kept_unless_run(out, run, job.test, job.tta)
     if kept is not None:
         summary = (kept.get("training") or {}).get("summary") or {}
-        return {**status, "state": "kept", "summary": summary, "metrics": kept.get("metrics", {})}
+        sessions = session_notes(summary.get("sessions") or [], [{"epoch": summary.get("epochs", 0)}])
+        return {**status, "state": "kept", "summary": summary, "metrics": kept.get("metrics", {}), "sessions": sessions}
     if (run / "summary.json").is_file():
         summary = json.loads((run / "summary.json").read_text())
         source, _, folder = scoring(run, job.data, job.test, job.tta)
@@ -55,6 +56,7 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
             "state": "stopped",
             "summary": summary,
             "metrics": (scored(run, source, folder) or {}).get("metrics"),
+            "sessions": session_notes(summary.get("sessions") or [], _history(run)),
         }
     history = _history(run)
     if not history:
@@ -77,7 +79,46 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
         "core_hours": last["cpu_seconds"] / 3600 if "cpu_seconds" in last else None,
         "held_by": _holder(run),
         "locked": (run / ".lock").is_file(),  # written by every training since 2026-12-06
+        "sessions": session_notes(_sessions(run), history),
     }
+
+
+def _sessions(run: Path) -> list[dict[str, Any]]:
+    """The run's sessions as its training wrote them (``sessions.json``; none before 2026-12-07)."""
+    try:
+        sessions = json.loads((run / "sessions.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return sessions if isinstance(sessions, list) else []
+
+
+def _clock(iso: str) -> str:
+    """``2026-12-07T08:25:03Z`` → ``2026-12-07 08:25``."""
+    return iso[:16].replace("T", " ")
+
+
+def session_notes(sessions: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[str]:
+    """Each session of a run in a line — when it began, where, with which code, which epochs it
+    trained and when the last of them ended — from the sessions the training recorded and its
+    epochs' rows: what a study's sitting notes said by hand before runs recorded their sessions.
+    A session whose epochs are cut short by the next one's start ended (killed or stopped) during
+    the epoch after its last."""
+    ended = {r["epoch"]: r.get("ended") for r in history}
+    last = history[-1]["epoch"] if history else 0
+    notes = []
+    for i, s in enumerate(sessions):
+        first = s.get("after_epoch", 0) + 1
+        upto = sessions[i + 1].get("after_epoch", last) if i + 1 < len(sessions) else last
+        threads = s.get("threads")
+        where = f"{_clock(s.get('began', '?'))} UTC on {s.get('host') or 'an unnamed host'}, code {s.get('revision')}"
+        where += f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
+        if upto < first:
+            notes.append(f"{where}: no epoch finished")
+            continue
+        done = f"epochs {first}–{upto}" if upto > first else f"epoch {first}"
+        when = f", the last ended {_clock(ended[upto])}" if ended.get(upto) else ""
+        notes.append(f"{where}: {done}{when}")
+    return notes
 
 
 def _holder(run: Path) -> int | None:
@@ -128,10 +169,15 @@ def _scores(metrics: dict[str, Any] | None) -> str:
 
 
 def status_line(s: dict[str, Any]) -> str:
-    """One run's state in one line."""
+    """One run's state in one line, and its sessions, where it recorded them, in a line each below."""
     state = s["state"]
     if state == "not started":
         return f"{s['title']}: not started"
+    return _state_line(s) + "".join(f"\n  - session {note}" for note in s.get("sessions") or [])
+
+
+def _state_line(s: dict[str, Any]) -> str:
+    state = s["state"]
     if state == "training":
         since = s["epoch"] - s["best_epoch"]
         patience = f" of {s['patience']}" if s.get("patience") else ""

@@ -28,6 +28,7 @@ import torch.distributed as dist
 
 from dsmnet.core.fsutil import atomic_write_text, claimed
 from dsmnet.core.progress import Progress
+from dsmnet.core.provenance import utc_now
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.subtomograms import Subtomograms
 from dsmnet.training.augment import augment
@@ -194,7 +195,7 @@ class Training(Run):
             self.log(f"stopping after epoch {epoch}: {why}; best epoch {run.best_epoch}")
         # the run's wall and CPU seconds so far, over every session: an epoch's cost is the difference
         # of two rows, and a pause or shared cores show as wall time without CPU time
-        record.update(seconds=self.seconds, cpu_seconds=self.cpu_seconds)
+        record.update(seconds=self.seconds, cpu_seconds=self.cpu_seconds, ended=utc_now())
         run.history.append(record)
         ckpt = self.checkpoint()
         if improved:
@@ -236,6 +237,7 @@ class Training(Run):
             **({"gpu_hours": self.seconds * self.rt.world / 3600} if self.rt.device.type == "cuda" else {}),
             "revisions": r.revisions,
             "runtimes": r.runtimes,
+            "sessions": r.sessions,
             "notes": self.notes,
         }
 
@@ -274,7 +276,8 @@ def train(
 def _train(r: Training, out: Path, log) -> dict[str, Any]:
     """The epochs of a set-up run until it stops, then its summary (``summary.json``, ``curves.png``)."""
     s = r.settings
-    if r.rt.is_main:
+    if r.rt.is_main:  # (with the run folder claimed) readable without loading a checkpoint: --status
+        atomic_write_text(out / "sessions.json", json.dumps(r.run.sessions, indent=1) + "\n")
         log(
             f"training {r.spec.name} on {len(r.split['train'])} / validating on {len(r.split['val'])} particles "
             f"({r.rt.describe()}, batch {s.batch_size}, {s.describe()}, ≤ {s.epochs} epochs, patience {s.patience})"

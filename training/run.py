@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import torch
 
 from dsmnet.core.build import build_loss, build_model, load_spec, plan
 from dsmnet.core.fsutil import atomic_write_text
-from dsmnet.core.provenance import git_revision
+from dsmnet.core.provenance import git_revision, utc_now
 from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import Subtomograms, load_dataset, stratified_split
@@ -177,10 +178,22 @@ class Run:
         run.cpu_seconds = state.get("cpu_seconds", run.seconds * torch.get_num_threads())
         run.revisions = _with_session(state.get("revisions", []), self.revision)
         run.runtimes = _with_session(state.get("runtimes", []), self.rt.signature())  # (none before 2026-12-03)
+        run.sessions = [*state.get("sessions", []), self._session(state["epoch"])]
         return run
 
+    def _session(self, after_epoch: int) -> dict[str, Any]:
+        """This session's entry in the run's record of sessions (:attr:`RunState.sessions`)."""
+        return {
+            "began": utc_now(),
+            "after_epoch": after_epoch,
+            "host": platform.node(),
+            "revision": self.revision,
+            "runtime": self.rt.signature(),
+            "threads": torch.get_num_threads(),
+        }
+
     def _start(self) -> RunState:
-        run = RunState(revisions=[self.revision], runtimes=[self.rt.signature()])
+        run = RunState(revisions=[self.revision], runtimes=[self.rt.signature()], sessions=[self._session(0)])
         self._initial_weights()
         if not self.rt.is_main:
             return run
@@ -246,6 +259,7 @@ class Run:
             "initial": run.initial,
             "revisions": run.revisions,
             "runtimes": run.runtimes,
+            "sessions": run.sessions,
             "seconds": self.seconds,
             "cpu_seconds": self.cpu_seconds,
             "step": (self.step if self.ema is None else self.ema).state_dict(),  # what evaluation uses

@@ -157,6 +157,9 @@ class RunState:
     initial: dict[str, float] = field(default_factory=dict)  # weighted per-task losses before training
     revisions: list[str] = field(default_factory=list)  # the code's git revision in each session of the run
     runtimes: list[str] = field(default_factory=list)  # each session's Runtime.signature(), when it changed
+    # every session of the run, as it began: when (UTC), after which epoch, on which machine, with
+    # which code and arithmetic (none for sessions before 2026-12-07); what a study's sitting notes read
+    sessions: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0  # training time of the sessions before this one
     cpu_seconds: float = 0.0  # the CPU time they used, every thread and helper process counted
 

@@ -159,3 +159,32 @@ def test_a_run_of_a_seed_beyond_the_plan_is_listed_not_hidden(tmp_path):
     assert titles[:4] == [f"A · {row} · seed {n}" for row in ("Cls subnet", "DSM-Net") for n in (0, 1)]
     assert titles[4:] == ["A · Cls subnet · seed 2"] and statuses[4]["epoch"] == 2
     assert "A · Cls subnet · seed 2: training, epoch 2" in (out / "status.md").read_text()
+
+
+def test_a_runs_sessions_are_listed_under_it_from_its_own_record(tmp_path):
+    """The sitting notes a study kept by hand, from what the training records: each session's start,
+    machine, code and threads, the epochs it trained and when its last one ended; a session cut
+    short by the next one's start trained up to the epoch the next resumed after."""
+    out = tmp_path
+    job = _job(out, "resumed")
+    _epochs(job.run, [2.0, 1.5, 1.6, 1.7])
+    rows = [json.loads(line) for line in (job.run / "metrics.jsonl").read_text().splitlines()[:4]]
+    for row, ended in zip(rows, ["06:50:00", "07:10:00", "08:40:00", "09:00:00"]):
+        row["ended"] = f"2026-12-07T{ended}Z"
+    (job.run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    session = {"host": "xeon", "revision": "ab49628", "runtime": "cpu bf16", "threads": 1}
+    sessions = [
+        {**session, "began": "2026-12-07T06:46:12Z", "after_epoch": 0},
+        {**session, "began": "2026-12-07T08:25:40Z", "after_epoch": 2, "revision": "097f309"},
+        {**session, "began": "2026-12-07T10:00:00Z", "after_epoch": 4, "threads": 2},  # nothing done yet
+    ]
+    (job.run / "sessions.json").write_text(json.dumps(sessions))
+    lines = status_line(run_status(job, out)).split("\n")
+    assert lines[1:] == [
+        "  - session 2026-12-07 06:46 UTC on xeon, code ab49628, 1 thread: epochs 1–2, the last ended 2026-12-07 07:10",
+        "  - session 2026-12-07 08:25 UTC on xeon, code 097f309, 1 thread: epochs 3–4, the last ended 2026-12-07 09:00",
+        "  - session 2026-12-07 10:00 UTC on xeon, code ab49628, 2 threads: no epoch finished",
+    ]
+    assert "\n  - session 2026-12-07 06:46" in status_table([run_status(job, out)])
+    (job.run / "sessions.json").write_text("{not json")  # a run from before sessions were kept, or a torn file
+    assert "\n" not in status_line(run_status(job, out))

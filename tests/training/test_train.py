@@ -46,7 +46,16 @@ def test_run_folder_and_safe_checkpoints(small_data, tiny_spec, tmp_path):
     run = tmp_path / "run"
     summary = train(tiny_spec, small_data, run, QUIET, log=lambda _: None)
     assert summary["epochs"] == 2
-    for name in ("spec.yaml", "split.json", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "summary.json"):
+    for name in (
+        "spec.yaml",
+        "split.json",
+        "metrics.jsonl",
+        "sessions.json",
+        "last.pt",
+        "best.pt",
+        "curves.png",
+        "summary.json",
+    ):
         assert (run / name).is_file(), name
     state = state_of(run)  # weights_only=True: plain data only
     assert state["classes"] == ["ruvb_7pbl", "mjap_9x2o", "mtor_4jsv"]
@@ -142,6 +151,13 @@ def test_killed_run_resumes_to_the_same_result(small_data, tiny_spec, tmp_path, 
     assert summary["revisions"] == b["revisions"] == a["revisions"] and len(a["revisions"]) == 1
     # and the arithmetic it ran in, once for both sessions on one machine
     assert summary["runtimes"] == b["runtimes"] == a["runtimes"] == [make_runtime("cpu").signature()]
+    # each session recorded as it began (what a study's sitting notes read), and each epoch's end
+    began = [(x["after_epoch"], x["revision"], x["threads"]) for x in b["sessions"]]
+    assert began == [(0, a["revisions"][0], torch.get_num_threads()), (1, a["revisions"][0], torch.get_num_threads())]
+    times = [b["sessions"][0]["began"], b["history"][0]["ended"], b["sessions"][1]["began"], b["history"][1]["ended"]]
+    assert times == sorted(times)
+    assert summary["sessions"] == b["sessions"] == json.loads((killed / "sessions.json").read_text())
+    assert len(a["sessions"]) == 1 and a["sessions"][0]["runtime"] == a["runtimes"][0]
     assert a["history"][0]["lr"] > a["history"][1]["lr"] == pytest.approx(0.0, abs=1e-12)
     for key, value in a["step"].items():
         torch.testing.assert_close(b["step"][key], value, msg=key)
@@ -657,7 +673,7 @@ def test_a_checkpoint_written_before_the_typed_settings_resumes_and_predicts_ali
         state["settings"] = {k: v for k, v in state["settings"].items() if k in kept}
         if "schedule" not in kept:  # the oldest form: augment saved as a bool
             state["settings"]["augment"] = True
-            for key in ("lr_scale", "initial", "revisions", "runtimes", "seconds"):
+            for key in ("lr_scale", "initial", "revisions", "runtimes", "seconds", "sessions"):
                 state.pop(key)
         save_checkpoint(old / name, state)
     assert RunSettings.from_dict(state_of(old)["settings"]).augment == "flip"
