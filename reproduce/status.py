@@ -72,6 +72,7 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
         "best_epoch": best["epoch"],
         "best_val_loss": best["val_loss"],
         "patience": job.spec.get("training", {}).get("patience"),
+        "max_epochs": job.spec.get("training", {}).get("epochs"),
         "lr": last.get("lr"),
         "samples_seen": per_epoch * last["epoch"] if per_epoch else None,
         "idle_minutes": max(0.0, now - (run / "metrics.jsonl").stat().st_mtime) / 60,
@@ -150,6 +151,20 @@ def _epoch_minutes(rows: list[dict[str, Any]], per_epoch: int | None) -> float |
     return None
 
 
+def _earliest_end(s: dict[str, Any]) -> str:
+    """When a run in training stops at the earliest: its patience spent with no lower validation loss
+    (or the budget's last epoch, if sooner), at the last epoch's pace — a new best moves it later."""
+    if not s.get("patience") or not s.get("epoch_minutes"):
+        return ""
+    last = s["best_epoch"] + s["patience"]
+    if s.get("max_epochs"):
+        last = min(last, s["max_epochs"])
+    left = max(last - s["epoch"], 0)
+    hours = left * s["epoch_minutes"] / 60
+    pace = f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
+    return f"; stops after epoch {last} at the earliest ({left} more, ≈ {pace} at the last epoch's pace)"
+
+
 def _why(summary: dict[str, Any]) -> str:
     """Why a finished run stopped, as its summary says (``stopped_because``); records from before it was
     kept stopped on patience alone, so the epochs after the best one say it."""
@@ -194,7 +209,7 @@ def _state_line(s: dict[str, Any]) -> str:
             when += " (not running?)"
         return (
             f"{s['title']}: training, epoch {s['epoch']} (best {s['best_epoch']}, val. loss {s['best_val_loss']:.4f}; "
-            f"{since}{patience} epochs without a lower one){lr}{seen}; {when}"
+            f"{since}{patience} epochs without a lower one){lr}{seen}{_earliest_end(s)}; {when}"
         )
     summary = s.get("summary") or {}
     where = (

@@ -42,7 +42,8 @@ def test_each_state_of_a_run_is_read_from_its_files(tmp_path):
     assert (s["state"], s["epoch"], s["best_epoch"], s["samples_seen"], s["patience"]) == ("training", 4, 2, 400, 15)
     line = status_line(s)
     assert line.startswith("A · training · seed 0: training, epoch 4 (best 2, val. loss 1.5000; 2 of 15 epochs ")
-    assert "400 samples; last epoch 0 min ago" in line and "not running" not in line
+    assert "400 samples; stops after epoch 17 at the earliest (13 more, ≈ 1 min" in line  # pace: the training rate
+    assert line.endswith("; last epoch 0 min ago")
     old = now - 3 * 3600  # an epoch of 100 samples at 40/s takes seconds: three hours idle is a stopped process
     os.utime(job.run / "metrics.jsonl", (old, old))
     assert status_line(run_status(job, out, now)).endswith("last epoch 3.0 h ago (not running?)")
@@ -89,7 +90,11 @@ def test_each_state_of_a_run_is_read_from_its_files(tmp_path):
     (job.run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     s = run_status(job, out, now)
     assert (s["epoch_minutes"], s["core_hours"]) == (3.0, 1.0)  # epochs at 60 s and 240 s of the run
-    assert "200 samples, 1.0 core-h; last epoch" in status_line(s)
+    # best epoch 2, patience 15: epoch 17 at the earliest, 15 more epochs at the last one's 3 minutes
+    end = "; stops after epoch 17 at the earliest (15 more, ≈ 45 min at the last epoch's pace); last epoch"
+    assert f"200 samples, 1.0 core-h{end}" in status_line(s)
+    capped = status_line({**s, "max_epochs": 10, "epoch_minutes": 30.0})  # the budget's end comes first
+    assert "; stops after epoch 10 at the earliest (8 more, ≈ 4.0 h at the last epoch's pace); last epoch" in capped
 
     table = status_table([run_status(_job(out, r), out, now) for r in ("none", "training", "stopped")], now)
     assert table.splitlines()[2] == "1 not started, 1 training, 1 stopped (of 3 runs)."
