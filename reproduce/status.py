@@ -56,7 +56,7 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
             "state": "stopped",
             "summary": summary,
             "metrics": (scored(run, source, folder) or {}).get("metrics"),
-            "sessions": session_notes(summary.get("sessions") or [], _history(run)),
+            "sessions": session_notes(summary.get("sessions") or [], _history(run), _pauses(run)),
         }
     history = _history(run)
     if not history:
@@ -80,7 +80,7 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
         "core_hours": last["cpu_seconds"] / 3600 if "cpu_seconds" in last else None,
         "held_by": _holder(run),
         "locked": (run / ".lock").is_file(),  # written by every training since 2026-12-06
-        "sessions": session_notes(_sessions(run), history),
+        "sessions": session_notes(_sessions(run), history, _pauses(run)),
     }
 
 
@@ -93,32 +93,61 @@ def _sessions(run: Path) -> list[dict[str, Any]]:
     return sessions if isinstance(sessions, list) else []
 
 
+def _pauses(run: Path) -> list[dict[str, Any]]:
+    """The pauses ``results/converged/pause.sh`` wrote into the run (``pauses.jsonl``: from, to, why)."""
+    path = run / "pauses.jsonl"
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line being written
+            continue
+        if isinstance(row, dict) and {"from", "to"} <= row.keys():
+            rows.append(row)
+    return rows
+
+
 def _clock(iso: str) -> str:
     """``2026-12-07T08:25:03Z`` → ``2026-12-07 08:25``."""
     return iso[:16].replace("T", " ")
 
 
-def session_notes(sessions: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[str]:
+def _span(pause: dict[str, Any], date: bool = False) -> str:
+    """A pause as ``08:43–08:47 (why)`` (with its date: ``2026-12-07 08:43–08:47 UTC (why)``)."""
+    span = f"{_clock(pause['from']) if date else pause['from'][11:16]}–{pause['to'][11:16]}" + (" UTC" if date else "")
+    return span + (f" ({pause['why']})" if pause.get("why") else "")
+
+
+def session_notes(
+    sessions: list[dict[str, Any]], history: list[dict[str, Any]], pauses: list[dict[str, Any]] | None = None
+) -> list[str]:
     """Each session of a run in a line — when it began, where, with which code, which epochs it
-    trained and when the last of them ended — from the sessions the training recorded and its
-    epochs' rows: what a study's sitting notes said by hand before runs recorded their sessions.
-    A session whose epochs are cut short by the next one's start ended (killed or stopped) during
-    the epoch after its last."""
+    trained and when the last of them ended, when it was paused and why — from the sessions the
+    training recorded, its epochs' rows and the pauses ``pause.sh`` wrote: what a study's sitting
+    notes said by hand before runs recorded them. A session whose epochs are cut short by the next
+    one's start ended (killed or stopped) during the epoch after its last. Pauses before the first
+    recorded session (a run begun before sessions were kept) get lines of their own."""
     ended = {r["epoch"]: r.get("ended") for r in history}
     last = history[-1]["epoch"] if history else 0
-    notes = []
+    starts, pauses = [s.get("began", "") for s in sessions], pauses or []
+    before = [p for p in pauses if not starts or p["from"] < starts[0]]
+    notes = [f"paused {_span(p, date=True)}" for p in before]
     for i, s in enumerate(sessions):
+        until = starts[i + 1] if i + 1 < len(sessions) else "9999"
+        during = [p for p in pauses if starts[i] <= p["from"] < until]
         first = s.get("after_epoch", 0) + 1
         upto = sessions[i + 1].get("after_epoch", last) if i + 1 < len(sessions) else last
         threads = s.get("threads")
-        where = f"{_clock(s.get('began', '?'))} UTC on {s.get('host') or 'an unnamed host'}, code {s.get('revision')}"
+        host = s.get("host") or "an unnamed host"
+        where = f"session {_clock(s.get('began', '?'))} UTC on {host}, code {s.get('revision')}"
         where += f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
+        paused = "; paused " + ", ".join(map(_span, during)) if during else ""
         if upto < first:
-            notes.append(f"{where}: no epoch finished")
+            notes.append(f"{where}: no epoch finished{paused}")
             continue
         done = f"epochs {first}–{upto}" if upto > first else f"epoch {first}"
         when = f", the last ended {_clock(ended[upto])}" if ended.get(upto) else ""
-        notes.append(f"{where}: {done}{when}")
+        notes.append(f"{where}: {done}{when}{paused}")
     return notes
 
 
@@ -188,7 +217,7 @@ def status_line(s: dict[str, Any]) -> str:
     state = s["state"]
     if state == "not started":
         return f"{s['title']}: not started"
-    return _state_line(s) + "".join(f"\n  - session {note}" for note in s.get("sessions") or [])
+    return _state_line(s) + "".join(f"\n  - {note}" for note in s.get("sessions") or [])
 
 
 def _state_line(s: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ for run in "$STUDY"/runs/*/*/seed*; do  # a run that finished since its last sna
     keep="$R/in-progress/${run#"$STUDY"/runs/}"
     [ -d "$run" ] && { [ ! -f "$run/summary.json" ] || [ -d "$keep" ]; } || continue
     mkdir -p "$keep"
-    for f in metrics.jsonl sessions.json spec.yaml status.json; do [ ! -f "$run/$f" ] || cp "$run/$f" "$keep/"; done
+    for f in metrics.jsonl sessions.json pauses.jsonl spec.yaml status.json; do [ ! -f "$run/$f" ] || cp "$run/$f" "$keep/"; done
 done
 if [ "${1:-}" = "--report" ]; then
     .venv/bin/dsmnet reproduce --out "$R" "${TABLES[@]}" --report | tail -1

@@ -184,12 +184,26 @@ def test_a_runs_sessions_are_listed_under_it_from_its_own_record(tmp_path):
         {**session, "began": "2026-12-07T10:00:00Z", "after_epoch": 4, "threads": 2},  # nothing done yet
     ]
     (job.run / "sessions.json").write_text(json.dumps(sessions))
+    pauses = [  # as pause.sh writes them; the second session's two, the first before any session was kept
+        {"from": "2026-12-06T23:10:00Z", "to": "2026-12-06T23:12:30Z", "why": "bench"},
+        {"from": "2026-12-07T08:43:25Z", "to": "2026-12-07T08:43:31Z", "why": "microbench"},
+        {"from": "2026-12-07T08:50:00Z", "to": "2026-12-07T08:56:10Z"},
+    ]
+    (job.run / "pauses.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pauses) + '{"from": "2026-12-07T09')
     lines = status_line(run_status(job, out)).split("\n")
     assert lines[1:] == [
+        "  - paused 2026-12-06 23:10–23:12 UTC (bench)",
         "  - session 2026-12-07 06:46 UTC on xeon, code ab49628, 1 thread: epochs 1–2, the last ended 2026-12-07 07:10",
-        "  - session 2026-12-07 08:25 UTC on xeon, code 097f309, 1 thread: epochs 3–4, the last ended 2026-12-07 09:00",
+        "  - session 2026-12-07 08:25 UTC on xeon, code 097f309, 1 thread: epochs 3–4, the last ended "
+        "2026-12-07 09:00; paused 08:43–08:43 (microbench), 08:50–08:56",
         "  - session 2026-12-07 10:00 UTC on xeon, code ab49628, 2 threads: no epoch finished",
     ]
     assert "\n  - session 2026-12-07 06:46" in status_table([run_status(job, out)])
     (job.run / "sessions.json").write_text("{not json")  # a run from before sessions were kept, or a torn file
+    assert status_line(run_status(job, out)).split("\n")[1:] == [
+        "  - paused 2026-12-06 23:10–23:12 UTC (bench)",
+        "  - paused 2026-12-07 08:43–08:43 UTC (microbench)",
+        "  - paused 2026-12-07 08:50–08:56 UTC",
+    ]
+    (job.run / "pauses.jsonl").unlink()
     assert "\n" not in status_line(run_status(job, out))
