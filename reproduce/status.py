@@ -45,8 +45,9 @@ def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
     status: dict[str, Any] = {"title": job.title, "run": str(run)}
     kept = kept_unless_run(out, run, job.test, job.tta)
     if kept is not None:
-        summary = (kept.get("training") or {}).get("summary") or {}
-        sessions = session_notes(summary.get("sessions") or [], [{"epoch": summary.get("epochs", 0)}])
+        training = kept.get("training") or {}
+        summary = training.get("summary") or {}
+        sessions = session_notes(summary.get("sessions") or [], training.get("history") or [])
         return {**status, "state": "kept", "summary": summary, "metrics": kept.get("metrics", {}), "sessions": sessions}
     if (run / "summary.json").is_file():
         summary = json.loads((run / "summary.json").read_text())

@@ -207,3 +207,16 @@ def test_a_runs_sessions_are_listed_under_it_from_its_own_record(tmp_path):
     ]
     (job.run / "pauses.jsonl").unlink()
     assert "\n" not in status_line(run_status(job, out))
+
+    job = _job(out, "kept")  # its folder gone: the sessions and epochs its kept record holds
+    keep = kept_path(out, job.run)
+    keep.parent.mkdir(parents=True)
+    training = {"summary": {"epochs": 4, "best_epoch": 2, "stopped_early": True, "sessions": sessions[:2]}}
+    training["history"] = rows
+    keep.write_text(
+        json.dumps({"data": "x/A_test", "tta": "rot180x4", "metrics": {"acc_cls": 0.6}, "training": training})
+    )
+    assert status_line(run_status(job, out)).split("\n")[1:] == [
+        "  - session 2026-12-07 06:46 UTC on xeon, code ab49628, 1 thread: epochs 1–2, the last ended 2026-12-07 07:10",
+        "  - session 2026-12-07 08:25 UTC on xeon, code 097f309, 1 thread: epochs 3–4, the last ended 2026-12-07 09:00",
+    ]
