@@ -24,17 +24,19 @@ from dsmnet.reproduce.scales import HOLDOUT, PAPER_TABLES, variant
 from dsmnet.reproduce.study import discovery_folder, plan_runs, scale_at
 
 
-def _history(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return []
+def _rows(path: Path) -> list[Any]:
+    """A JSON-lines file's rows, up to a line being written as we read (none if there is no file)."""
     rows = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text().splitlines() if path.is_file() else []:
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written as we read
+        except json.JSONDecodeError:
             break
-    return [r for r in rows if "val_loss" in r and "epoch" in r]
+    return rows
+
+
+def _history(run: Path) -> list[dict[str, Any]]:
+    return [r for r in _rows(run / "metrics.jsonl") if "val_loss" in r and "epoch" in r]
 
 
 def run_status(job: Job, out: Path, now: float | None = None) -> dict[str, Any]:
@@ -96,16 +98,7 @@ def _sessions(run: Path) -> list[dict[str, Any]]:
 
 def _pauses(run: Path) -> list[dict[str, Any]]:
     """The pauses ``results/converged/pause.sh`` wrote into the run (``pauses.jsonl``: from, to, why)."""
-    path = run / "pauses.jsonl"
-    rows = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line being written
-            continue
-        if isinstance(row, dict) and {"from", "to"} <= row.keys():
-            rows.append(row)
-    return rows
+    return [r for r in _rows(run / "pauses.jsonl") if isinstance(r, dict) and {"from", "to"} <= r.keys()]
 
 
 def _clock(iso: str) -> str:
