@@ -9,7 +9,7 @@ import numpy as np
 
 from dsmnet.reproduce.records import record_of
 from dsmnet.reproduce.report import mass_halves
-from dsmnet.reproduce.scales import BASELINE, ORACLE
+from dsmnet.reproduce.scales import AVERAGES, BASELINE, ORACLE
 
 
 def _classes_and_confusion(result: dict) -> tuple[list[str], np.ndarray] | None:
@@ -42,12 +42,12 @@ def per_class_figure(rows: dict[str, list[dict]], path: Path, compare: str | Non
     from dsmnet.core.fsutil import atomic_path
 
     if compare not in have:
-        learned = [r for r in have if r not in (BASELINE, ORACLE)]
+        learned = [r for r in have if r not in (BASELINE, AVERAGES, ORACLE)]
         compare = max(learned, key=lambda r: np.trace(have[r][1]) / max(have[r][1].sum(), 1), default=None)
     shown = [r for r in (compare, ORACLE) if r in have]
     fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 + 5.2 * len(shown), 5.2))
     ax = axes[0]
-    markers = {BASELINE: ("s", "0.45"), ORACLE: ("*", "k")}
+    markers = {BASELINE: ("s", "0.45"), AVERAGES: ("^", "0.25"), ORACLE: ("*", "k")}
     colours = iter(plt.get_cmap("tab10").colors)
     for row, (names, confusion) in have.items():
         accuracy = np.diag(confusion) / np.maximum(confusion.sum(1), 1)

@@ -185,19 +185,27 @@ def seg_baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, A
     return _kept_or_made(folder / f"seed{seed}.json", test, same_grid, lambda: classical_segmentation(data, seed, test))
 
 
-def template_matching(test: Path, rotations: int, folder: Path, log=print) -> dict[str, Any]:
-    """The template-matching reference row on a test set (seed-independent; cached in ``folder``)."""
+def template_matching(
+    test: Path, rotations: int, folder: Path, log=print, averages: tuple[Path, int] | None = None
+) -> dict[str, Any]:
+    """The template-matching reference row on a test set, cached in ``folder``: with the true maps
+    (seed-independent), or with ``averages`` ``(data, seed)``, the class averages of that seed's
+    training split of ``data`` (one record a seed)."""
+    from_data, seed = averages if averages is not None else (None, 0)
 
     def match() -> dict[str, Any]:
         from dsmnet.reproduce.oracle import template_matching as search  # scipy and the library: only to compute
 
-        log(f"template matching with the true maps on {test} ({rotations} rotations)")
-        return search(test, rotations)
+        made = "the true maps" if from_data is None else f"the class averages of {from_data} (split seed {seed})"
+        log(f"template matching with {made} on {test} ({rotations} rotations)")
+        return search(test, rotations, averages_from=from_data, split_seed=seed)
 
     def current(found: dict) -> bool:  # the same search, with the per-particle answers paired statistics need
-        return found.get("rotations") == rotations and "per_particle" in found
+        same = from_data is None or (same_dataset(found.get("train"), from_data) and found.get("split_seed") == seed)
+        return found.get("rotations") == rotations and "per_particle" in found and same
 
-    return _kept_or_made(folder / "template_matching.json", test, current, match)
+    name = "template_matching.json" if from_data is None else f"template_matching_averages_seed{seed}.json"
+    return _kept_or_made(folder / name, test, current, match)
 
 
 @dataclass(frozen=True)

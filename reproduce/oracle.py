@@ -15,7 +15,14 @@ rotation set or a model of the crowding would do better — but it shows how muc
 boxes hold a CNN uses. Simulated data only: it needs the maps the data were made from
 (the library) and the data's own scale (the raw boxes, not normalised).
 
-Run: ``dsmnet template-match --data DATASET [--rotations 2000]``
+With ``averages_from`` the templates are not the true maps but what a structural biologist would
+make of the training data: each class's **subtomogram average** over the training split the
+networks of ``split_seed`` learn from, every particle turned back by its recorded pose (a perfect
+alignment) and the missing wedge compensated by the turned wedges' coverage. It learns from the
+same labelled particles as the CNNs, but is told their orientations — which the CNNs are not —
+and searches orientations explicitly: how far knowing where and how a particle lies carries.
+
+Run: ``dsmnet template-match --data DATASET [--rotations 2000] [--averages-from TRAIN [--split-seed 0]]``
 """
 
 from __future__ import annotations
@@ -38,20 +45,23 @@ from dsmnet.simulate.imaging import Microscope, ctf_mtf, rfft_grid, rfft_weights
 from dsmnet.simulate.library import load_library
 
 NAME = "Template matching (true maps)"
+COVERAGE = 0.1  # an average's frequencies measured in fewer than this share of its particles are left out
 
 
-def _imaging(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _imaging(config: dict, imaged: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The whitened matched filter ``G = M H / N²`` and the template energy filter ``E = M H² / N²``
     on the rFFT grid (``M`` the measured frequencies, ``H`` the CTF × MTF, ``N²`` the noise's power
     spectrum relative to white) of a simulation's ``config``; ``E`` carries the half spectrum's
-    Parseval weights and ``1/V``, so that summing ``E |T̂|²`` gives ``‖W F T‖²``."""
+    Parseval weights and ``1/V``, so that summing ``E |T̂|²`` gives ``‖W F T‖²``. ``imaged``: the
+    templates carry ``H`` already (averages of the data), so ``G = M / N²`` and ``E = M / N²``."""
     scope = Microscope(**config["microscope"])
     box, voxel = (int(config["box"]),) * 3, float(config["voxel_size"])
     kz, ky, kx = rfft_grid(box)
     k = torch.sqrt(kz**2 + ky**2 + kx**2)
     measured = wedge_mask(box, scope).float() * scope.band(k, voxel)
-    h = ctf_mtf(k, voxel, scope)
-    noise = (h**2 + 1) / 2
+    transfer = ctf_mtf(k, voxel, scope)
+    h = torch.ones(()) if imaged else transfer
+    noise = (transfer**2 + 1) / 2
     return measured * h / noise, measured * h**2 / noise * rfft_weights(box) / box[0] ** 3
 
 
@@ -65,28 +75,95 @@ def _boxes(root: Path, table, box: int) -> torch.Tensor:
     return torch.stack(volumes)
 
 
+def _simulation(data_dir: Path) -> tuple[Path, list[str], Any, dict]:
+    """A simulated dataset's folder, classes, particle table and simulation settings."""
+    root = Path(data_dir)
+    if not (root / layout.SIMULATION).is_file():
+        raise DataError(f"{root}: no {layout.SIMULATION}; template matching needs data simulated from the library")
+    config = json.loads((root / layout.SIMULATION).read_text())["config"]
+    return root, read_classes(root) or [], read_star(root / layout.PARTICLES), config
+
+
+def _true_maps(root: Path, classes: list[str], box: int, voxel: float) -> torch.Tensor:
+    """The classes' library maps centred in the box (``[C, D, H, W]``)."""
+    library = load_library()
+    missing = [c for c in classes if c not in library]
+    if missing:
+        raise DataError(f"{root}: classes not in the structure library: {', '.join(missing)}")
+    for name in classes:
+        if abs(library[name].voxel_size - voxel) > 1e-3:
+            raise DataError(f"{root}: voxel size {voxel} Å, the library's {name} is at {library[name].voxel_size} Å")
+    return torch.stack([centred_map(library[name].density, box) for name in classes])
+
+
 @torch.no_grad()
-def template_matching(data_dir: Path, rotations: int = 2000, seed: int = 0, log=lambda _m: None) -> dict[str, Any]:
-    """Classify every particle of a simulated dataset by template matching with the true maps.
+def class_averages(train_dir: Path, split_seed: int, classes: list[str], box: int) -> tuple[torch.Tensor, list[int]]:
+    """Each of ``classes``' subtomogram average over the training split of ``split_seed`` of a
+    simulated dataset (the particles the networks of that seed learn from): every box turned back
+    by its recorded pose, summed, and divided frequency by frequency by how many of the turned
+    wedges measured it (frequencies measured in under :data:`COVERAGE` of the boxes left out).
+    Returns the averages ``[C, D, H, W]`` (the imaging's CTF in them) and each class's count.
+
+    Raises:
+        DataError: not a simulation, no poses, other classes or another box size than ``box``.
+    """
+    from dsmnet.dataset.subtomograms import stratified_split
+    from dsmnet.training.augment import rotate_volumes
+
+    root, own, table, config = _simulation(train_dir)
+    if own != classes:
+        raise DataError(f"{root}: classes {', '.join(own)}; the test set's are {', '.join(classes)}")
+    if int(config["box"]) != box:
+        raise DataError(f"{root}: {config['box']}³ boxes, the test set's are {box}³")
+    if not set(layout.ANGLES) <= set(table.columns):
+        raise DataError(f"{root}: no particle poses ({', '.join(layout.ANGLES)}); averages need them")
+    labels = table[layout.CLASS_NUMBER].to_numpy().astype(int) - 1
+    train = np.asarray(stratified_split(labels, split_seed)["train"], dtype=int)
+    poses = Rotation.from_euler("ZYZ", table[list(layout.ANGLES)].to_numpy(float)[train], degrees=True)
+    turns = torch.from_numpy(poses.as_matrix()).float()  # rotate_volumes turns a box by Aᵀ: back by its pose
+    measured = torch.fft.fftshift(wedge_mask((box,) * 3, Microscope(**config["microscope"]), rfft=False).float())
+    averages, counts = torch.zeros(len(classes), box, box, box), []
+    for c in range(len(classes)):
+        mine = np.flatnonzero(labels[train] == c)
+        counts.append(len(mine))
+        if not len(mine):
+            continue
+        boxes = _boxes(root, table.iloc[train[mine]], box)
+        summed = rotate_volumes(boxes[:, None], turns[mine])[:, 0].sum(0)
+        wedges = rotate_volumes(measured.expand(len(mine), 1, *measured.shape), turns[mine])[:, 0].sum(0)
+        coverage = torch.fft.ifftshift(wedges) / len(mine)
+        spectrum = torch.fft.fftn(summed) / (coverage * len(mine)).clamp(min=1e-6)
+        averages[c] = torch.fft.ifftn(torch.where(coverage >= COVERAGE, spectrum, 0)).real
+    return averages, counts
+
+
+@torch.no_grad()
+def template_matching(
+    data_dir: Path,
+    rotations: int = 2000,
+    seed: int = 0,
+    log=lambda _m: None,
+    averages_from: Path | None = None,
+    split_seed: int = 0,
+) -> dict[str, Any]:
+    """Classify every particle of a simulated dataset by template matching with the true maps, or
+    with ``averages_from``'s class averages over its training split of ``split_seed``
+    (:func:`class_averages`).
 
     Returns:
         A metrics record shaped like an evaluation's (``metrics.acc_cls``, ``confusion_cls``).
 
     Raises:
-        DataError: not a dsmnet simulation, or its classes are not in the structure library.
+        DataError: not a dsmnet simulation, or its classes are not in the structure library (true
+            maps) or not ``averages_from``'s (averages).
     """
-    root = Path(data_dir)
-    if not (root / layout.SIMULATION).is_file():
-        raise DataError(f"{root}: no {layout.SIMULATION}; template matching needs data simulated from the library")
-    classes = read_classes(root) or []
-    library = load_library()
-    missing = [c for c in classes if c not in library]
-    if missing:
-        raise DataError(f"{root}: classes not in the structure library: {', '.join(missing)}")
-    table = read_star(root / layout.PARTICLES)
-    config = json.loads((root / layout.SIMULATION).read_text())["config"]
+    root, classes, table, config = _simulation(data_dir)
     box, voxel = int(config["box"]), float(config["voxel_size"])
-    matched, energy_filter = _imaging(config)
+    if averages_from is None:
+        templates, counts = _true_maps(root, classes, box, voxel), None
+    else:
+        templates, counts = class_averages(Path(averages_from), split_seed, classes, box)
+    matched, energy_filter = _imaging(config, imaged=averages_from is not None)
     b = _boxes(root, table, box)
     dims = (-3, -2, -1)
     whitened = torch.fft.irfftn(torch.fft.rfftn(b, dim=dims) * matched, s=(box,) * 3, dim=dims).flatten(1)
@@ -95,16 +172,12 @@ def template_matching(data_dir: Path, rotations: int = 2000, seed: int = 0, log=
     turns[0] = np.eye(3)
     scores = torch.empty(len(whitened), len(classes))
     start = time.perf_counter()
-    for c, name in enumerate(classes):
-        structure = library[name]
-        if abs(structure.voxel_size - voxel) > 1e-3:
-            raise DataError(f"{root}: voxel size {voxel} Å, the library's {name} is at {structure.voxel_size} Å")
-        centred = centred_map(structure.density, box)
+    for c, (name, centred) in enumerate(zip(classes, templates)):
         best = torch.full((len(whitened),), -torch.inf)
         for lo in range(0, rotations, 250):
-            templates = rotated_maps(centred, turns[lo : lo + 250])
-            energy = (torch.fft.rfftn(templates, dim=dims).abs() ** 2 * energy_filter).flatten(1).sum(1)
-            best = torch.maximum(best, (whitened @ templates.flatten(1).T - energy / 2).max(1).values)
+            turned = rotated_maps(centred, turns[lo : lo + 250])
+            energy = (torch.fft.rfftn(turned, dim=dims).abs() ** 2 * energy_filter).flatten(1).sum(1)
+            best = torch.maximum(best, (whitened @ turned.flatten(1).T - energy / 2).max(1).values)
         scores[:, c] = best
         log(f"{name}: {time.perf_counter() - start:.0f} s")
     truth = table[layout.CLASS_NUMBER].to_numpy().astype(int) - 1
@@ -112,11 +185,16 @@ def template_matching(data_dir: Path, rotations: int = 2000, seed: int = 0, log=
     k = len(classes)
     confusion = np.zeros((k, k), int)
     np.add.at(confusion, (truth, predicted), 1)
+    made = {"templates": "true maps"}
+    if averages_from is not None:
+        made = {"templates": "training averages", "train": str(averages_from), "split_seed": split_seed,
+                "averaged": dict(zip(classes, counts))}  # fmt: skip
     return {
-        "run": f"template matching with the true maps ({rotations} rotations)",
+        "run": f"template matching with the {made['templates']} ({rotations} rotations)",
         "data": str(root),
         "particles": int(len(truth)),
         "rotations": rotations,
+        **made,
         "metrics": {"acc_cls": float((predicted == truth).mean())},
         "confusion_cls": confusion.tolist(),
         "classes": classes,

@@ -14,7 +14,7 @@ import numpy as np
 
 from dsmnet.reproduce.paired import error_text
 from dsmnet.reproduce.records import record_of
-from dsmnet.reproduce.scales import BASELINE, CAPTIONS, ORACLE, PAPER, SEG_BASELINE, TABLES, TITLES, Scale
+from dsmnet.reproduce.scales import AVERAGES, BASELINE, CAPTIONS, ORACLE, PAPER, SEG_BASELINE, TABLES, TITLES, Scale
 
 
 def _fmt(values: list[float]) -> str:
@@ -31,7 +31,7 @@ def reference_levels(results: dict[str, dict[str, list[dict]]], tables) -> dict[
     lines a dataset's curves are read against (dataset B's lie far below A's)."""
     levels: dict[str, list[dict]] = {}
     for table in tables:
-        for name in (BASELINE, ORACLE):
+        for name in (BASELINE, AVERAGES, ORACLE):
             if got := results.get(table, {}).get(name):
                 levels.setdefault(f"{TABLES[table][0]} · {name}", got)
     return levels
@@ -206,7 +206,10 @@ def describe_scale(s: Scale) -> str:
         "simple baseline every segmenting row is set against. "
         f"{ORACLE}: each box's maximum-likelihood class over {s.oracle_rotations} orientations of the {s.classes} "
         "true maps imaged as the data were (`dsmnet.reproduce.oracle`): not a rival, since it knows the "
-        "structures, but a measure of what the boxes hold."
+        "structures, but a measure of what the boxes hold. "
+        f"{AVERAGES}: the same search with each class's subtomogram average over the seed's training split, "
+        "every particle turned back by its recorded pose and the wedge compensated: it learns from the "
+        "networks' training particles but is told their orientations, which the networks are not."
     )
 
 

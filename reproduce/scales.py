@@ -240,4 +240,5 @@ HOLDOUT = "pseudo_groel"
 BASELINE = "Classical (LDA)"
 SEG_BASELINE = "Classical (threshold)"  # the segmentation baseline beside every mIoU row
 ORACLE = "Template matching (true maps)"  # what the boxes hold: a reference above the CNNs, not a rival
+AVERAGES = "Template matching (training averages)"  # what the training particles teach when their poses are known
 BASELINE_TABLES = ("table1", "table2", "beyond")

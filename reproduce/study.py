@@ -49,6 +49,7 @@ from dsmnet.reproduce.report import (
     target_iou_lines,
 )
 from dsmnet.reproduce.scales import (
+    AVERAGES,
     BASELINE,
     BASELINE_TABLES,
     HOLDOUT,
@@ -145,12 +146,17 @@ def _test_here(result: dict, run: Path, paths: dict[str, Path]) -> dict[str, str
 
 def _references(scale: Scale, out: Path, paths, dataset: str, log) -> dict[str, list[dict]]:
     """The reference rows of a dataset's table: the classical baselines (each split seed's, named by
-    its seed) and template matching (seed-independent), each cached under ``out/metrics/<dataset>``."""
+    its seed), template matching with the true maps (seed-independent) and with each split seed's
+    training averages, each cached under ``out/metrics/<dataset>``."""
     data, test, kept = paths[dataset], paths[f"{dataset}_test"], out / "metrics" / dataset
     return {
         BASELINE: [{**baseline(data, s, test, kept / "baseline"), "seed": s} for s in scale.seeds],
         SEG_BASELINE: [{**seg_baseline(data, s, test, kept / "baseline_seg"), "seed": s} for s in scale.seeds],
         ORACLE: [template_matching(test, scale.oracle_rotations, kept / "oracle", log)],
+        AVERAGES: [
+            {**template_matching(test, scale.oracle_rotations, kept / "oracle", log, (data, s)), "seed": s}
+            for s in scale.seeds
+        ],
     }
 
 

@@ -89,18 +89,31 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def _template_arguments(p: argparse.ArgumentParser) -> None:
     _data_arguments(p, "a simulated dataset folder (its imaging settings make the templates)")
     p.add_argument("--rotations", type=int, default=2000, help="rotations searched per template (default 2000)")
+    p.add_argument(
+        "--averages-from",
+        metavar="DIR",
+        help="templates: the class averages of this simulated dataset's training split, each particle turned "
+        "back by its recorded pose (default: the true maps)",
+    )
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="whose training split --averages-from averages (default 0)"
+    )
     _record_arguments(p)
 
 
 @command("template-match", arguments=_template_arguments)
 def cmd_template_match(args: argparse.Namespace) -> int:
-    """the reference that knows the answer: the true structures imaged as the data, searched over rotations"""
+    """the reference that knows the answer: the true structures (or the training split's class averages)
+    imaged as the data, searched over rotations"""
     from dsmnet.reproduce.oracle import template_matching
 
     if args.rotations < 1:
         raise UsageError(f"--rotations must be at least 1, got {args.rotations}")
     log = (lambda _m: None) if args.json else print
-    return _report_reference(_kept(template_matching(_data(args), args.rotations, log=log), args.out), args.json)
+    found = template_matching(
+        _data(args), args.rotations, log=log, averages_from=args.averages_from, split_seed=args.split_seed
+    )
+    return _report_reference(_kept(found, args.out), args.json)
 
 
 def _paired_arguments(p: argparse.ArgumentParser) -> None:

@@ -116,3 +116,58 @@ def test_a_record_from_before_per_particle_records_is_made_again_where_the_data_
     gone = tmp_path / "moved" / small_data.name  # a clean clone redrawing its report: no data to make it again
     (tmp_path / "template_matching.json").write_text(json.dumps(old))
     assert jobs.template_matching(gone, 50, tmp_path, log=lambda _m: None) == old
+
+
+def test_the_training_averages_are_the_classes_turned_back_into_register(small_data):
+    """Each class average over the training split matches its own CTF-filtered map, not the others':
+    the boxes were turned back by their poses (a wrong convention leaves a blur)."""
+    import json
+
+    import torch
+
+    from dsmnet.reproduce.separability import centred_map
+    from dsmnet.simulate.imaging import Microscope, ctf_mtf, rfft_grid
+
+    config = json.loads((small_data / "simulation.json").read_text())["config"]
+    averages, counts = oracle.class_averages(small_data, 0, list(CLASSES), 24)
+    assert sum(counts) == 48 and min(counts) > 10  # the 8:1:1 split's training part
+    kz, ky, kx = rfft_grid((24,) * 3)
+    h = ctf_mtf(torch.sqrt(kz**2 + ky**2 + kx**2), float(config["voxel_size"]), Microscope(**config["microscope"]))
+    library = load_library()
+    maps = [torch.fft.irfftn(torch.fft.rfftn(centred_map(library[n].density, 24)) * h, s=(24,) * 3) for n in CLASSES]
+    corr = torch.corrcoef(torch.stack([*averages.flatten(1), *(m.flatten() for m in maps)]))[:3, 3:]
+    assert (corr.diagonal() > 0.6).all(), corr  # 0.69–0.73; turned by the inverse poses 0.32–0.52
+    assert (corr.diagonal() > corr.clone().fill_diagonal_(-1).amax(1) + 0.4).all(), corr  # 0.53–0.55; inverse ≤ 0.34
+
+
+def test_template_matching_with_the_training_averages(small_data, tmp_path):
+    from dsmnet.reproduce import jobs
+
+    r = oracle.template_matching(small_data, rotations=300, averages_from=small_data, split_seed=1)
+    assert r["templates"] == "training averages" and r["split_seed"] == 1 and sum(r["averaged"].values()) == 48
+    assert r["metrics"]["acc_cls"] >= 0.9
+    kept = jobs.template_matching(small_data, 50, tmp_path, lambda _m: None, (small_data, 1))
+    assert (tmp_path / "template_matching_averages_seed1.json").is_file() and kept["split_seed"] == 1
+    assert not (tmp_path / "template_matching.json").exists()  # the true maps' record is another file
+
+
+def test_averages_from_data_that_cannot_make_them_are_refused(small_data, tmp_path, capsys):
+    import shutil
+
+    from dsmnet.cli import main
+    from dsmnet.dataset.star import read_star, write_star
+
+    with pytest.raises(DataError, match="classes"):
+        oracle.class_averages(small_data, 0, ["a", "b", "c"], 24)
+    with pytest.raises(DataError, match="24³"):
+        oracle.class_averages(small_data, 0, list(CLASSES), 32)
+    posed = tmp_path / "no-poses"
+    shutil.copytree(small_data, posed)
+    table = read_star(posed / "particles.star")
+    write_star(posed / "particles.star", {"particles": table.drop(columns=["rlnAngleRot"])})
+    with pytest.raises(DataError, match="no particle poses"):
+        oracle.class_averages(posed, 0, list(CLASSES), 24)
+    argv = ["template-match", "--data", str(small_data), "--averages-from", str(tmp_path / "nowhere")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dsmnet: error: ") and "nowhere" in err and "simulation.json" in err and "\n" not in err
