@@ -97,12 +97,15 @@ def _true_maps(root: Path, classes: list[str], box: int, voxel: float) -> torch.
 
 
 @torch.no_grad()
-def class_averages(train_dir: Path, split_seed: int, classes: list[str], box: int) -> tuple[torch.Tensor, list[int]]:
+def class_averages(
+    train_dir: Path, split_seed: int, classes: list[str], box: int, limit: int | None = None
+) -> tuple[torch.Tensor, list[int]]:
     """Each of ``classes``' subtomogram average over the training split of ``split_seed`` of a
     simulated dataset (the particles the networks of that seed learn from): every box turned back
     by its recorded pose, summed, and divided frequency by frequency by how many of the turned
     wedges measured it (frequencies measured in under :data:`COVERAGE` of the boxes left out).
-    Returns the averages ``[C, D, H, W]`` (the imaging's CTF in them) and each class's count.
+    ``limit``: at most this many particles a class (the split's first). Returns the averages
+    ``[C, D, H, W]`` (the imaging's CTF in them) and each class's count.
 
     Raises:
         DataError: not a simulation, no poses, other classes or another box size than ``box``.
@@ -124,7 +127,7 @@ def class_averages(train_dir: Path, split_seed: int, classes: list[str], box: in
     measured = torch.fft.fftshift(wedge_mask((box,) * 3, Microscope(**config["microscope"]), rfft=False).float())
     averages, counts = torch.zeros(len(classes), box, box, box), []
     for c in range(len(classes)):
-        mine = np.flatnonzero(labels[train] == c)
+        mine = np.flatnonzero(labels[train] == c)[:limit]
         counts.append(len(mine))
         if not len(mine):
             continue
@@ -145,10 +148,11 @@ def template_matching(
     log=lambda _m: None,
     averages_from: Path | None = None,
     split_seed: int = 0,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Classify every particle of a simulated dataset by template matching with the true maps, or
     with ``averages_from``'s class averages over its training split of ``split_seed``
-    (:func:`class_averages`).
+    (:func:`class_averages`, at most ``limit`` particles a class).
 
     Returns:
         A metrics record shaped like an evaluation's (``metrics.acc_cls``, ``confusion_cls``).
@@ -162,7 +166,7 @@ def template_matching(
     if averages_from is None:
         templates, counts = _true_maps(root, classes, box, voxel), None
     else:
-        templates, counts = class_averages(Path(averages_from), split_seed, classes, box)
+        templates, counts = class_averages(Path(averages_from), split_seed, classes, box, limit)
     matched, energy_filter = _imaging(config, imaged=averages_from is not None)
     b = _boxes(root, table, box)
     dims = (-3, -2, -1)
@@ -188,7 +192,7 @@ def template_matching(
     made = {"templates": "true maps"}
     if averages_from is not None:
         made = {"templates": "training averages", "train": str(averages_from), "split_seed": split_seed,
-                "averaged": dict(zip(classes, counts))}  # fmt: skip
+                "averaged": dict(zip(classes, counts)), **({"limit": limit} if limit is not None else {})}  # fmt: skip
     return {
         "run": f"template matching with the {made['templates']} ({rotations} rotations)",
         "data": str(root),

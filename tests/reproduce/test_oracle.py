@@ -131,6 +131,7 @@ def test_the_training_averages_are_the_classes_turned_back_into_register(small_d
     config = json.loads((small_data / "simulation.json").read_text())["config"]
     averages, counts = oracle.class_averages(small_data, 0, list(CLASSES), 24)
     assert sum(counts) == 48 and min(counts) > 10  # the 8:1:1 split's training part
+    assert oracle.class_averages(small_data, 0, list(CLASSES), 24, limit=5)[1] == [5, 5, 5]
     kz, ky, kx = rfft_grid((24,) * 3)
     h = ctf_mtf(torch.sqrt(kz**2 + ky**2 + kx**2), float(config["voxel_size"]), Microscope(**config["microscope"]))
     library = load_library()
