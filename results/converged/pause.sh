@@ -4,7 +4,8 @@
 # simulator: `pgrep -f 'dsmnet reproduce'` alone misses it), the command runs alone on the cores,
 # and they continue — also when the command fails or is interrupted. Each paused run gets a line in its pauses.jsonl (from, to, why), which
 # `dsmnet reproduce --status` lists under the session it fell in. For what must be measured alone
-# (benchmarks, a fresh-clone CI run, make demo); STUDY as in queue.sh.
+# (benchmarks, a fresh-clone CI run, make demo); STUDY as in queue.sh; PAUSE_MATCH, the processes'
+# command-line pattern (pgrep -f), for the test.
 #
 #   bash results/converged/pause.sh "fresh-clone CI" bash -c 'rm -rf /tmp/ci && git clone -q . /tmp/ci && cd /tmp/ci && bash .ci/run'
 set -euo pipefail
@@ -14,7 +15,7 @@ STUDY="${STUDY:-$HOME/dsmnet-study/converged}"
 why="$1"
 shift
 pids=()  # every training or study process (scoring uses the cores too) and its helpers
-for pid in $(pgrep -f '^[^ ]*python[^ ]* [^ ]*dsmnet (reproduce|train) ' || true); do
+for pid in $(pgrep -f "${PAUSE_MATCH:-^[^ ]*python[^ ]* [^ ]*dsmnet (reproduce|train) }" || true); do
     pids+=("$pid" $(pgrep -P "$pid" || true))
 done
 runs=()  # the runs they are training: a lock naming one of them, no summary yet
