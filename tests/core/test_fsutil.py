@@ -88,3 +88,18 @@ def test_to_json_is_json_with_each_list_of_numbers_on_one_line():
     text = to_json(record)
     assert json.loads(text) == record and text.endswith("}\n")
     assert '"labels": [0, 1, null]' in text and "  [3, 1],\n  [0, 2]\n" in text
+
+
+def test_atomic_outputs_get_the_permissions_of_ordinary_ones(tmp_path):
+    import stat
+
+    from dsmnet.core.fsutil import atomic_write_text
+
+    (tmp_path / "ordinary.txt").write_text("x")
+    (tmp_path / "ordinary").mkdir()
+    atomic_write_text(tmp_path / "atomic.txt", "x")  # mkstemp's 0600 would hide it from the group
+    with atomic_dir(tmp_path / "atomic") as tmp:  # and mkdtemp's 0700
+        (tmp / "x").write_text("x")
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / "atomic.txt") == mode(tmp_path / "ordinary.txt")
+    assert mode(tmp_path / "atomic") == mode(tmp_path / "ordinary")
