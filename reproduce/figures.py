@@ -47,7 +47,7 @@ def per_class_figure(rows: dict[str, list[dict]], path: Path, compare: str | Non
     shown = [r for r in (compare, ORACLE) if r in have]
     fig, axes = plt.subplots(1, 1 + len(shown), figsize=(6 + 5.2 * len(shown), 5.2))
     ax = axes[0]
-    markers = {BASELINE: ("s", "0.45"), AVERAGES: ("^", "0.25"), ORACLE: ("*", "k")}
+    markers = {BASELINE: ("s", "0.45"), AVERAGES: ("^", "k"), ORACLE: ("*", "k")}
     colours = iter(plt.get_cmap("tab10").colors)
     for row, (names, confusion) in have.items():
         accuracy = np.diag(confusion) / np.maximum(confusion.sum(1), 1)
