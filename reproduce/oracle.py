@@ -140,6 +140,23 @@ def class_averages(
     return averages, counts
 
 
+def _best_scores(whitened: torch.Tensor, templates, names: list[str], turns: np.ndarray, energy_filter, log):
+    """Each box's (rows of ``whitened``) best log-likelihood score over ``turns`` of each template:
+    ``[boxes, classes]``."""
+    dims = (-3, -2, -1)
+    scores = torch.empty(len(whitened), len(names))
+    start = time.perf_counter()
+    for c, (name, centred) in enumerate(zip(names, templates)):
+        best = torch.full((len(whitened),), -torch.inf)
+        for lo in range(0, len(turns), 250):
+            turned = rotated_maps(centred, turns[lo : lo + 250])
+            energy = (torch.fft.rfftn(turned, dim=dims).abs() ** 2 * energy_filter).flatten(1).sum(1)
+            best = torch.maximum(best, (whitened @ turned.flatten(1).T - energy / 2).max(1).values)
+        scores[:, c] = best
+        log(f"{name}: {time.perf_counter() - start:.0f} s")
+    return scores
+
+
 @torch.no_grad()
 def template_matching(
     data_dir: Path,
@@ -163,36 +180,25 @@ def template_matching(
     """
     root, classes, table, config = _simulation(data_dir)
     box, voxel = int(config["box"]), float(config["voxel_size"])
+    made: dict[str, Any] = {"templates": "true maps"}
     if averages_from is None:
-        templates, counts = _true_maps(root, classes, box, voxel), None
+        templates = _true_maps(root, classes, box, voxel)
     else:
         templates, counts = class_averages(Path(averages_from), split_seed, classes, box, limit)
-    matched, energy_filter = _imaging(config, imaged=averages_from is not None)
-    b = _boxes(root, table, box)
-    dims = (-3, -2, -1)
-    whitened = torch.fft.irfftn(torch.fft.rfftn(b, dim=dims) * matched, s=(box,) * 3, dim=dims).flatten(1)
-    del b
-    turns = Rotation.random(rotations, random_state=seed).as_matrix()
-    turns[0] = np.eye(3)
-    scores = torch.empty(len(whitened), len(classes))
-    start = time.perf_counter()
-    for c, (name, centred) in enumerate(zip(classes, templates)):
-        best = torch.full((len(whitened),), -torch.inf)
-        for lo in range(0, rotations, 250):
-            turned = rotated_maps(centred, turns[lo : lo + 250])
-            energy = (torch.fft.rfftn(turned, dim=dims).abs() ** 2 * energy_filter).flatten(1).sum(1)
-            best = torch.maximum(best, (whitened @ turned.flatten(1).T - energy / 2).max(1).values)
-        scores[:, c] = best
-        log(f"{name}: {time.perf_counter() - start:.0f} s")
-    truth = table[layout.CLASS_NUMBER].to_numpy().astype(int) - 1
-    predicted = scores.argmax(1).numpy()
-    k = len(classes)
-    confusion = np.zeros((k, k), int)
-    np.add.at(confusion, (truth, predicted), 1)
-    made = {"templates": "true maps"}
-    if averages_from is not None:
         made = {"templates": "training averages", "train": str(averages_from), "split_seed": split_seed,
                 "averaged": dict(zip(classes, counts)), **({"limit": limit} if limit is not None else {})}  # fmt: skip
+    matched, energy_filter = _imaging(config, imaged=averages_from is not None)
+    dims = (-3, -2, -1)
+    spectra = torch.fft.rfftn(_boxes(root, table, box), dim=dims) * matched
+    whitened = torch.fft.irfftn(spectra, s=(box,) * 3, dim=dims).flatten(1)
+    del spectra
+    turns = Rotation.random(rotations, random_state=seed).as_matrix()
+    turns[0] = np.eye(3)
+    scores = _best_scores(whitened, templates, classes, turns, energy_filter, log)
+    truth = table[layout.CLASS_NUMBER].to_numpy().astype(int) - 1
+    predicted = scores.argmax(1).numpy()
+    confusion = np.zeros((len(classes),) * 2, int)
+    np.add.at(confusion, (truth, predicted), 1)
     return {
         "run": f"template matching with the {made['templates']} ({rotations} rotations)",
         "data": str(root),
