@@ -267,6 +267,7 @@ def test_the_study_tools_refuse_bad_input_in_one_line(tmp_path, capsys):
         (["baseline"], "--data is required: a dataset folder"),
         (["baseline", "--data", str(tmp_path / "nowhere")], "nowhere"),
         (["template-match", "--data", str(tmp_path), "--rotations", "0"], "--rotations must be at least 1, got 0"),
+        (["template-match", "--data", str(tmp_path), "--threads", "0"], "--threads must be at least 1 (got 0)"),
         (["views", str(tmp_path), "--data", str(tmp_path), "--angles", "a,b"], "expected numbers of degrees"),
         (["paired", str(tmp_path / "a.json"), str(tmp_path / "b.json")], "a.json"),
     ]:

@@ -98,6 +98,7 @@ def _template_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--split-seed", type=int, default=0, help="whose training split --averages-from averages (default 0)"
     )
+    flags(p, "threads")  # minutes of one core a dataset: beside trainings, give it 1
     _record_arguments(p)
 
 
