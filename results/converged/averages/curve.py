@@ -13,24 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.reproduce.oracle import template_matching
-from dsmnet.simulate.library import load_library
+from dsmnet.reproduce.report import mass_halves
 
 LIMITS = (4, 8, 16, 32, 64, None)  # None: every training particle (116–117 a class)
-
-
-def halves(record: dict) -> tuple[float, float]:
-    """Mean per-class accuracy over the 11 lightest and the 11 heaviest classes by library mass."""
-    library, classes = load_library(), record["classes"]
-    confusion = np.asarray(record["confusion_cls"])
-    accuracy = np.diag(confusion) / confusion.sum(1)
-    order = np.argsort([library[c].mass_kda for c in classes])
-    half = len(order) // 2
-    return float(accuracy[order[:half]].mean()), float(accuracy[order[half:]].mean())
 
 
 def main(study: Path) -> None:
@@ -39,7 +28,7 @@ def main(study: Path) -> None:
     rows = []
     for limit in LIMITS:
         record = template_matching(study / "data" / "A_test", 2000, averages_from=study / "data" / "A", limit=limit)
-        light, heavy = halves(record)
+        (_, light), (_, heavy) = mass_halves(record)  # the 11 lightest and the 11 heaviest by library mass
         per_class = min(record["averaged"].values())
         rows.append({"per_class": per_class, "acc": record["metrics"]["acc_cls"], "light": light, "heavy": heavy})
         print(rows[-1], flush=True)
