@@ -98,14 +98,16 @@ def _true_maps(root: Path, classes: list[str], box: int, voxel: float) -> torch.
 
 @torch.no_grad()
 def class_averages(
-    train_dir: Path, split_seed: int, classes: list[str], box: int, limit: int | None = None
+    train_dir: Path, split_seed: int, classes: list[str], box: int, limit: int | None = None, pose_error: float = 0.0
 ) -> tuple[torch.Tensor, list[int]]:
     """Each of ``classes``' subtomogram average over the training split of ``split_seed`` of a
     simulated dataset (the particles the networks of that seed learn from): every box turned back
     by its recorded pose, summed, and divided frequency by frequency by how many of the turned
     wedges measured it (frequencies measured in under :data:`COVERAGE` of the boxes left out).
-    ``limit``: at most this many particles a class (the split's first). Returns the averages
-    ``[C, D, H, W]`` (the imaging's CTF in them) and each class's count.
+    ``limit``: at most this many particles a class (the split's first); ``pose_error``: each pose
+    turned further by a random rotation about a random axis through an angle of that many degrees
+    r.m.s. (a Gaussian; an alignment's error). Returns the averages ``[C, D, H, W]`` (the
+    imaging's CTF in them) and each class's count.
 
     Raises:
         DataError: not a simulation, no poses, other classes or another box size than ``box``.
@@ -123,6 +125,11 @@ def class_averages(
     labels = table[layout.CLASS_NUMBER].to_numpy().astype(int) - 1
     train = np.asarray(stratified_split(labels, split_seed)["train"], dtype=int)
     poses = Rotation.from_euler("ZYZ", table[list(layout.ANGLES)].to_numpy(float)[train], degrees=True)
+    if pose_error > 0:
+        rng = np.random.default_rng(split_seed)
+        axes = rng.normal(size=(len(train), 3))
+        angles = np.deg2rad(pose_error) * rng.normal(size=(len(train), 1))
+        poses = poses * Rotation.from_rotvec(axes / np.linalg.norm(axes, axis=1, keepdims=True) * angles)
     turns = torch.from_numpy(poses.as_matrix()).float()  # rotate_volumes turns a box by Aᵀ: back by its pose
     measured = torch.fft.fftshift(wedge_mask((box,) * 3, Microscope(**config["microscope"]), rfft=False).float())
     averages, counts = torch.zeros(len(classes), box, box, box), []
@@ -166,10 +173,11 @@ def template_matching(
     averages_from: Path | None = None,
     split_seed: int = 0,
     limit: int | None = None,
+    pose_error: float = 0.0,
 ) -> dict[str, Any]:
     """Classify every particle of a simulated dataset by template matching with the true maps, or
     with ``averages_from``'s class averages over its training split of ``split_seed``
-    (:func:`class_averages`, at most ``limit`` particles a class).
+    (:func:`class_averages`, at most ``limit`` particles a class, its poses off by ``pose_error``°).
 
     Returns:
         A metrics record shaped like an evaluation's (``metrics.acc_cls``, ``confusion_cls``).
@@ -184,9 +192,10 @@ def template_matching(
     if averages_from is None:
         templates = _true_maps(root, classes, box, voxel)
     else:
-        templates, counts = class_averages(Path(averages_from), split_seed, classes, box, limit)
+        templates, counts = class_averages(Path(averages_from), split_seed, classes, box, limit, pose_error)
         made = {"templates": "training averages", "train": str(averages_from), "split_seed": split_seed,
-                "averaged": dict(zip(classes, counts)), **({"limit": limit} if limit is not None else {})}  # fmt: skip
+                "averaged": dict(zip(classes, counts)), **({"limit": limit} if limit is not None else {}),
+                **({"pose_error": pose_error} if pose_error else {})}  # fmt: skip
     matched, energy_filter = _imaging(config, imaged=averages_from is not None)
     dims = (-3, -2, -1)
     spectra = torch.fft.rfftn(_boxes(root, table, box), dim=dims) * matched

@@ -139,6 +139,9 @@ def test_the_training_averages_are_the_classes_turned_back_into_register(small_d
     corr = torch.corrcoef(torch.stack([*averages.flatten(1), *(m.flatten() for m in maps)]))[:3, 3:]
     assert (corr.diagonal() > 0.6).all(), corr  # 0.69–0.73; turned by the inverse poses 0.32–0.52
     assert (corr.diagonal() > corr.clone().fill_diagonal_(-1).amax(1) + 0.4).all(), corr  # 0.53–0.55; inverse ≤ 0.34
+    blurred, _ = oracle.class_averages(small_data, 0, list(CLASSES), 24, pose_error=30.0)  # an alignment's error
+    off = torch.corrcoef(torch.stack([*blurred.flatten(1), *(m.flatten() for m in maps)]))[:3, 3:].diagonal()
+    assert (off < corr.diagonal() - 0.03).all(), (off, corr.diagonal())  # 0.61–0.68 against 0.69–0.73
 
 
 def test_template_matching_with_the_training_averages(small_data, tmp_path):
