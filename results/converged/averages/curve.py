@@ -22,21 +22,26 @@ from dsmnet.reproduce.report import mass_halves
 LIMITS = (4, 8, 16, 32, 64, None)  # None: every training particle (116–117 a class)
 
 
-def main(study: Path) -> None:
+def sweep(study: Path, name: str, column: str, settings: list[dict], label) -> None:
+    """Template matching on dataset A's test set with the averages of seed 0's training split made
+    with each of ``settings`` (keyword arguments of :func:`template_matching`); each row's accuracy
+    and its mass halves written to ``<name>.json`` and ``<name>.txt`` (first column ``column``,
+    ``label(record, setting)`` in it) beside this file."""
     torch.set_num_threads(1)
-    here = Path(__file__).parent
+    here, data = Path(__file__).parent, study / "data"
     rows = []
-    for limit in LIMITS:
-        record = template_matching(study / "data" / "A_test", 2000, averages_from=study / "data" / "A", limit=limit)
+    for setting in settings:
+        record = template_matching(data / "A_test", 2000, averages_from=data / "A", **setting)
         (_, light), (_, heavy) = mass_halves(record)  # the 11 lightest and the 11 heaviest by library mass
-        per_class = min(record["averaged"].values())
-        rows.append({"per_class": per_class, "acc": record["metrics"]["acc_cls"], "light": light, "heavy": heavy})
+        row = {column: label(record, setting), "acc": record["metrics"]["acc_cls"], "light": light, "heavy": heavy}
+        rows.append(row)
         print(rows[-1], flush=True)
-    atomic_write_text(here / "curve.json", json.dumps(rows, indent=1) + "\n")
-    lines = ["particles a class | test accuracy | 11 lightest | 11 heaviest", "---|---|---|---"]
-    lines += [f"{r['per_class']} | {r['acc']:.3f} | {r['light']:.3f} | {r['heavy']:.3f}" for r in rows]
-    atomic_write_text(here / "curve.txt", "\n".join(lines) + "\n")
+    atomic_write_text(here / f"{name}.json", json.dumps(rows, indent=1) + "\n")
+    lines = [f"{column} | test accuracy | 11 lightest | 11 heaviest", "---|---|---|---"]
+    lines += [f"{r[column]} | {r['acc']:.3f} | {r['light']:.3f} | {r['heavy']:.3f}" for r in rows]
+    atomic_write_text(here / f"{name}.txt", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    fewest = lambda record, _setting: min(record["averaged"].values())  # noqa: E731
+    sweep(Path(sys.argv[1]), "curve", "particles a class", [{"limit": n} for n in LIMITS], fewest)
