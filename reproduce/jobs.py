@@ -155,20 +155,25 @@ def scored(run: Path, source: Path, folder: Path) -> dict[str, Any] | None:
     return metrics if same_dataset(metrics.get("data"), source) else None
 
 
-def _kept_or_made(path: Path, test: Path, current, make) -> dict[str, Any]:
+def _kept_or_made(path: Path, test: Path, current, make, also: tuple[Path, ...] = ()) -> dict[str, Any] | None:
     """A reference row's record kept at ``path`` when it was scored on ``test`` and still answers:
     ``current(found)`` says it was made as a record is made now, or the data are not here to make it
-    again (then it stands). Else ``make()`` it now and keep it there."""
+    again (then it stands). Else ``make()`` it now and keep it there — or None when nothing stands
+    and the data it needs (``test`` and ``also``) are not here: a report redrawn from kept records
+    leaves the row out."""
     found = json.loads(path.read_text()) if path.is_file() else {}
-    if same_dataset(found.get("data"), test) and (current(found) or not is_dataset(test)):
+    here = all(is_dataset(d) for d in (test, *also))
+    if same_dataset(found.get("data"), test) and (current(found) or not here):
         return found
+    if not here:
+        return None
     result = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, to_json(result))
     return result
 
 
-def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
+def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any] | None:
     """The classical baseline row for one seed (cached in ``folder``)."""
     from dsmnet.reproduce.baseline import FEATURES, classical_baseline
 
@@ -176,7 +181,7 @@ def baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
     return _kept_or_made(folder / f"seed{seed}.json", test, same_features, lambda: classical_baseline(data, seed, test))
 
 
-def seg_baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any]:
+def seg_baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, Any] | None:
     """The classical segmentation baseline row for one seed (cached in ``folder``; a record fitted
     on another grid is fitted again)."""
     from dsmnet.reproduce.segbaseline import classical_segmentation, grid_record
@@ -187,7 +192,7 @@ def seg_baseline(data: Path, seed: int, test: Path, folder: Path) -> dict[str, A
 
 def template_matching(
     test: Path, rotations: int, folder: Path, log=print, averages: tuple[Path, int] | None = None
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """The template-matching reference row on a test set, cached in ``folder``: with the true maps
     (seed-independent), or with ``averages`` ``(data, seed)``, the class averages of that seed's
     training split of ``data`` (one record a seed)."""
@@ -205,7 +210,7 @@ def template_matching(
         return found.get("rotations") == rotations and "per_particle" in found and same
 
     name = "template_matching.json" if from_data is None else f"template_matching_averages_seed{seed}.json"
-    return _kept_or_made(folder / name, test, current, match)
+    return _kept_or_made(folder / name, test, current, match, () if from_data is None else (from_data,))
 
 
 @dataclass(frozen=True)

@@ -147,17 +147,24 @@ def _test_here(result: dict, run: Path, paths: dict[str, Path]) -> dict[str, str
 def _references(scale: Scale, out: Path, paths, dataset: str, log) -> dict[str, list[dict]]:
     """The reference rows of a dataset's table: the classical baselines (each split seed's, named by
     its seed), template matching with the true maps (seed-independent) and with each split seed's
-    training averages, each cached under ``out/metrics/<dataset>``."""
+    training averages, each cached under ``out/metrics/<dataset>``; a row neither kept nor to be
+    made (its data not here) is left out, and said so."""
     data, test, kept = paths[dataset], paths[f"{dataset}_test"], out / "metrics" / dataset
-    return {
-        BASELINE: [{**baseline(data, s, test, kept / "baseline"), "seed": s} for s in scale.seeds],
-        SEG_BASELINE: [{**seg_baseline(data, s, test, kept / "baseline_seg"), "seed": s} for s in scale.seeds],
-        ORACLE: [template_matching(test, scale.oracle_rotations, kept / "oracle", log)],
-        AVERAGES: [
-            {**template_matching(test, scale.oracle_rotations, kept / "oracle", log, (data, s)), "seed": s}
-            for s in scale.seeds
-        ],
+    rotations = scale.oracle_rotations
+
+    def seeded(record: dict | None, seed: int) -> dict | None:
+        return None if record is None else {**record, "seed": seed}
+
+    rows = {
+        BASELINE: [seeded(baseline(data, s, test, kept / "baseline"), s) for s in scale.seeds],
+        SEG_BASELINE: [seeded(seg_baseline(data, s, test, kept / "baseline_seg"), s) for s in scale.seeds],
+        ORACLE: [template_matching(test, rotations, kept / "oracle", log)],
+        AVERAGES: [seeded(template_matching(test, rotations, kept / "oracle", log, (data, s)), s) for s in scale.seeds],
     }
+    for name, records in rows.items():
+        if None in records:  # neither kept nor to be made: its data are not here (a report from kept records)
+            log(f"{dataset} · {name}: not kept and its data not here, left out")
+    return {name: made for name, records in rows.items() if (made := [r for r in records if r is not None])}
 
 
 def _report_tables(

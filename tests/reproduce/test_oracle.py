@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -175,3 +176,27 @@ def test_averages_from_data_that_cannot_make_them_are_refused(small_data, tmp_pa
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dsmnet: error: ") and "nowhere" in err and "simulation.json" in err and "\n" not in err
+
+
+def test_a_report_from_kept_records_leaves_out_a_reference_it_cannot_make(small_data, tmp_path):
+    """A study folder redrawn where its data are gone: a reference row kept stands, one never kept
+    (the training averages, added after the report was first drawn) is left out, not an error."""
+    import dataclasses
+
+    from dsmnet.reproduce import jobs, study
+    from dsmnet.reproduce.scales import AVERAGES, ORACLE, SCALES
+
+    kept = tmp_path / "study" / "metrics" / "A"
+    made = jobs.template_matching(small_data, 50, kept / "oracle", lambda _m: None)
+    gone = tmp_path / "moved"  # neither test set nor training set here
+    paths = {"A": gone / "A", "A_test": gone / small_data.name}
+    assert jobs.template_matching(paths["A_test"], 50, kept / "oracle", lambda _m: None, (paths["A"], 0)) is None
+    scale = dataclasses.replace(SCALES["mini"], oracle_rotations=50, seeds=(0,))
+    for seed in (0,):  # the classical baselines kept beside it
+        for folder in ("baseline", "baseline_seg"):
+            (kept / folder).mkdir(parents=True, exist_ok=True)
+            (kept / folder / f"seed{seed}.json").write_text(json.dumps({"data": str(small_data), "metrics": {}}))
+    lines = []
+    rows = study._references(scale, tmp_path / "study", paths, "A", lines.append)
+    assert rows[ORACLE] == [made] and AVERAGES not in rows
+    assert lines == [f"A · {AVERAGES}: not kept and its data not here, left out"]
