@@ -61,6 +61,14 @@ class Plan:
         """Per head, what it predicts (its class's ``target``, checked at registration)."""
         return {n: p.component.cls.target for n, p in self.heads.items()}
 
+    @property
+    def kinds(self) -> set[str]:
+        """The target kinds a batch must carry: the heads' and those a loss reads besides its own
+        (its class's optional ``reads``, e.g. the pose loss reads the density)."""
+        return set(self.targets.values()) | {
+            k for p in self.losses.values() for k in getattr(p.component.cls, "reads", ())
+        }
+
 
 def plan(spec: Spec | Plan | str | Path | Mapping[str, Any], registries: Registries | None = None) -> Plan:
     """The validated plan of a spec (a plan is returned as it is: resolve a spec once, then

@@ -34,14 +34,20 @@ class MultiTaskLoss(nn.Module):
 
     Args:
         losses: per head, its loss module.
-        targets: per head, the ground-truth kind it is trained on (``class``, ``mask``, ``density``).
+        targets: per head, the ground-truth kind it is trained on (``class``, ``mask``, ``density``,
+            ``pose``).
         weighting: combines the per-task losses.
+
+    A loss whose class names further kinds in ``reads`` (the pose loss reads the density) is given
+    them after its target, in that order, and scores only the samples that have all of them.
     """
 
     def __init__(self, losses: Mapping[str, nn.Module], targets: Mapping[str, str], weighting: nn.Module):
         super().__init__()
         self.losses = nn.ModuleDict(losses)
         self.targets = dict(targets)
+        self.reads = {head: tuple(getattr(loss, "reads", ())) for head, loss in losses.items()}
+        self.kinds = set(self.targets.values()) | {k for kinds in self.reads.values() for k in kinds}
         self.weighting = weighting
 
     def forward(
@@ -58,14 +64,14 @@ class MultiTaskLoss(nn.Module):
         tasks = {}
         for head, loss in self.losses.items():
             pred = outputs[head]
-            kind = self.targets[head]
-            if kind not in targets:
+            kinds = (self.targets[head], *self.reads[head])
+            if any(kind not in targets for kind in kinds):
                 tasks[head] = pred.sum() * 0.0
                 continue
-            target = targets[kind]
-            keep = None if present is None else present.get(kind)
+            given = [targets[kind] for kind in kinds]
+            keep = None if present is None else _all_present(present, kinds)
             if keep is not None and keep.device.type != "cpu":  # on a GPU: weighted, not indexed (no host read)
-                per = loss(pred, target)
+                per = loss(pred, *given)
                 if per.dim() == 1 and len(per) == len(keep):
                     tasks[head] = (per * keep.to(per.dtype)).sum() / outputs[head].shape[0]
                     continue
@@ -75,6 +81,17 @@ class MultiTaskLoss(nn.Module):
                     tasks[head] = pred.sum() * 0.0
                     continue
                 keep = keep.to(pred.device)
-                pred, target = pred[keep], target.to(pred.device)[keep]
-            tasks[head] = loss(pred, target).sum() / outputs[head].shape[0]
+                pred, given = pred[keep], [t.to(pred.device)[keep] for t in given]
+            tasks[head] = loss(pred, *given).sum() / outputs[head].shape[0]
         return LossResult(self.weighting(tasks), tasks)
+
+
+def _all_present(present: Mapping[str, torch.Tensor], kinds: tuple[str, ...]) -> torch.Tensor | None:
+    """The samples that have every one of ``kinds`` (None: no kind's presence is known)."""
+    known = [present[kind] for kind in kinds if kind in present]
+    if not known:
+        return None
+    keep = known[0]
+    for other in known[1:]:
+        keep = keep & other.to(keep.device)
+    return keep

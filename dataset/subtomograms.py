@@ -27,6 +27,7 @@ import torch
 
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, read_mrc, read_volume
+from dsmnet.dataset.poses import read_poses
 from dsmnet.dataset.star import read_star
 
 SPLITS = ("train", "val", "test")
@@ -116,7 +117,9 @@ class Subtomograms:
     Attributes:
         x: ``[N, 1, D, H, W]`` normalised subtomograms (:class:`Volumes`, or a tensor in memory).
         targets: ``class`` ``[N]`` (0-based tensor), ``mask`` ``[N, D, H, W]`` int8, ``density``
-            ``[N, 1, D, H, W]`` (:class:`Volumes`, or tensors); a kind is absent when no particle has it.
+            ``[N, 1, D, H, W]`` (:class:`Volumes`, or tensors), ``pose`` ``[N, 3, 3]`` (the
+            rotation of the table's ``rlnAngleRot/Tilt/Psi``, when it has them); a kind is absent
+            when no particle has it.
         present: per kind, a boolean ``[N]``.
         classes: class names, index = class id.
         table: the particles table as read.
@@ -297,6 +300,8 @@ def load_dataset(
             files[kind].append(root / cell if cell is not None else None)
             has[kind][i] = cell is not None
     found = _targets(labels, files, has, shape)
+    if targets and set(layout.ANGLES) <= set(table.columns):
+        found["pose"], has["pose"] = read_poses(table, star)
     present = {kind: torch.from_numpy(has[kind]) for kind in found}
     x: Volumes | torch.Tensor = Volumes(images, (1, *shape), "x")
     if in_memory:

@@ -9,7 +9,9 @@ from dsmnet.registry.hookspecs import hookimpl
 def register_heads(register):
     from dsmnet.heads.classifier import Classifier
     from dsmnet.heads.dense import Reconstructor, Segmenter
+    from dsmnet.heads.pose import PoseHead
 
     register("classifier", Classifier)
     register("segmenter", Segmenter)
     register("reconstructor", Reconstructor)
+    register("pose", PoseHead)

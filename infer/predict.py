@@ -176,6 +176,7 @@ class _Writer:
         self.tables: dict[int, pd.DataFrame] = {}  # id → an input table the particles are rows of
         self.refs: list[np.ndarray] = []  # per batch: (table id, row position) of each particle
         self.probs: list[np.ndarray] = []  # per batch: every class's probability
+        self.poses: list[np.ndarray] = []  # per batch: the predicted poses (a pose head's)
         self.files: set[str] = set()  # the per-particle outputs written: layout.MASK, layout.DENSITY
         self.count = 0
 
@@ -201,6 +202,8 @@ class _Writer:
         self.refs.append(np.array([(id(p.table), p.i) for p in good], dtype=np.int64))
         if prob is not None:
             self.probs.append(prob.numpy().astype(np.float32))
+        if "pose" in kinds:
+            self.poses.append(kinds["pose"].double().numpy())
         self.count += len(good)
 
     def _files(self, p: Particle, number: int, mask, density, prob) -> None:
@@ -234,11 +237,26 @@ class _Writer:
             table["dsmClassProbability"] = prob[np.arange(len(k)), k].astype(float)
             for c, column in zip(self.classes, prob.T):
                 table[f"dsmProb_{c}"] = column.astype(float)
+        if self.poses:
+            _write_poses(table, np.concatenate(self.poses))
         numbers = np.arange(1, len(table) + 1)
         for name, folder in ((layout.MASK, "masks"), (layout.DENSITY, "densities")):
             if name in self.files:
                 table[name] = [f"{folder}/{n:06d}.mrc" for n in numbers]
         return table
+
+
+def _write_poses(table: pd.DataFrame, poses: np.ndarray) -> None:
+    """The predicted poses as ``rlnAngleRot/Tilt/Psi`` (ZYZ degrees, the reference of each class
+    as the model learned it turned into the particle); input angles kept as ``dsmInputAngle…``."""
+    from scipy.spatial.transform import Rotation
+
+    angles = Rotation.from_matrix(poses).as_euler("ZYZ", degrees=True)
+    for column, values in zip(layout.ANGLES, angles.T):
+        kept = "dsmInput" + column.removeprefix("rln")
+        if column in table and kept not in table:
+            table[kept] = table[column]
+        table[column] = values
 
 
 def _read_ahead(batches: Iterator[list[Particle]], reader: _Reader, writer: _Writer, bar: Progress):

@@ -7,10 +7,12 @@ from dsmnet.registry.hookspecs import hookimpl
 
 @hookimpl
 def register_losses(register):
+    from dsmnet.losses.pose import TurnedDensity
     from dsmnet.losses.task import MSE, CrossEntropy
 
     register("cross_entropy", CrossEntropy)
     register("mse", MSE)
+    register("turned_density", TurnedDensity)
 
 
 @hookimpl

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-TARGETS = ("class", "mask", "density")  # what a head predicts and a loss scores
+TARGETS = ("class", "mask", "density", "pose")  # what a head predicts and a loss scores
 SOURCES = ("backbone", "decoder")  # what a head reads
 
 

@@ -112,8 +112,8 @@ def class_averages(
     Raises:
         DataError: not a simulation, no poses, other classes or another box size than ``box``.
     """
+    from dsmnet.core.rotations import rotate_volumes
     from dsmnet.dataset.subtomograms import stratified_split
-    from dsmnet.training.augment import rotate_volumes
 
     root, own, table, config = _simulation(train_dir)
     if own != classes:

@@ -45,7 +45,7 @@ def centred_map(density: np.ndarray, box: int) -> torch.Tensor:
 def rotated_maps(volume: torch.Tensor, rotations: np.ndarray) -> torch.Tensor:
     """``volume`` ``[D, H, W]`` turned by each of ``rotations`` ``[R, 3, 3]`` (xyz, active) about the
     voxel at index n // 2, as the simulator turns a molecule (:func:`dsmnet.simulate.crowding.rotate`)."""
-    from dsmnet.training.augment import rotate_volumes
+    from dsmnet.core.rotations import rotate_volumes
 
     m = torch.from_numpy(rotations).float().transpose(1, 2)  # out(p) = in(Rᵀ p)
     return rotate_volumes(volume.expand(len(m), 1, *volume.shape), m)[:, 0]

@@ -31,6 +31,10 @@ def make_target(kind: str, out: torch.Tensor) -> torch.Tensor:
         return torch.randint(0, out.shape[1], (out.shape[0],))
     if kind == "mask":
         return torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]))
+    if kind == "pose":
+        from scipy.spatial.transform import Rotation
+
+        return torch.from_numpy(Rotation.random(out.shape[0], random_state=0).as_matrix()).float()
     return torch.randn_like(out)
 
 
@@ -44,6 +48,8 @@ def check_learns(spec: dict, size: tuple[int, int, int]) -> dict:
     criterion = dsmnet.build_loss(spec, REGISTERED)
     out = model(torch.randn(2, 1, *size))
     targets = {model.targets[h]: make_target(model.targets[h], v) for h, v in out.items()}
+    for kind in criterion.kinds - set(targets):  # what a loss reads besides its head's target
+        targets[kind] = make_target(kind, torch.rand(2, 1, *size))
     result = criterion(out, targets)
     result.total.backward()
     assert torch.isfinite(result.total)

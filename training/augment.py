@@ -11,8 +11,9 @@ must leave it where it is:
 * ``rotate``: a uniformly random proper rotation per particle, after which only the frequencies
   the data measures are kept (the rotated volume times the wedge-and-band mask), so the result has
   exactly the data's wedge, with the rotated wedge's frequencies missing as well. Targets (mask,
-  density) are rotated with it. Every orientation of every training particle is reachable, which
-  is what a network needs to learn a class from ~100 particles in random orientations.
+  density) are rotated with it, a pose composed with the rotation. Every orientation of every
+  training particle is reachable, which is what a network needs to learn a class from ~100
+  particles in random orientations.
   The price is information: a rotated box lacks the rotated wedge's frequencies as well as the
   data's, and trilinear resampling damps its finest ones. A model trained with ``rotate`` (the mini
   Cls subnet, seed 0) classifies test boxes as they are 0.531 of the time, and the same boxes
@@ -42,8 +43,8 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from dsmnet.core.rotations import random_rotations, rotate_volumes, rotation_grid
 from dsmnet.training.options import Augment
 
 # the augmentations that resample, and so need the measured-frequency mask (measured_frequencies)
@@ -55,6 +56,19 @@ ROT180: tuple[tuple[int, ...], ...] = ((), (-2, -1), (-3, -1), (-3, -2))
 # ``dsmnet extract`` and RELION put a particle's centre. (About the array's geometric centre,
 # (n - 1) / 2 for an even box, a 180° turn would move the particle by one voxel along each turned
 # axis, and a random rotation by up to 1.7.)
+
+
+def turn_matrix(dims: tuple[int, ...]) -> torch.Tensor:
+    """The ``[3, 3]`` matrix on (x, y, z) of :func:`turn` along ``dims`` of a [.., z, y, x] volume:
+    −1 on each mirrored axis. A particle of pose ``P`` turned so has pose ``T P`` (its own inverse;
+    one axis mirrors, which no pose of a real particle does)."""
+    signs = [-1.0 if d in dims else 1.0 for d in (-1, -2, -3)]
+    return torch.diag(torch.tensor(signs))
+
+
+def turned_poses(poses: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, 3]`` poses of particles turned by ``turns`` (``[3, 3]`` or ``[B, 3, 3]``, on (x, y, z))."""
+    return turns.to(poses) @ poses
 
 
 def turn(v: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
@@ -111,54 +125,6 @@ def measured_frequencies(root: Path | None, box: tuple[int, int, int], voxel_siz
     return wedge_mask(box, scope) & (scope.band(k, voxel_size or 10.0) > 0)
 
 
-def random_rotations(n: int, generator: torch.Generator) -> torch.Tensor:
-    """``[n, 3, 3]`` rotation matrices drawn uniformly from SO(3) (normalised Gaussian quaternions)."""
-    q = torch.randn(n, 4, generator=generator, dtype=torch.float64)
-    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(1)
-    return (
-        torch.stack(
-            [
-                1 - 2 * (y * y + z * z),
-                2 * (x * y - z * w),
-                2 * (x * z + y * w),
-                2 * (x * y + z * w),
-                1 - 2 * (x * x + z * z),
-                2 * (y * z - x * w),
-                2 * (x * z - y * w),
-                2 * (y * z + x * w),
-                1 - 2 * (x * x + y * y),
-            ],
-            dim=1,
-        )
-        .reshape(n, 3, 3)
-        .float()
-    )
-
-
-def rotation_grid(rotations: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    """The ``[N, D, H, W, 3]`` sampling grid (normalised (x, y, z), ``align_corners=False``) that
-    turns a ``shape`` volume about the voxel at index n // 2 by each of ``rotations`` ``[N, 3, 3]``:
-    ``g(p) = A (p - c) + c``. What ``F.affine_grid`` gives for the same matrices, built from one
-    term per axis (the grid is affine in each index) instead of a matrix product per voxel."""
-    like = {"dtype": rotations.dtype, "device": rotations.device}
-    axes = [(torch.arange(n, **like) * 2 + 1) / n - 1 for n in shape]  # z, y, x voxel centres
-    centre = torch.tensor([(2 * (n // 2) + 1) / n - 1 for n in shape[::-1]], **like)  # (x, y, z)
-    shift = centre - rotations @ centre  # [N, 3]
-    z, y, x = (axis[None, :, None] * rotations[:, None, :, j] for j, axis in ((2, axes[0]), (1, axes[1]), (0, axes[2])))
-    return z[:, :, None, None] + y[:, None, :, None] + (x + shift[:, None])[:, None, None]
-
-
-def rotate_volumes(
-    v: torch.Tensor, rotations: torch.Tensor, mode: str = "bilinear", grid: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Rotate each ``[C, D, H, W]`` volume of ``v`` about the voxel at index n // 2 (zeros come in
-    at the corners): ``out(p) = v(A (p - c) + c)`` for ``A`` = ``rotations`` ``[N, 3, 3]`` acting
-    on (x, y, z), so a particle is turned by ``Aᵀ``. ``grid``: :func:`rotation_grid` of the same
-    rotations, when several volumes are turned alike."""
-    grid = rotation_grid(rotations, tuple(v.shape[-3:])) if grid is None else grid
-    return F.grid_sample(v, grid.to(v.dtype), mode=mode, padding_mode="zeros", align_corners=False)
-
-
 def _rotate(batch: dict[str, torch.Tensor], generator: torch.Generator, measured: torch.Tensor | None) -> dict:
     return rotated_batch(batch, random_rotations(len(batch["x"]), generator).to(batch["x"].device), measured)
 
@@ -184,6 +150,8 @@ def rotated_batch(batch: dict[str, torch.Tensor], rotations: torch.Tensor, measu
     for key, value in batch.items():
         if key == "mask":
             out[key] = rotate_volumes(value[:, None].float(), rotations, "nearest", grid)[:, 0].to(value.dtype)
+        elif key == "pose":  # the box turned by Aᵀ: the reference turned by Aᵀ P
+            out[key] = turned_poses(value, rotations.transpose(1, 2))
         elif key != "x":
             out[key] = turned[key].to(value.dtype) if key in turned else value
     return out
@@ -213,6 +181,10 @@ def _mixed(batch: dict[str, torch.Tensor], generator: torch.Generator, measured:
         for i in exact.nonzero().flatten().tolist():
             mixed[i] = turn(batch[key][i : i + 1], turns[int(chosen[i])])[0]
         out[key] = mixed
+    if "pose" in batch:
+        by = torch.stack([turn_matrix(turns[int(c)]) for c in chosen]).to(device)
+        by[~exact.to(device)] = rotations[~exact].to(device).transpose(1, 2)
+        out["pose"] = turned_poses(batch["pose"], by)
     return out
 
 
@@ -243,4 +215,7 @@ def augment(
         dims = ()
     if not dims:
         return batch
-    return {k: (turn(v, dims) if v.dim() >= 4 else v) for k, v in batch.items()}
+    out = {k: (turn(v, dims) if v.dim() >= 4 else v) for k, v in batch.items()}
+    if "pose" in batch:
+        out["pose"] = turned_poses(batch["pose"], turn_matrix(dims))
+    return out

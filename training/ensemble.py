@@ -41,7 +41,8 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return mean_outputs(
-            self._answer(member, factor, x) for member, factor in zip(self.members, self.density_factors)
+            (self._answer(member, factor, x) for member, factor in zip(self.members, self.density_factors)),
+            self.targets,
         )
 
     def _answer(self, member: nn.Module, factor: float, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -13,6 +13,8 @@ import torch
 from dsmnet.core.fsutil import atomic_write_text, to_json
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import load_dataset
+from dsmnet.heads.pose import angle_between
+from dsmnet.losses.pose import TurnedDensity
 from dsmnet.training.ensemble import answered_by, load_for_use
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
 from dsmnet.training.metrics import ThresholdSweep, fsc_curve, resolution
@@ -72,6 +74,7 @@ def evaluate(
     results.update(_by_head(confusion, model.targets, data.classes, out))
     results.update(sink.fsc(out))
     results["per_particle"] = {"label": [int(v) for v in data.labels[indices]], **sink.per_particle}
+    results.update(_pose_by_class(results["per_particle"], data.classes))
     _figure(model.targets, sink.kept, data, indices, picks, out / "fig3.png")
     atomic_write_text(out / "metrics.json", to_json(results))
     results["out"] = str(out)
@@ -89,6 +92,20 @@ def _by_head(confusion: dict, targets_of: dict[str, str], classes: list[str], ou
             confusion_figure(conf.matrix.numpy(), classes, out / f"confusion_{head}.png")
         else:
             results[f"iou_{head}"] = conf.iou()
+    return results
+
+
+def _pose_by_class(per_particle: dict[str, list], classes: list[str]) -> dict[str, Any]:
+    """Each pose head's medians over each class's particles: the angle to the recorded pose and
+    the pose loss (a symmetric complex's angles are large where its loss is not)."""
+    labels = np.asarray(per_particle["label"])
+    results: dict[str, Any] = {}
+    for key in [k for k in per_particle if k.startswith(("angle_", "pose_loss_"))]:
+        values = np.array([np.nan if v is None else v for v in per_particle[key]], dtype=float)
+        results[f"median_{key}"] = {
+            name: float(np.nanmedian(values[labels == c])) if np.isfinite(values[labels == c]).any() else None
+            for c, name in enumerate(classes)
+        }
     return results
 
 
@@ -134,6 +151,8 @@ class _Sink:
             kind = self.targets_of[head]
             if kind == "class":
                 self.per_particle.setdefault(f"predicted_{head}", []).extend(pred.argmax(1).tolist())
+            elif kind == "pose":
+                self._poses(head, pred, targets, present)
             elif kind == "mask":
                 rows = self.per_particle.setdefault(f"confusion_{head}", [])
                 has = present["mask"] if "mask" in targets else torch.zeros(len(pred), dtype=torch.bool)
@@ -149,6 +168,17 @@ class _Sink:
                 curves = fsc_curve(pred[has][:, 0], targets["density"][has][:, 0])
                 total, n = self.sums.get(head, (0.0, 0))
                 self.sums[head] = (curves.sum(0) + total, n + len(curves))
+
+    def _poses(self, head: str, pred: torch.Tensor, targets: dict, present: dict) -> None:
+        """Per particle, the angle to its recorded pose (degrees, blind to symmetry) and the pose
+        loss (the density turned to the prediction against the particle's: 0 for a pose the
+        complex's symmetry cannot tell from its own); None where the particle lacks what it needs."""
+        has = present["pose"] if "pose" in targets else torch.zeros(len(pred), dtype=torch.bool)
+        angle = angle_between(pred, targets["pose"]).tolist() if has.any() else []
+        both = has & present["density"] if "density" in targets else torch.zeros_like(has)
+        miss = TurnedDensity()(pred, targets["pose"], targets["density"]).tolist() if both.any() else []
+        self.per_particle.setdefault(f"angle_{head}", []).extend(a if h else None for a, h in zip(angle, has))
+        self.per_particle.setdefault(f"pose_loss_{head}", []).extend(m if b else None for m, b in zip(miss, both))
 
     def fsc(self, out: Path) -> dict[str, Any]:
         """Per density head: the mean FSC curve, its resolutions at 0.5 and 0.143, and its figure."""
@@ -228,7 +258,7 @@ def table(results: dict[str, Any]) -> str:
     which += f", masks at a foreground threshold of {threshold}" if threshold is not None else ""
     lines = [f"{results['split']} split of {results['data']}: {results['particles']} particles ({which})"]
     for key, value in m.items():
-        if key.startswith(("acc_", "pixel_acc_", "miou_", "mse_")):
+        if key.startswith(("acc_", "pixel_acc_", "miou_", "mse_", "angle_")):
             lines.append(f"  {key:<20}{value:.4f}")
     for head, found in (results.get("mask_threshold_sweep") or {}).items():
         if results["split"] != "val":  # the best threshold is named on a validation split only, never where reported

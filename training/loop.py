@@ -89,7 +89,7 @@ class Training(Run):
 
     def _loader(self, data, shard: torch.Tensor, per_rank: int, gen: torch.Generator):
         """Reads and augments one batch (in the prefetch thread): its number, size, input, targets."""
-        kinds, device, kind = set(self.resolved.targets.values()), self.rt.device, self.settings.augment
+        kinds, device, kind = self.resolved.kinds, self.rt.device, self.settings.augment
 
         def load(b: tuple[int, int]):
             idx = shard[b[0] : b[1]]

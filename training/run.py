@@ -98,14 +98,14 @@ class Run:
             resolved = plan(spec)
         for note in notes:
             self.log(f"note: {note}")
-        for kind in sorted(set(resolved.targets.values()) - set(self.data.targets)):
+        for kind in sorted(resolved.kinds - set(self.data.targets)):
             self.log(f"note: the dataset has no {kind} targets; those heads get no training signal")
         return spec, resolved, notes
 
     def _say_if_it_fits(self) -> None:
         """One line when the volumes the heads train on would take under a quarter of the free
         memory: ``--in-memory`` then reads them once instead of every epoch."""
-        kinds = {"x", *self.resolved.targets.values()}
+        kinds = {"x", *self.resolved.kinds}
         need = self.data.nbytes(kinds)
         free = available_memory()
         if need and free and need < free / 4:

@@ -4,7 +4,8 @@ The identity and the 180° rotations about z, y and x (each two flips) are prope
 map the missing wedge of a single-axis tilt series onto itself and keep the molecule's hand — the
 same turns as the ``rot180`` augmentation, about the box's centre voxel (index n // 2, where the
 particle's centre is). Each view's dense outputs are turned back (the turns are their own
-inverses), so masks and densities average voxel by voxel with no interpolation; class scores are
+inverses), so masks and densities average voxel by voxel with no interpolation; poses are turned
+back and their mean made the nearest rotation; class scores are
 averaged as log-probabilities (a normalised geometric mean of the four views' probabilities).
 Inference costs four forward passes.
 
@@ -20,7 +21,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from dsmnet.training.augment import ROT180, turn, wedge_turns
+from dsmnet.heads.pose import nearest_rotation
+from dsmnet.training.augment import ROT180, turn, turn_matrix, turned_poses, wedge_turns
 
 
 class Turns(nn.Module):
@@ -32,7 +34,7 @@ class Turns(nn.Module):
         self.targets = dict(model.targets)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return mean_outputs(self._view(x, dims) for dims in self.turns)
+        return mean_outputs((self._view(x, dims) for dims in self.turns), self.targets)
 
     def _view(self, x: torch.Tensor, dims: tuple[int, ...]) -> dict[str, torch.Tensor]:
         """The model's outputs for ``x`` turned by ``dims``, turned back: class scores as log-probabilities."""
@@ -41,21 +43,25 @@ class Turns(nn.Module):
             value = value.float()
             if self.targets[head] == "class":
                 value = value.log_softmax(1)
+            elif self.targets[head] == "pose":
+                value = turned_poses(value, turn_matrix(dims))  # a turn is its own inverse
             elif dims:
                 value = turn(value, dims)
             out[head] = value
         return out
 
 
-def mean_outputs(views: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Head by head, the mean of several outputs of one model's heads (views, or ensemble members)."""
+def mean_outputs(views: Iterable[dict[str, torch.Tensor]], targets: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Head by head, the mean of several outputs of one model's heads (views, or ensemble members);
+    a pose head's mean matrix made a rotation again (the nearest: the chordal mean of the poses)."""
     total: dict[str, torch.Tensor] = {}
     count = 0
     for out in views:
         count += 1
         for head, value in out.items():
             total[head] = total[head] + value if head in total else value
-    return {head: value / count for head, value in total.items()}
+    mean = {head: value / count for head, value in total.items()}
+    return {head: nearest_rotation(v) if targets[head] == "pose" else v for head, v in mean.items()}
 
 
 def with_turns(

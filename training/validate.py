@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from dsmnet.dataset.subtomograms import Subtomograms
+from dsmnet.heads.pose import angle_between
 from dsmnet.training.batches import prefetch
 from dsmnet.training.metrics import Confusion, ThresholdSweep, at_threshold
 from dsmnet.training.runtime import Runtime
@@ -38,7 +39,7 @@ def evaluate_split(
     confusion: dict[str, Confusion] = {}
     sums: dict[str, float] = {}
     n = 0
-    kinds = None if sink is not None else set(targets_of.values())
+    kinds = None if sink is not None else getattr(criterion, "kinds", set(targets_of.values()))
 
     def load(start: int):  # the next batch is read while the model works on this one
         idx = torch.tensor(indices[start : start + batch_size])
@@ -72,7 +73,8 @@ def evaluate_split(
 
 
 def _score(out, targets, present, targets_of: dict[str, str], confusion: dict[str, Confusion], sums) -> None:
-    """Adds one batch to the confusion matrices (classes, masks) and the squared errors (densities)."""
+    """Adds one batch to the confusion matrices (classes, masks), the squared errors (densities) and
+    the angles to the recorded poses (poses; degrees, a symmetric complex's equivalent poses counted as errors)."""
     for head, pred in out.items():
         kind = targets_of[head]
         if kind not in targets:
@@ -83,6 +85,10 @@ def _score(out, targets, present, targets_of: dict[str, str], confusion: dict[st
             conf = confusion.setdefault(head, Confusion(k))
             if has.any():
                 conf.update(pred[has].argmax(1), targets[kind][has])
+        elif kind == "pose" and has.any():  # the angle to the recorded pose, blind to symmetry
+            angles = angle_between(pred[has], targets[kind][has])
+            sums[f"angle_{head}"] = sums.get(f"angle_{head}", 0.0) + float(angles.sum())
+            sums[f"n_{head}"] = sums.get(f"n_{head}", 0.0) + int(has.sum())
         elif has.any():
             err = ((pred[has] - targets[kind][has].reshape(pred[has].shape)) ** 2).flatten(1).mean(1)
             sums[f"mse_{head}"] = sums.get(f"mse_{head}", 0.0) + float(err.sum())
@@ -98,7 +104,7 @@ def _metrics(sums: dict[str, float], n: int, confusion: dict[str, Confusion], ta
         else:
             metrics[f"pixel_acc_{head}"] = conf.accuracy
             metrics[f"miou_{head}"] = conf.miou
-    for key in [k for k in sums if k.startswith("mse_")]:
-        head = key.removeprefix("mse_")
+    for key in [k for k in sums if k.startswith(("mse_", "angle_"))]:
+        head = key.split("_", 1)[1]
         metrics[key] = sums[key] / max(sums[f"n_{head}"], 1)
     return metrics

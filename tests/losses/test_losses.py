@@ -7,19 +7,23 @@ import pytest
 import torch
 
 from dsmnet.core.criterion import MultiTaskLoss, Task
+from dsmnet.heads.pose import rotation_from_6d
 from tests.registered import REGISTERED, make_target
 
-SHAPES = {"class": (4, 3), "mask": (4, 2, 6, 6, 6), "density": (4, 1, 6, 6, 6)}
+SHAPES = {"class": (4, 3), "mask": (4, 2, 6, 6, 6), "density": (4, 1, 6, 6, 6), "pose": (4, 6)}
 CASES = [(loss, target) for loss in REGISTERED.loss for target in sorted(loss.cls.targets)]
 
 
 @pytest.mark.parametrize("loss,target", CASES, ids=[f"{c.name}-{t}" for c, t in CASES])
 def test_loss_is_per_sample_and_differentiable(loss, target):
-    pred = torch.randn(*SHAPES[target], requires_grad=True)
-    value = loss.cls()(pred, make_target(target, pred))
+    """Also a loss that reads further targets (``reads``: the pose loss reads the density)."""
+    leaf = torch.randn(*SHAPES[target], requires_grad=True)
+    pred = rotation_from_6d(leaf) if target == "pose" else leaf  # a pose head answers rotations
+    extra = [make_target(kind, torch.randn(*SHAPES[kind]).abs()) for kind in getattr(loss.cls, "reads", ())]
+    value = loss.cls()(pred, make_target(target, pred), *extra)
     assert value.shape == (4,) and torch.isfinite(value).all() and (value >= 0).all()
     value.sum().backward()
-    assert pred.grad is not None and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("weighting", list(REGISTERED.weighting), ids=lambda c: c.name)

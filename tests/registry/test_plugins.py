@@ -22,8 +22,10 @@ BUILTINS = {
     ("head", "classifier"),
     ("head", "segmenter"),
     ("head", "reconstructor"),
+    ("head", "pose"),
     ("loss", "cross_entropy"),
     ("loss", "mse"),
+    ("loss", "turned_density"),
     ("weighting", "weighted_sum"),
     ("weighting", "uncertainty"),
 }

@@ -434,7 +434,7 @@ def test_rotation_augmentations_keep_the_datas_wedge_and_move_the_targets(kind):
 def test_spin_turns_each_particle_with_its_wedge_and_keeps_what_it_measured():
     """``spin`` rotates like ``rotate`` but re-masks nothing: the wedge turns with the particle (its
     frequencies now hold power), turning back recovers the box, and the targets move with it."""
-    from dsmnet.training.augment import random_rotations, rotate_volumes
+    from dsmnet.core.rotations import random_rotations, rotate_volumes
 
     box = (16, 16, 16)
     measured = measured_frequencies(None, box, 10.0)
