@@ -49,23 +49,28 @@ def test_the_rows_beyond_the_paper_are_dsmnet_with_one_change_each(tmp_path):
 
     scale = SCALES["converged"]
     paths = {"A": tmp_path / "A", "A_test": tmp_path / "A_test"}
-    both, wide = "DSM-Net + centre prior + fresh data", "DSM-Net + paper widths"
-    rows = ("DSM-Net", "DSM-Net + centre prior", "DSM-Net + fresh data", both, wide)
+    both, wide, pose = "DSM-Net + centre prior + fresh data", "DSM-Net + paper widths", "DSM-Net + pose"
+    rows = ("DSM-Net", "DSM-Net + centre prior", "DSM-Net + fresh data", both, wide, pose)
     plan, jobs = plan_runs(scale, tmp_path, paths, ("table1", "beyond"), rows)
     beyond = dict(plan["beyond"][::2])  # seed 0 of each row
     assert beyond["DSM-Net"] == dict(plan["table1"][::2])["DSM-Net"]  # Table 1's run, reused
     centre, fresh, plain, joined = (
         jobs[beyond[r]] for r in ("DSM-Net + centre prior", "DSM-Net + fresh data", "DSM-Net", both)
     )
-    assert len({beyond[r] for r in beyond}) == 5 and len(jobs) == 5 * len(scale.seeds)
+    assert len({beyond[r] for r in beyond}) == 6 and len(jobs) == 6 * len(scale.seeds)
     assert centre.spec["input"]["centre_prior"] == 0.2 and not centre.fresh
     assert fresh.fresh and not plain.fresh and "centre_prior" not in fresh.spec["input"]
     assert joined.fresh and joined.spec["input"]["centre_prior"] == 0.2 and joined.spec["name"].endswith("centre+fresh")
     wider = jobs[beyond[wide]]
     assert wider.spec["backbone"]["widths"] == [32, 64, 128] != plain.spec["backbone"]["widths"] and not wider.fresh
+    posed = jobs[beyond[pose]]
+    assert posed.spec["heads"]["pose"]["type"] == "pose" and posed.spec["losses"]["pose"]["type"] == "turned_density"
+    assert set(posed.spec["heads"]) == {*plain.spec["heads"], "pose"} and not posed.fresh
     # nothing else differs from DSM-Net's spec but the change and the name
-    for job in (centre, fresh, joined, wider):
+    for job in (centre, fresh, joined, wider, posed):
         spec = {**job.spec, "name": plain.spec["name"], "input": {**job.spec["input"]}}
+        spec["heads"] = {k: v for k, v in job.spec["heads"].items() if k != "pose"}
+        spec["losses"] = {k: v for k, v in job.spec["losses"].items() if k != "pose"}
         spec["input"].pop("centre_prior", None)
         spec["backbone"] = {**job.spec["backbone"], "widths": plain.spec["backbone"]["widths"]}
         assert spec == plain.spec
