@@ -51,7 +51,9 @@ class Turns(nn.Module):
         return out
 
 
-def mean_outputs(views: Iterable[dict[str, torch.Tensor]], targets: dict[str, str]) -> dict[str, torch.Tensor]:
+def mean_outputs(
+    views: Iterable[dict[str, torch.Tensor]], targets: dict[str, str] | None = None
+) -> dict[str, torch.Tensor]:
     """Head by head, the mean of several outputs of one model's heads (views, or ensemble members);
     a pose head's mean matrix made a rotation again (the nearest: the chordal mean of the poses)."""
     total: dict[str, torch.Tensor] = {}
@@ -61,7 +63,7 @@ def mean_outputs(views: Iterable[dict[str, torch.Tensor]], targets: dict[str, st
         for head, value in out.items():
             total[head] = total[head] + value if head in total else value
     mean = {head: value / count for head, value in total.items()}
-    return {head: nearest_rotation(v) if targets[head] == "pose" else v for head, v in mean.items()}
+    return {head: nearest_rotation(v) if (targets or {}).get(head) == "pose" else v for head, v in mean.items()}
 
 
 def with_turns(

@@ -48,6 +48,7 @@ lane_b() {
     run table3 'Cls+Seg 1:100' 1
     run beyond 'DSM-Net + centre prior + fresh data' 0
     run beyond 'DSM-Net + fresh data' 1
+    run beyond 'DSM-Net + centre prior + fresh data' 1  # the joined row's second seed
 }
 
 export -f run lane_a lane_b
