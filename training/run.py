@@ -100,6 +100,11 @@ class Run:
             self.log(f"note: {note}")
         for kind in sorted(resolved.kinds - set(self.data.targets)):
             self.log(f"note: the dataset has no {kind} targets; those heads get no training signal")
+        if "pose" in resolved.targets.values() and self.settings.augment == "flip":
+            raise DataError(
+                "--augment flip mirrors particles, which no pose describes: a pose head trains with "
+                "rotate, mixed, spin, rot180 or none"
+            )
         return spec, resolved, notes
 
     def _say_if_it_fits(self) -> None:

@@ -213,3 +213,12 @@ def test_a_pose_head_cannot_be_trained_by_another_loss(tmp_path):
     spec["losses"]["pose"] = {"type": "mse", "weight": 1}
     with pytest.raises(SpecError, match="losses.pose.type.*turned_density"):
         build_model(spec)
+
+
+def test_a_pose_head_is_not_trained_on_mirrored_particles(small_data, tmp_path, capsys):
+    from dsmnet.cli import main
+
+    code = main(["train", _pose_spec(tmp_path), "--data", str(small_data), "--out", str(tmp_path / "r"),
+                 "--augment", "flip", "--epochs", "1", "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "flip mirrors particles" in err[0] and "rotate" in err[0]
