@@ -148,20 +148,25 @@ def class_averages(
 
 
 def _best_scores(whitened: torch.Tensor, templates, names: list[str], turns: np.ndarray, energy_filter, log):
-    """Each box's (rows of ``whitened``) best log-likelihood score over ``turns`` of each template:
-    ``[boxes, classes]``."""
+    """Each box's (rows of ``whitened``) best log-likelihood score over ``turns`` of each template,
+    and the turn that gives it (a pose: the template turned by it, :func:`rotated_maps`): two
+    ``[boxes, classes]`` tensors."""
     dims = (-3, -2, -1)
     scores = torch.empty(len(whitened), len(names))
+    at = torch.zeros(len(whitened), len(names), dtype=torch.long)
     start = time.perf_counter()
     for c, (name, centred) in enumerate(zip(names, templates)):
         best = torch.full((len(whitened),), -torch.inf)
         for lo in range(0, len(turns), 250):
             turned = rotated_maps(centred, turns[lo : lo + 250])
             energy = (torch.fft.rfftn(turned, dim=dims).abs() ** 2 * energy_filter).flatten(1).sum(1)
-            best = torch.maximum(best, (whitened @ turned.flatten(1).T - energy / 2).max(1).values)
+            value, index = (whitened @ turned.flatten(1).T - energy / 2).max(1)
+            better = value > best
+            at[better, c] = index[better] + lo
+            best = torch.where(better, value, best)
         scores[:, c] = best
         log(f"{name}: {time.perf_counter() - start:.0f} s")
-    return scores
+    return scores, at
 
 
 @torch.no_grad()
@@ -203,7 +208,7 @@ def template_matching(
     del spectra
     turns = Rotation.random(rotations, random_state=seed).as_matrix()
     turns[0] = np.eye(3)
-    scores = _best_scores(whitened, templates, classes, turns, energy_filter, log)
+    scores, _ = _best_scores(whitened, templates, classes, turns, energy_filter, log)
     truth = table[layout.CLASS_NUMBER].to_numpy().astype(int) - 1
     predicted = scores.argmax(1).numpy()
     confusion = np.zeros((len(classes),) * 2, int)

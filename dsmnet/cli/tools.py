@@ -47,6 +47,19 @@ def _report_reference(r: dict, as_json: bool) -> int:
     return 0
 
 
+def _report_poses(r: dict, as_json: bool) -> int:
+    """The pose reference: median angle and pose loss, overall and per class."""
+    if as_json:
+        print_json({k: r[k] for k in ("run", "data", "particles", "metrics", "per_class")})
+        return 0
+    m = r["metrics"]
+    print(f"{r['run']}: median angle {m['median_angle']:.1f}°, median pose loss {m['median_pose_loss']:.3f} "
+          f"on {r['particles']} particles of {r['data']}")  # fmt: skip
+    for name, row in r["per_class"].items():
+        print(f"  {name:32s} {row['angle']:6.1f}°  {row['pose_loss']:.3f}")
+    return 0
+
+
 def _report_segmentation(r: dict, as_json: bool) -> int:
     """The segmentation baseline: its scores and fitted parameters."""
     if as_json:
@@ -98,6 +111,12 @@ def _template_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--split-seed", type=int, default=0, help="whose training split --averages-from averages (default 0)"
     )
+    p.add_argument(
+        "--poses",
+        action="store_true",
+        help="find each box's pose with its own class's true map and score it against the recorded pose "
+        "(the reference for a pose head) instead of classifying",
+    )
     flags(p, "threads")  # minutes of one core a dataset: beside trainings, give it 1
     _record_arguments(p)
 
@@ -111,6 +130,12 @@ def cmd_template_match(args: argparse.Namespace) -> int:
     if args.rotations < 1:
         raise UsageError(f"--rotations must be at least 1, got {args.rotations}")
     log = (lambda _m: None) if args.json else print
+    if args.poses:
+        if args.averages_from:
+            raise UsageError("--poses searches the true maps; it takes no --averages-from")
+        from dsmnet.reproduce.poses import template_poses
+
+        return _report_poses(_kept(template_poses(_data(args), args.rotations, log=log), args.out), args.json)
     found = template_matching(
         _data(args), args.rotations, log=log, averages_from=args.averages_from, split_seed=args.split_seed
     )

@@ -200,3 +200,30 @@ def test_a_report_from_kept_records_leaves_out_a_reference_it_cannot_make(small_
     rows = study._references(scale, tmp_path / "study", paths, "A", lines.append)
     assert rows[ORACLE] == [made] and AVERAGES not in rows
     assert lines == [f"A · {AVERAGES}: not kept and its data not here, left out"]
+
+
+def test_template_matching_finds_the_recorded_poses_up_to_the_complexes_symmetry(small_data, tmp_path, capsys):
+    """Each box's own map finds its pose: the pose loss small where the angle may not be (a
+    symmetric complex's equivalent pose), far below random poses'; the command reports it."""
+    import numpy as np
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    from dsmnet.cli import main
+    from dsmnet.dataset.subtomograms import load_dataset
+    from dsmnet.losses.pose import TurnedDensity
+    from dsmnet.reproduce.poses import template_poses
+
+    found = template_poses(small_data, rotations=1000)
+    assert found["metrics"]["median_pose_loss"] < 0.15 and len(found["per_particle"]["angle_pose"]) == 60
+    data = load_dataset(small_data)
+    _, targets, _ = data.batch(torch.arange(60), {"pose", "density"})
+    guessed = torch.from_numpy(Rotation.random(60, random_state=1).as_matrix()).float()
+    random = float(TurnedDensity()(guessed, targets["pose"], targets["density"]).median())
+    assert random > 3 * found["metrics"]["median_pose_loss"]
+    assert np.median(found["per_particle"]["angle_pose"]) < 30
+    out = tmp_path / "poses.json"
+    assert main(["template-match", "--data", str(small_data), "--poses", "--rotations", "200", "--out", str(out)]) == 0
+    assert "median pose loss" in capsys.readouterr().out and json.loads(out.read_text())["rotations"] == 200
+    code = main(["template-match", "--data", str(small_data), "--poses", "--averages-from", str(small_data)])
+    assert code == 2 and "takes no --averages-from" in capsys.readouterr().err
