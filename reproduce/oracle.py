@@ -113,6 +113,7 @@ def class_averages(
         DataError: not a simulation, no poses, other classes or another box size than ``box``.
     """
     from dsmnet.core.rotations import rotate_volumes
+    from dsmnet.dataset.poses import read_poses
     from dsmnet.dataset.subtomograms import stratified_split
 
     root, own, table, config = _simulation(train_dir)
@@ -124,13 +125,17 @@ def class_averages(
         raise DataError(f"{root}: no particle poses ({', '.join(layout.ANGLES)}); averages need them")
     labels = table[layout.CLASS_NUMBER].to_numpy().astype(int) - 1
     train = np.asarray(stratified_split(labels, split_seed)["train"], dtype=int)
-    poses = Rotation.from_euler("ZYZ", table[list(layout.ANGLES)].to_numpy(float)[train], degrees=True)
+    poses, has = read_poses(table, root / layout.PARTICLES)
+    if not has[train].all():
+        missing = int((~has[train]).sum())
+        raise DataError(f"{root}: {missing} training particle(s) without a pose; averages need them all")
+    turns = poses[train]  # rotate_volumes turns a box by Aᵀ: back by its pose
     if pose_error > 0:
         rng = np.random.default_rng(split_seed)
         axes = rng.normal(size=(len(train), 3))
         angles = np.deg2rad(pose_error) * rng.normal(size=(len(train), 1))
-        poses = poses * Rotation.from_rotvec(axes / np.linalg.norm(axes, axis=1, keepdims=True) * angles)
-    turns = torch.from_numpy(poses.as_matrix()).float()  # rotate_volumes turns a box by Aᵀ: back by its pose
+        errors = Rotation.from_rotvec(axes / np.linalg.norm(axes, axis=1, keepdims=True) * angles).as_matrix()
+        turns = turns @ torch.from_numpy(errors).float()
     measured = torch.fft.fftshift(wedge_mask((box,) * 3, Microscope(**config["microscope"]), rfft=False).float())
     averages, counts = torch.zeros(len(classes), box, box, box), []
     for c in range(len(classes)):
@@ -145,6 +150,22 @@ def class_averages(
         spectrum = torch.fft.fftn(summed) / (coverage * len(mine)).clamp(min=1e-6)
         averages[c] = torch.fft.ifftn(torch.where(coverage >= COVERAGE, spectrum, 0)).real
     return averages, counts
+
+
+def _whitened_boxes(root: Path, table, box: int, matched: torch.Tensor) -> torch.Tensor:
+    """The dataset's boxes through the matched filter ``matched`` (:func:`_imaging`), flattened:
+    ``[boxes, box³]``, what :func:`_best_scores` correlates the turned templates with."""
+    dims = (-3, -2, -1)
+    spectra = torch.fft.rfftn(_boxes(root, table, box), dim=dims) * matched
+    return torch.fft.irfftn(spectra, s=(box,) * 3, dim=dims).flatten(1)
+
+
+def search_turns(rotations: int, seed: int) -> np.ndarray:
+    """The ``[rotations, 3, 3]`` orientations a search tries: drawn uniformly with ``seed``, the
+    first the identity."""
+    turns = Rotation.random(rotations, random_state=seed).as_matrix()
+    turns[0] = np.eye(3)
+    return turns
 
 
 def _best_scores(whitened: torch.Tensor, templates, names: list[str], turns: np.ndarray, energy_filter, log):
@@ -202,12 +223,7 @@ def template_matching(
                 "averaged": dict(zip(classes, counts)), **({"limit": limit} if limit is not None else {}),
                 **({"pose_error": pose_error} if pose_error else {})}  # fmt: skip
     matched, energy_filter = _imaging(config, imaged=averages_from is not None)
-    dims = (-3, -2, -1)
-    spectra = torch.fft.rfftn(_boxes(root, table, box), dim=dims) * matched
-    whitened = torch.fft.irfftn(spectra, s=(box,) * 3, dim=dims).flatten(1)
-    del spectra
-    turns = Rotation.random(rotations, random_state=seed).as_matrix()
-    turns[0] = np.eye(3)
+    whitened, turns = _whitened_boxes(root, table, box, matched), search_turns(rotations, seed)
     scores, _ = _best_scores(whitened, templates, classes, turns, energy_filter, log)
     truth = table[layout.CLASS_NUMBER].to_numpy().astype(int) - 1
     predicted = scores.argmax(1).numpy()

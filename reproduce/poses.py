@@ -20,14 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import load_dataset
 from dsmnet.heads.pose import angle_between
 from dsmnet.losses.pose import TurnedDensity
-from dsmnet.reproduce.oracle import _best_scores, _boxes, _imaging, _simulation, _true_maps
+from dsmnet.reproduce.oracle import _best_scores, _imaging, _simulation, _true_maps, _whitened_boxes, search_turns
 
 
 @torch.no_grad()
@@ -45,11 +44,7 @@ def template_poses(data_dir: Path, rotations: int = 2000, seed: int = 0, log=lam
         raise DataError(f"{root}: the pose reference needs each particle's pose and density")
     templates = _true_maps(root, classes, box, voxel)
     matched, energy_filter = _imaging(config)
-    dims = (-3, -2, -1)
-    whitened = torch.fft.irfftn(torch.fft.rfftn(_boxes(root, table, box), dim=dims) * matched, s=(box,) * 3, dim=dims)
-    whitened = whitened.flatten(1)
-    turns = Rotation.random(rotations, random_state=seed).as_matrix()
-    turns[0] = np.eye(3)
+    whitened, turns = _whitened_boxes(root, table, box, matched), search_turns(rotations, seed)
     truth = table[layout.CLASS_NUMBER].to_numpy().astype(int) - 1
     best = np.zeros(len(table), dtype=int)
     for c, name in enumerate(classes):
