@@ -12,22 +12,19 @@ not yet the engine's pose head.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
+from trap import easy_spec, sixteen  # beside this script: the same network and particles
 
 from dsmnet.core.build import build_model
-from dsmnet.dataset.subtomograms import load_dataset
 from dsmnet.heads.pose import rotation_from_6d
 from dsmnet.losses.pose import TurnedDensity
-from dsmnet.specs import three_task
 
 
 def fit(x, pose, density, k: int, seed: int) -> torch.Tensor:
     """Each particle's best hypothesis's pose loss after fitting K hypotheses to the 16 poses."""
     torch.manual_seed(seed)
-    spec = three_task("easy", box=32, widths=[8, 16, 32], hidden=64, classes=3, batch=16, epochs=1)
-    model = build_model(spec).train()
+    model = build_model(easy_spec()).train()
     width = model._encoded(x[:2])["s8"].flatten(1).shape[1]
     head = torch.nn.Sequential(
         torch.nn.Linear(width, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(), torch.nn.Linear(64, 6 * k)
@@ -51,7 +48,7 @@ def fit(x, pose, density, k: int, seed: int) -> torch.Tensor:
 
 def main(folder: str = "/tmp/dsmnet-pose-trap") -> None:
     torch.set_num_threads(1)
-    x, targets, _ = load_dataset(Path(folder) / "easy").batch(torch.arange(16), {"pose", "density"})
+    x, targets = sixteen(folder)
     for k in (1, 4, 8, 16):
         for seed in (0, 1):
             ends = fit(x, targets["pose"], targets["density"].float(), k, seed)

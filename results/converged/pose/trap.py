@@ -39,7 +39,7 @@ def moments(density: torch.Tensor) -> torch.Tensor:
 def fit(x, pose, density, with_moments: bool, seed: int) -> torch.Tensor:
     """Each particle's pose loss after fitting the network to the 16 poses."""
     torch.manual_seed(seed)
-    spec = three_task("easy", box=32, widths=[8, 16, 32], hidden=64, classes=3, batch=16, epochs=1)
+    spec = easy_spec()
     spec["heads"]["pose"] = {"type": "pose", "hidden": [64]}
     spec["losses"]["pose"] = {"type": "turned_density", "weight": 1}
     model, loss, own = build_model(spec).train(), TurnedDensity(), moments(density)
@@ -58,14 +58,26 @@ def fit(x, pose, density, with_moments: bool, seed: int) -> torch.Tensor:
         return loss(model.eval()(x)["pose"], pose, density)
 
 
-def main(folder: str = "/tmp/dsmnet-pose-trap") -> None:
-    torch.set_num_threads(1)
+def easy_spec() -> dict:
+    """The small DSM-Net both experiments train (the pose head added by each its own way)."""
+    return three_task("easy", box=32, widths=[8, 16, 32], hidden=64, classes=3, batch=16, epochs=1)
+
+
+def sixteen(folder: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The easy dataset's first 16 particles (simulated under ``folder`` first if need be): their
+    boxes and their ``pose`` and ``density`` targets."""
     root = Path(folder) / "easy"
     if not (root / "particles.star").is_file():
         config = SimulationConfig(n=900, classes=["ribosome_6zu5", "mtor_4jsv", "tcr_hla_3kpr"], snr=1.0, seed=7,
                                   box=32, tomogram=(64, 192, 192), crowding=0.02)  # fmt: skip
         simulate(config, root, overwrite=True)
     x, targets, _ = load_dataset(root).batch(torch.arange(16), {"pose", "density"})
+    return x, targets
+
+
+def main(folder: str = "/tmp/dsmnet-pose-trap") -> None:
+    torch.set_num_threads(1)
+    x, targets = sixteen(folder)
     for with_moments in (False, True):
         for seed in (0, 1):
             ends = fit(x, targets["pose"], targets["density"].float(), with_moments, seed)
