@@ -14,6 +14,8 @@
 # process is training is refused with that process's id. On a new machine the first lane
 # simulates the four datasets from their seeds (about two minutes; the same particles) before the
 # second lane starts. Edit the lanes as the plan changes; the README says why this order.
+# A sitting shorter than two runs side by side (a machine not kept loses a run's checkpoints, ~100 MB
+# each, too large for git) trains one lane on both cores: LANES=a THREADS=2 bash results/converged/queue.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -x .venv/bin/dsmnet ] || make install
@@ -26,7 +28,7 @@ done
 
 run() {  # TABLE ROW SEED
     (cd "$STUDY/.." && "$DSMNET" reproduce --out "$(basename "$STUDY")" --tables "$1" --rows "$2" \
-        --seeds "$3" --no-discover --workers 1 --threads 1)
+        --seeds "$3" --no-discover --workers 1 --threads "${THREADS:-1}")
 }
 
 lane_a() {
@@ -53,6 +55,5 @@ lane_b() {
 }
 
 export -f run lane_a lane_b
-nohup bash -c lane_a >> results/converged/logs/lane_a.log 2>&1 &
-nohup bash -c lane_b >> results/converged/logs/lane_b.log 2>&1 &
+for lane in ${LANES:-a b}; do nohup bash -c "lane_$lane" >> "results/converged/logs/lane_$lane.log" 2>&1 & done
 echo "two lanes started (pids $(jobs -p | tr '\n' ' ')); logs in results/converged/logs/"
