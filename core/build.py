@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ValidationError
 
-from dsmnet.core.criterion import MultiTaskLoss, Task
+from dsmnet.core.criterion import MultiTaskLoss, Task, batch_kinds
 from dsmnet.core.errors import SpecError
 from dsmnet.core.model import MultiTaskNet
 from dsmnet.core.shapes import ShapeSpec, format_size
@@ -63,11 +63,9 @@ class Plan:
 
     @property
     def kinds(self) -> set[str]:
-        """The target kinds a batch must carry: the heads' and those a loss reads besides its own
-        (its class's optional ``reads``, e.g. the pose loss reads the density)."""
-        return set(self.targets.values()) | {
-            k for p in self.losses.values() for k in getattr(p.component.cls, "reads", ())
-        }
+        """The target kinds a batch must carry (:func:`~dsmnet.core.criterion.batch_kinds`, from the
+        loss classes: known before any loss is built)."""
+        return batch_kinds(self.targets, (p.component.cls for p in self.losses.values()))
 
 
 def plan(spec: Spec | Plan | str | Path | Mapping[str, Any], registries: Registries | None = None) -> Plan:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,7 +48,7 @@ class MultiTaskLoss(nn.Module):
         self.losses = nn.ModuleDict(losses)
         self.targets = dict(targets)
         self.reads = {head: tuple(getattr(loss, "reads", ())) for head, loss in losses.items()}
-        self.kinds = set(self.targets.values()) | {k for kinds in self.reads.values() for k in kinds}
+        self.kinds = batch_kinds(self.targets, losses.values())
         self.weighting = weighting
 
     def forward(
@@ -84,6 +85,13 @@ class MultiTaskLoss(nn.Module):
                 pred, given = pred[keep], [t.to(pred.device)[keep] for t in given]
             tasks[head] = loss(pred, *given).sum() / outputs[head].shape[0]
         return LossResult(self.weighting(tasks), tasks)
+
+
+def batch_kinds(targets: Mapping[str, str], losses: Iterable[Any]) -> set[str]:
+    """The target kinds a batch must carry: each head's ``targets`` and those a loss reads besides
+    its own (its optional ``reads``, e.g. the pose loss reads the density). ``losses`` may be loss
+    classes (a plan, before any is built) or loss modules."""
+    return set(targets.values()) | {k for loss in losses for k in getattr(loss, "reads", ())}
 
 
 def _all_present(present: Mapping[str, torch.Tensor], kinds: tuple[str, ...]) -> torch.Tensor | None:
