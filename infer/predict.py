@@ -36,6 +36,7 @@ import torch
 from dsmnet.core.fsutil import atomic_dir
 from dsmnet.core.progress import Progress
 from dsmnet.core.provenance import git_revision
+from dsmnet.core.rotations import chosen_pose
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError, write_mrc
 from dsmnet.dataset.star import write_star
@@ -203,7 +204,7 @@ class _Writer:
         if prob is not None:
             self.probs.append(prob.numpy().astype(np.float32))
         if "pose" in kinds:
-            self.poses.append(kinds["pose"].double().numpy())
+            self.poses.append(chosen_pose(kinds["pose"]).double().numpy())
         self.count += len(good)
 
     def _files(self, p: Particle, number: int, mask, density, prob) -> None:

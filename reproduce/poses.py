@@ -25,7 +25,7 @@ from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import load_dataset
 from dsmnet.heads.pose import angle_between
-from dsmnet.losses.pose import TurnedDensity
+from dsmnet.losses.pose import pose_error
 from dsmnet.reproduce.oracle import _best_scores, _imaging, _simulation, _true_maps, _whitened_boxes, search_turns
 
 
@@ -57,7 +57,7 @@ def template_poses(data_dir: Path, rotations: int = 2000, seed: int = 0, log=lam
         idx = torch.arange(lo, min(lo + 250, len(table)))
         _, targets, _ = data.batch(idx, {"pose", "density"})
         angle += angle_between(found[idx], targets["pose"]).tolist()
-        loss += TurnedDensity()(found[idx], targets["pose"], targets["density"]).tolist()
+        loss += pose_error(found[idx], targets["pose"], targets["density"]).tolist()
     per_class = {
         name: {
             "angle": float(np.median(np.array(angle)[truth == c])),

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from dsmnet.core.fsutil import atomic_write_text, to_json
+from dsmnet.core.rotations import chosen_pose
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import load_dataset
 from dsmnet.heads.pose import angle_between
-from dsmnet.losses.pose import TurnedDensity
+from dsmnet.losses.pose import pose_error
 from dsmnet.training.ensemble import answered_by, load_for_use
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure
 from dsmnet.training.metrics import ThresholdSweep, fsc_curve, resolution
@@ -174,9 +175,10 @@ class _Sink:
         loss (the density turned to the prediction against the particle's: 0 for a pose the
         complex's symmetry cannot tell from its own); None where the particle lacks what it needs."""
         has = present["pose"] if "pose" in targets else torch.zeros(len(pred), dtype=torch.bool)
+        pred = chosen_pose(pred)  # the pose the head answers (its best-scored hypothesis)
         angle = angle_between(pred, targets["pose"]).tolist() if has.any() else []
         both = has & present["density"] if "density" in targets else torch.zeros_like(has)
-        miss = TurnedDensity()(pred, targets["pose"], targets["density"]).tolist() if both.any() else []
+        miss = pose_error(pred, targets["pose"], targets["density"]).tolist() if both.any() else []
         self.per_particle.setdefault(f"angle_{head}", []).extend(a if h else None for a, h in zip(angle, has))
         self.per_particle.setdefault(f"pose_loss_{head}", []).extend(m if b else None for m, b in zip(miss, both))
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from dsmnet.core.rotations import chosen_pose
 from dsmnet.heads.pose import nearest_rotation
 from dsmnet.training.augment import ROT180, turn, turn_matrix, turned_poses, wedge_turns
 
@@ -44,7 +45,7 @@ class Turns(nn.Module):
             if self.targets[head] == "class":
                 value = value.log_softmax(1)
             elif self.targets[head] == "pose":
-                value = turned_poses(value, turn_matrix(dims))  # a turn is its own inverse
+                value = turned_poses(chosen_pose(value), turn_matrix(dims))  # a turn is its own inverse
             elif dims:
                 value = turn(value, dims)
             out[head] = value
@@ -55,12 +56,14 @@ def mean_outputs(
     views: Iterable[dict[str, torch.Tensor]], targets: dict[str, str] | None = None
 ) -> dict[str, torch.Tensor]:
     """Head by head, the mean of several outputs of one model's heads (views, or ensemble members);
-    a pose head's mean matrix made a rotation again (the nearest: the chordal mean of the poses)."""
+    of a pose head's, the poses it answers (its best-scored hypotheses), their mean matrix made a
+    rotation again (the nearest: the chordal mean of the poses)."""
     total: dict[str, torch.Tensor] = {}
     count = 0
     for out in views:
         count += 1
         for head, value in out.items():
+            value = chosen_pose(value) if (targets or {}).get(head) == "pose" else value  # (a member's hypotheses)
             total[head] = total[head] + value if head in total else value
     mean = {head: value / count for head, value in total.items()}
     return {head: nearest_rotation(v) if (targets or {}).get(head) == "pose" else v for head, v in mean.items()}

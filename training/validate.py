@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from dsmnet.core.rotations import chosen_pose
 from dsmnet.dataset.subtomograms import Subtomograms
 from dsmnet.heads.pose import angle_between
 from dsmnet.training.batches import prefetch
@@ -86,7 +87,7 @@ def _score(out, targets, present, targets_of: dict[str, str], confusion: dict[st
             if has.any():
                 conf.update(pred[has].argmax(1), targets[kind][has])
         elif kind == "pose" and has.any():  # the angle to the recorded pose, blind to symmetry
-            angles = angle_between(pred[has], targets[kind][has])
+            angles = angle_between(chosen_pose(pred[has]), targets[kind][has])
             sums[f"angle_{head}"] = sums.get(f"angle_{head}", 0.0) + float(angles.sum())
             sums[f"n_{head}"] = sums.get(f"n_{head}", 0.0) + int(has.sum())
         elif has.any():

@@ -13,13 +13,13 @@ import yaml
 from scipy.spatial.transform import Rotation
 
 from dsmnet.core.build import build_loss, build_model
-from dsmnet.core.rotations import rotate_volumes
+from dsmnet.core.rotations import chosen_pose, pose_hypotheses, rotate_volumes, spread_rotations
 from dsmnet.core.shapes import ShapeSpec
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.star import read_star, write_star
 from dsmnet.dataset.subtomograms import load_dataset
 from dsmnet.heads.pose import PoseHead, angle_between, nearest_rotation, rotation_from_6d
-from dsmnet.losses.pose import TurnedDensity
+from dsmnet.losses.pose import TurnedDensity, pose_error
 from dsmnet.training.augment import ROT180, augment, measured_frequencies, turn, turn_matrix
 from dsmnet.training.tta import Turns
 from tests.conftest import TINY
@@ -46,18 +46,37 @@ def _four_fold(n: int = 24) -> torch.Tensor:
     return d
 
 
-def test_the_head_answers_proper_rotations_and_their_means_are_made_rotations_again():
-    head = PoseHead(ShapeSpec(16, 8, (3, 3, 3)), hidden=(8,)).train()
-    r = head(torch.randn(5, 16, 3, 3, 3))
-    eye = torch.eye(3).expand(5, 3, 3)
-    assert torch.allclose(r @ r.transpose(1, 2), eye, atol=1e-5)
-    assert torch.allclose(torch.linalg.det(r), torch.ones(5), atol=1e-5)
+@pytest.mark.parametrize("k", [1, 24])
+def test_the_head_answers_proper_rotations_and_their_means_are_made_rotations_again(k):
+    head = PoseHead(ShapeSpec(16, 8, (3, 3, 3)), hidden=(8,), hypotheses=k).train()
+    out = head(torch.randn(5, 16, 3, 3, 3))
+    assert out.shape == ((5, 3, 3) if k == 1 else (5, k, 10))
+    turns, scores = pose_hypotheses(out)
+    assert turns.shape == (5, k, 3, 3) and (scores is None) == (k == 1)
+    eye = torch.eye(3).expand(5, k, 3, 3)
+    assert torch.allclose(turns @ turns.transpose(-1, -2), eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(turns), torch.ones(5, k), atol=1e-5)
+    r = chosen_pose(out)
+    assert r.shape == (5, 3, 3) and (k == 1 or torch.equal(r[2], turns[2, int(scores[2].argmax())]))
     assert torch.allclose(rotation_from_6d(torch.tensor([[1.0, 0, 0, 0, 1, 0]])), torch.eye(3)[None])
     q = _rotations(4)
     assert torch.allclose(nearest_rotation(q), q, atol=1e-5)
     mean = nearest_rotation((q[:1] + q[:1] @ _about_z(10)) / 2)  # the mean of two poses 10° apart
     assert float(angle_between(mean, q[:1])) == pytest.approx(5.0, abs=0.05)
     assert float(angle_between(q[:1], q[:1] @ _about_z(30))) == pytest.approx(30.0, abs=1e-3)
+
+
+def test_hypotheses_start_spread_over_all_orientations():
+    """At K = 24 the cube's group: 90° or more apart, and no orientation more than 63° from one;
+    at other K, farthest points (the identity first)."""
+    starts = spread_rotations(24)
+    apart = angle_between(starts[:, None].expand(24, 24, 3, 3), starts[None].expand(24, 24, 3, 3))
+    assert torch.allclose(starts[0], torch.eye(3)) and float((apart + 180 * torch.eye(24)).min()) > 89.9
+    probe = _rotations(2000, seed=5)
+    for k, reach in ((24, 63.0), (8, 120.0), (60, 58.0)):
+        s = spread_rotations(k)
+        nearest = angle_between(probe[:, None].expand(-1, k, 3, 3), s[None].expand(2000, -1, 3, 3)).min(1).values
+        assert float(nearest.max()) < reach, k
 
 
 def test_the_loss_is_zero_at_the_pose_and_at_its_symmetric_equivalents_and_grows_away_from_them():
@@ -95,6 +114,32 @@ def test_the_losss_gradient_leads_a_prediction_to_the_pose():
     found = rotation_from_6d(six.detach())
     closest = min(float(angle_between(found, pose @ _about_z(90 * k))) for k in range(4))
     assert closest < 4
+
+
+def test_hypotheses_that_start_apart_reach_poses_one_start_cannot(small_data):
+    """The trap the hypotheses are for: 16 particles' poses fitted free (the head on one-hot
+    features, no hidden layer: its own parameters for each). One hypothesis from the identity
+    reaches few of them; 24 from the cube's group, each descending on its own share of the loss,
+    reach every one, and the scores learn to pick the one that did (most of them in 40 steps); the
+    best one's term alone (relax 0) leaves half of them where a wrong hypothesis scored lower at first."""
+    _, targets, _ = load_dataset(small_data).batch(torch.arange(16), {"pose", "density"})
+    pose, density, onehot = targets["pose"], targets["density"], torch.eye(16)[:, :, None, None, None]
+
+    def fit(k: int, relax: float = 0.1) -> tuple[float, float]:
+        torch.manual_seed(0)
+        head, loss = PoseHead(ShapeSpec(16, 1, (1, 1, 1)), hidden=(), hypotheses=k), TurnedDensity(relax=relax)
+        optimiser = torch.optim.Adam(head.parameters(), lr=0.01)
+        for _ in range(40):
+            optimiser.zero_grad()
+            loss(head(onehot), pose, density).mean().backward()
+            optimiser.step()
+        with torch.no_grad():
+            out = head(onehot)
+            best = TurnedDensity(stride=1).each(pose_hypotheses(out)[0], pose, density).min(1).values
+            return float((best < 0.1).float().mean()), float((pose_error(out, pose, density) < 0.1).float().mean())
+
+    one, greedy, many = fit(1), fit(24, relax=0.0), fit(24)
+    assert one[0] <= 0.5 and greedy[0] <= 0.75 and many[0] == 1.0 and many[1] >= 0.6, (one, greedy, many)
 
 
 def test_poses_are_read_from_the_tables_angles_and_missing_ones_are_left_out(small_data, tmp_path):

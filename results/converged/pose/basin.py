@@ -23,7 +23,7 @@ from dsmnet.losses.pose import TurnedDensity
 
 def descend(start: torch.Tensor, pose: torch.Tensor, density: torch.Tensor, steps: int = 200) -> torch.Tensor:
     """The poses Adam reaches from ``start`` on the loss against ``pose`` and ``density``."""
-    loss = TurnedDensity()
+    loss = TurnedDensity(stride=1)
     six = torch.cat([start[:, :, 0], start[:, :, 1]], 1).clone().requires_grad_(True)
     optimiser = torch.optim.Adam([six], lr=0.02)
     for _ in range(steps):
@@ -38,7 +38,7 @@ def main(data_dir: str = "results/converged/data/A_test") -> None:
     data = load_dataset(data_dir)
     _, targets, _ = data.batch(torch.arange(0, len(data), len(data) // 16)[:16], {"density", "pose"})
     pose, density = targets["pose"], targets["density"].float()
-    loss = TurnedDensity()
+    loss = TurnedDensity(stride=1)
     for degrees in (30, 60, 90, 180):
         axes = Rotation.random(len(pose), random_state=1).as_rotvec()
         size = np.deg2rad(degrees) * np.random.default_rng(0).uniform(0.5, 1, (len(pose), 1))

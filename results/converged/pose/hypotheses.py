@@ -29,7 +29,7 @@ def fit(x, pose, density, k: int, seed: int) -> torch.Tensor:
     head = torch.nn.Sequential(
         torch.nn.Linear(width, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(), torch.nn.Linear(64, 6 * k)
     )
-    loss = TurnedDensity()
+    loss = TurnedDensity(stride=1)
     optimiser = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=3e-3)
 
     def losses() -> torch.Tensor:  # [16, K]

@@ -42,7 +42,7 @@ def fit(x, pose, density, with_moments: bool, seed: int) -> torch.Tensor:
     spec = easy_spec()
     spec["heads"]["pose"] = {"type": "pose", "hidden": [64]}
     spec["losses"]["pose"] = {"type": "turned_density", "weight": 1}
-    model, loss, own = build_model(spec).train(), TurnedDensity(), moments(density)
+    model, loss, own = build_model(spec).train(), TurnedDensity(stride=1), moments(density)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(150):
         optimiser.zero_grad()
