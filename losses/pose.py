@@ -15,11 +15,14 @@ through the trilinear resampling's grid (as in a spatial transformer).
 
 A head answering several hypotheses with scores (:class:`~dsmnet.heads.pose.PoseHead`'s default)
 is scored by its best hypothesis, plus the cross-entropy of its scores against which hypothesis
-that was (multiple-choice learning), plus a share ``relax`` of every hypothesis's own loss
-(relaxed winner-takes-all): each hypothesis descends from where it starts, so the one that starts
-in the pose's basin reaches it even when another, in a wrong basin, scores lower at first — with
-the best one's term alone, 16 free poses from the cube's 24 starts reached the pose for half of
-them; with a share of 0.1, for all. The scores learn to pick.
+that was (multiple-choice learning): only the hypothesis nearest the pose is pulled to it, the
+others stay where they can catch other particles' poses, and the scores learn to pick. A network
+trained on 16 particles' poses alone finds 11–12 of them so (one hypothesis: 4–5;
+``results/converged/pose/diverse.txt``). ``relax`` adds a share of every hypothesis's own loss
+(relaxed winner-takes-all): each descends from its start, so the one in the pose's basin reaches
+it even when another scores lower at first. On free poses it helps (16 of 16 against 9, the
+tests), in a network it hurts (a share of 0.1: 2 of 16 — every hypothesis's pull reaches the
+shared layers): off by default.
 
 The loss is summed over the voxels of the lattice through the box's centre spaced ``stride``
 (:func:`~dsmnet.core.rotations.lattice`; the density is turned at full resolution, only fewer
@@ -51,14 +54,15 @@ class TurnedDensity(nn.Module):
     Args:
         stride: compare the densities on every ``stride``-th voxel along each axis, through the
             centre (1: every voxel, what evaluation scores with; 2: an eighth of the cost).
-        relax: the share of the loss each hypothesis gets for its own pose (0: the best one alone).
+        relax: the share of the loss each hypothesis gets for its own pose (0, the default: the
+            best one alone).
     """
 
     targets: ClassVar[frozenset[str]] = frozenset({"pose"})
     reads: ClassVar[tuple[str, ...]] = ("density",)
     kind: ClassVar[str] = "regression"
 
-    def __init__(self, *, stride: PositiveInt = 2, relax: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1):
+    def __init__(self, *, stride: PositiveInt = 2, relax: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0):
         super().__init__()
         self.stride, self.relax = stride, relax
 

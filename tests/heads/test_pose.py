@@ -125,7 +125,7 @@ def test_hypotheses_that_start_apart_reach_poses_one_start_cannot(small_data):
     _, targets, _ = load_dataset(small_data).batch(torch.arange(16), {"pose", "density"})
     pose, density, onehot = targets["pose"], targets["density"], torch.eye(16)[:, :, None, None, None]
 
-    def fit(k: int, relax: float = 0.1) -> tuple[float, float]:
+    def fit(k: int, relax: float = 0.0) -> tuple[float, float]:
         torch.manual_seed(0)
         head, loss = PoseHead(ShapeSpec(16, 1, (1, 1, 1)), hidden=(), hypotheses=k), TurnedDensity(relax=relax)
         optimiser = torch.optim.Adam(head.parameters(), lr=0.01)
@@ -138,7 +138,7 @@ def test_hypotheses_that_start_apart_reach_poses_one_start_cannot(small_data):
             best = TurnedDensity(stride=1).each(pose_hypotheses(out)[0], pose, density).min(1).values
             return float((best < 0.1).float().mean()), float((pose_error(out, pose, density) < 0.1).float().mean())
 
-    one, greedy, many = fit(1), fit(24, relax=0.0), fit(24)
+    one, greedy, many = fit(1), fit(24, relax=0.0), fit(24, relax=0.1)
     assert one[0] <= 0.5 and greedy[0] <= 0.75 and many[0] == 1.0 and many[1] >= 0.6, (one, greedy, many)
 
 
