@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bench import augment, cascade, engine_overhead, loader, memory, simulator, training, workers
+from bench import augment, cascade, engine_overhead, loader, memory, pose, simulator, training, workers
 from bench.common import machine
 from dsmnet.core.fsutil import atomic_write_text
 from dsmnet.core.provenance import git_revision
@@ -17,6 +17,7 @@ SUITE = {
     "DSM-Net vs the DSRF3D-v2 + SSN3D-ED cascade": cascade,
     "Training throughput vs the matmul peak": training,
     "The rotate augmentation and a classifier's batch loading vs the first version": augment,
+    "A pose head's cost in a DSM-Net training step": pose,
     "Simulator": simulator,
     "Parallel single-threaded trainings vs one on all cores (reproduce's workers)": workers,
     "Memory and throughput as the dataset grows (lazy vs in memory)": memory,
