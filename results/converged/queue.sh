@@ -40,7 +40,8 @@ lane_a() {
     run table2 'SSN3D-ED' 1
     run beyond 'DSM-Net + centre prior' 1  # the issue asks seed 0; a second seed for its reading
     run beyond 'DSM-Net + paper widths' 0
-    # DSM-Net + pose: stopped after 11 epochs, its loss traps the head (pose/README.md); not queued
+    # DSM-Net + pose: not queued — one hypothesis stayed at chance (11 epochs); 24 learn on easy data,
+    # the large complex only, at 1.5× a DSM-Net step (pose/README.md, fifteenth sitting)
 }
 
 lane_b() {
