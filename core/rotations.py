@@ -90,10 +90,10 @@ def _spread(k: int) -> torch.Tensor:
         return torch.stack(sorted(turns, key=lambda t: -float(t.trace())))  # the identity first
     pool = random_rotations(4096, torch.Generator().manual_seed(0))
     chosen = [torch.eye(3)]
-    nearest = _angle_cos(pool, chosen[0])
+    nearest = angle_between(pool, chosen[0].expand_as(pool))
     while len(chosen) < k:
-        chosen.append(pool[int(nearest.argmin())])
-        nearest = torch.maximum(nearest, _angle_cos(pool, chosen[-1]))
+        chosen.append(pool[int(nearest.argmax())])
+        nearest = torch.minimum(nearest, angle_between(pool, chosen[-1].expand_as(pool)))
     return torch.stack(chosen)
 
 
@@ -101,9 +101,11 @@ _PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0
 _SIGNS = tuple((a, b, c) for a in (1.0, -1.0) for b in (1.0, -1.0) for c in (1.0, -1.0))
 
 
-def _angle_cos(rotations: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """The cosine of each rotation's angle to ``r`` (larger: nearer)."""
-    return ((rotations * r).sum((1, 2)) - 1) / 2
+def angle_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The angle (degrees) of the rotation taking each ``a`` to ``b`` (``[…, 3, 3]``): the geodesic
+    distance on SO(3), blind to symmetry."""
+    cos = ((a.double().transpose(-1, -2) @ b.double()).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0))).to(a.dtype)
 
 
 def pose_hypotheses(pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -30,9 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsmnet.core.blocks import Act, act_layer
-from dsmnet.core.rotations import spread_rotations
+from dsmnet.core.rotations import angle_between, spread_rotations
 from dsmnet.core.shapes import ShapeSpec
 from dsmnet.core.types import PositiveInt, Width
+
+__all__ = ["PoseHead", "angle_between", "nearest_rotation", "rotation_from_6d"]  # angle_between: core.rotations
 
 
 def rotation_from_6d(v: torch.Tensor) -> torch.Tensor:
@@ -51,13 +53,6 @@ def nearest_rotation(m: torch.Tensor) -> torch.Tensor:
     d = torch.ones_like(u[..., 0])
     d[..., -1] = torch.linalg.det(u @ vt).sign()
     return ((u * d[..., None, :]) @ vt).to(m.dtype)
-
-
-def angle_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The angle (degrees) of the rotation taking each ``a`` to ``b`` (``[…, 3, 3]``): the geodesic
-    distance on SO(3), blind to symmetry."""
-    cos = ((a.double().transpose(-1, -2) @ b.double()).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
-    return torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0))).to(a.dtype)
 
 
 class PoseHead(nn.Module):

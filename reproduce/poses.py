@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from dsmnet.core.rotations import angle_between
 from dsmnet.dataset import layout
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import load_dataset
-from dsmnet.heads.pose import angle_between
 from dsmnet.losses.pose import pose_error
 from dsmnet.reproduce.oracle import _best_scores, _imaging, _simulation, _true_maps, _whitened_boxes, search_turns
 

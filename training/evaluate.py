@@ -11,10 +11,9 @@ import numpy as np
 import torch
 
 from dsmnet.core.fsutil import atomic_write_text, to_json
-from dsmnet.core.rotations import chosen_pose
+from dsmnet.core.rotations import angle_between, chosen_pose
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import load_dataset
-from dsmnet.heads.pose import angle_between
 from dsmnet.losses.pose import pose_error
 from dsmnet.training.ensemble import answered_by, load_for_use
 from dsmnet.training.figures import confusion_figure, fsc_figure, slices_figure

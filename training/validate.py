@@ -7,9 +7,8 @@ from typing import Any
 
 import torch
 
-from dsmnet.core.rotations import chosen_pose
+from dsmnet.core.rotations import angle_between, chosen_pose
 from dsmnet.dataset.subtomograms import Subtomograms
-from dsmnet.heads.pose import angle_between
 from dsmnet.training.batches import prefetch
 from dsmnet.training.metrics import Confusion, ThresholdSweep, at_threshold
 from dsmnet.training.runtime import Runtime
