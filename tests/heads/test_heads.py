@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dsmnet.core.rotations import chosen_pose
 from tests.registered import REGISTERED, check_learns, loss_for, small_params
 
 SIZES = [(16, 16, 16), (17, 19, 21)]
@@ -32,8 +33,10 @@ def test_head_trains_every_parameter(head, size, through_decoder):
     out = check_learns(spec, size)
     if head.cls.dense:
         assert out["out"].shape[2:] == size
-    else:  # class scores, or a pose head's rotation
-        assert out["out"].shape == ((2, 3, 3) if head.cls.target == "pose" else (2, 3))
+    elif head.cls.target == "pose":  # its hypotheses, or one rotation: the pose it answers a rotation
+        assert chosen_pose(out["out"]).shape == (2, 3, 3)
+    else:  # class scores
+        assert out["out"].shape == (2, 3)
 
 
 def test_shell_pool_statistics_hold_in_fp32_under_autocast():
