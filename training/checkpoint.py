@@ -57,3 +57,21 @@ def find_checkpoint(run: Path, which: str = "best") -> Path:
             f"{run}: no {which}.pt in this run folder (train first: dsmnet train SPEC --data DIR --out {run})"
         )
     return path
+
+
+def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: Path) -> None:
+    """Load a checkpoint's ``weights`` into the network its spec builds now. A mismatch — a
+    checkpoint written before a component's default changed (a pose head's ``hypotheses``, say) —
+    is a DataError naming the file and the first parameter that differs, not a traceback."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError:
+        ours = module.state_dict()
+        shaped = [k for k in ours if k in weights and ours[k].shape != weights[k].shape]
+        missing, unexpected = [k for k in ours if k not in weights], [k for k in weights if k not in ours]
+        first = (shaped or missing or unexpected)[0]
+        raise DataError(
+            f"{path}: its weights do not fit the network its spec builds now ({len(shaped)} of another "
+            f"shape, {len(missing)} missing, {len(unexpected)} unexpected; first {first!r}): a component's "
+            "default has changed since it was written — state the old value in its spec"
+        ) from None

@@ -21,7 +21,7 @@ from dsmnet.core.spec import Spec
 from dsmnet.dataset.mrc import DataError
 from dsmnet.dataset.subtomograms import Subtomograms, load_dataset, stratified_split
 from dsmnet.training.augment import RESAMPLED, dataset_microscope, measured_frequencies, wedge_turns
-from dsmnet.training.checkpoint import find_checkpoint
+from dsmnet.training.checkpoint import find_checkpoint, load_weights
 from dsmnet.training.ema import WeightAverage
 from dsmnet.training.fresh import FreshData
 from dsmnet.training.priors import density_scale, fit_classes, init_priors, target_priors
@@ -167,7 +167,8 @@ class Run:
         )
 
     def _restore(self, state: dict) -> RunState:
-        self.step.load_state_dict(state.get("live", state["step"]))  # (with EMA, "step" holds the average)
+        live = state.get("live", state["step"])  # (with EMA, "step" holds the average)
+        load_weights(self.step, live, self.out / "last.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

@@ -9,7 +9,7 @@ import torch
 
 from dsmnet.core.build import build_loss, build_model, plan
 from dsmnet.dataset.mrc import DataError
-from dsmnet.training.checkpoint import find_checkpoint, load_checkpoint
+from dsmnet.training.checkpoint import find_checkpoint, load_checkpoint, load_weights
 from dsmnet.training.runtime import Runtime
 
 
@@ -32,10 +32,11 @@ def load_trained(
 ) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
     """The model and loss of a run folder (or checkpoint file) in eval mode, placed for ``rt``
     (its device and memory layout; the CPU by default)."""
-    state = load_checkpoint(find_checkpoint(Path(run), which))
+    path = find_checkpoint(Path(run), which)
+    state = load_checkpoint(path)
     resolved = plan(state["spec"])
     step = TrainStep(build_model(resolved), build_loss(resolved))
-    step.load_state_dict(state["step"])
+    load_weights(step, state["step"], path)
     step.eval()
     if rt is None:
         return step.model, step.criterion, state

@@ -267,3 +267,20 @@ def test_a_pose_head_is_not_trained_on_mirrored_particles(small_data, tmp_path, 
                  "--augment", "flip", "--epochs", "1", "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "flip mirrors particles" in err[0] and "rotate" in err[0]
+
+
+def test_a_checkpoint_of_a_one_pose_head_written_before_the_default_changed_is_refused_in_one_line(tmp_path):
+    """A pose head's checkpoint from before 24 hypotheses became the default (its spec silent on
+    ``hypotheses``) builds 24 now: loading it is a DataError naming the file, not a traceback."""
+    from dsmnet.training.checkpoint import save_checkpoint
+    from dsmnet.training.step import TrainStep, load_trained
+
+    spec = yaml.safe_load(open(_pose_spec(tmp_path)))
+    old = json.loads(json.dumps(spec))
+    old["heads"]["pose"]["hypotheses"] = 1
+    step = TrainStep(build_model(old), build_loss(old))
+    save_checkpoint(tmp_path / "best.pt", {"spec": spec, "step": step.state_dict()})
+    with pytest.raises(DataError, match=r"best.pt: its weights do not fit .* first 'model.heads.pose"):
+        load_trained(tmp_path)
+    save_checkpoint(tmp_path / "best.pt", {"spec": old, "step": step.state_dict()})  # stated: it loads
+    assert load_trained(tmp_path)[0].heads["pose"].hypotheses == 1
