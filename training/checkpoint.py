@@ -69,6 +69,8 @@ def load_weights(module: torch.nn.Module, weights: dict[str, Any], path: Path) -
         ours = module.state_dict()
         shaped = [k for k in ours if k in weights and ours[k].shape != weights[k].shape]
         missing, unexpected = [k for k in ours if k not in weights], [k for k in weights if k not in ours]
+        if not (shaped or missing or unexpected):
+            raise  # not a mismatch of names or shapes: torch's own error
         first = (shaped or missing or unexpected)[0]
         raise DataError(
             f"{path}: its weights do not fit the network its spec builds now ({len(shaped)} of another "
